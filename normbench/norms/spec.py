@@ -1,0 +1,70 @@
+"""The normalization slot: what a model asks of a normalization variant.
+
+A model receives one :class:`NormSpec` and only ever calls it::
+
+    conv = spec.conv(in_c, out_c, 3, padding=1, bias=not spec.has_shift)
+    norm = spec.layer(out_c, dims=2)
+
+Variants that act on activations override :meth:`NormSpec.layer`; variants that act on
+weights (Weight Normalization, Weight Standardization, Normalization Propagation) override
+:meth:`NormSpec.linear` / :meth:`NormSpec.conv`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class NormSpec:
+    """Base spec: plain weight layers and an identity norm slot (``norm=none``).
+
+    Subclasses take their config keys (``configs/norm/<name>.yaml`` minus ``name``) as
+    keyword arguments of ``__init__``, so an unknown key is a clear error.
+    """
+
+    name = "none"
+
+    def layer(self, num_channels: int, dims: int) -> nn.Module:
+        """Return the norm module for ``num_channels`` channels-first features.
+
+        Args:
+            num_channels: channels (or features for ``dims=1``).
+            dims: 1 for (N, C) inputs (MLP), 2 for (N, C, H, W) inputs (CNNs).
+        """
+        check_dims(dims)
+        return nn.Identity()
+
+    @property
+    def has_shift(self) -> bool:
+        """Whether :meth:`layer` adds a learned shift, making the weight layer's bias redundant."""
+        return False
+
+    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+        """Return the fully connected weight layer."""
+        return nn.Linear(in_features, out_features, bias=bias)
+
+    def conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        groups: int = 1,
+    ) -> nn.Module:
+        """Return the 2-d convolution weight layer."""
+        return nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+            bias=bias, groups=groups,
+        )
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({opts})"
+
+
+def check_dims(dims: int) -> None:
+    """Reject a ``dims`` other than 1 (MLP features) or 2 (CNN feature maps)."""
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 (N, C inputs) or 2 (N, C, H, W inputs), got {dims}")
