@@ -23,6 +23,9 @@ class NormSpec:
     """
 
     name = "none"
+    #: Whether the variant assumes inputs standardized with dataset statistics (NormProp);
+    #: the engine then standardizes the input whatever ``dataset.standardize`` says.
+    standardize_input: bool = False
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         """Return the norm module for ``num_channels`` channels-first features.
