@@ -61,7 +61,7 @@ def _data(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from normbench.data.datasets import data_command
 
-    return data_command(root=args.root, check=args.check, download=args.download)
+    return data_command(root=args.root, check=args.check, download_name=args.download)
 
 
 def _bench(argv: list[str]) -> int:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from normbench import cli
+
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     yield
 
@@ -19,3 +27,58 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
+    """Write ``array`` in the IDX format, written out here from the format's definition."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def make_idx_dataset(folder: Path, n_train: int = 240, n_val: int = 120, compress: bool = True) -> dict:
+    """Four tiny MNIST-format files whose labels are learnable (class = brightest image quarter)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_val)):
+        labels = rng.integers(0, 4, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, q = divmod(int(c), 2)
+            images[i, 14 * r : 14 * r + 14, 14 * q : 14 * q + 14] += 150
+        write_idx(folder / f"{split}-images-idx3-ubyte", images, compress)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels, compress)
+        out[split] = (images, labels)
+    return out
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """A data root holding generated Fashion-MNIST and MNIST files."""
+    root = tmp_path / "data"
+    make_idx_dataset(root / "fashion_mnist")
+    return root
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Call ``normbench ...`` in-process from ``tmp_path``; return (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["normbench"])
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:  # Hydra and argparse exit this way
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,0 +1,60 @@
+# normbench — `make help` lists the targets. Everything runs inside .venv/ (made on first use).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXPERIMENT ?= bn_fig1
+SWEEP ?= batch_size
+ARGS ?=
+RESULTS ?= results/$(EXPERIMENT)
+
+.PHONY: help install run test test-all sweep report tb bench data lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@echo "  variables: EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) ARGS='extra Hydra overrides'"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "normbench needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv/ and install normbench (editable) with its test tools
+
+data: install  ## get the default dataset (Fashion-MNIST) unless it is already there
+	@$(BIN)/normbench data --check fashion_mnist || NORMBENCH=$(BIN)/normbench scripts/get_fashion_mnist.sh
+
+run: install data  ## train the default experiment (BN paper Fig. 1) and write its report to results/
+	$(BIN)/normbench train -m experiment=$(EXPERIMENT) $(ARGS)
+	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)
+
+test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: install  ## run every test, slow ones included
+	$(BIN)/pytest -q
+
+sweep: install data  ## Hydra multirun of a batch-size ablation (SWEEP=configs/sweep/<name>) and its report
+	$(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS)
+	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP)
+
+report: install  ## rebuild the report of the default experiment from its runs
+	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)
+
+tb: install  ## TensorBoard on all runs (http://localhost:6006)
+	$(BIN)/tensorboard --logdir runs
+
+bench: install  ## time every normalization variant (results/bench/)
+	$(BIN)/normbench bench norms $(ARGS)
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check normbench tests
+	$(BIN)/ruff format --check normbench tests
+
+format: install  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix normbench tests
+	$(BIN)/ruff format normbench tests
+
+clean:  ## remove the virtual environment and caches (runs/ and data/ are kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,133 @@
+"""Config schemas, validation with clear messages, the Hydra config location, OmegaConf resolvers.
+
+Hydra already rejects unknown keys and unknown group options (``norm=foo``) with a message
+that lists the choices; :func:`validate` adds type and range checks on the common knobs so
+that a bad value fails at once, naming the key and the fix, not deep inside torch.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from normbench.errors import ConfigError
+
+
+def config_dir() -> Path:
+    """The directory holding ``train.yaml``: ``configs/`` of the checkout or of the wheel."""
+    return Path(str(importlib.resources.files("normbench.configs")))
+
+
+def run_id(override_dirname: str) -> str:
+    """Directory name of a run from its overrides (``default`` when there are none)."""
+    name = re.sub(r"[/\\\s]+", "_", override_dirname).strip("_")
+    return name or "default"
+
+
+def register_resolvers() -> None:
+    """Register normbench's OmegaConf resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("nb_run_id"):
+        OmegaConf.register_new_resolver("nb_run_id", run_id)
+
+
+@dataclass
+class TrainerConfig:
+    """``trainer.*``: the training loop."""
+
+    steps: int = 1000
+    eval_every: int = 500
+    device: str = "auto"
+    deterministic: bool = False
+    threads: int | None = None
+    log_every: int = 100
+    ckpt_every: int = 5000
+    resume: str = "auto"
+    eval_batch_size: int = 1000
+    stop_after: int | None = None
+
+
+@dataclass
+class ProbesConfig:
+    """``probes.*``: per-layer activation statistics on a fixed probe batch."""
+
+    every: int = 100
+    hist_every: int = 1000
+    batch_size: int = 1000
+    saturation: float = 4.0
+    mode: str = "batch_stats"
+
+
+@dataclass
+class LoggingConfig:
+    """``logging.*``: where metrics go besides the CSV files."""
+
+    tensorboard: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """``optim.*``: optimizer and learning-rate schedule."""
+
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+
+SCHEMAS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "probes": ProbesConfig,
+    "logging": LoggingConfig,
+    "optim": OptimConfig,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "trainer.device": ("auto", "cpu", "cuda"),
+    "trainer.resume": ("auto", "never"),
+    "probes.mode": ("batch_stats", "eval"),
+    "optim.name": ("sgd",),
+    "optim.schedule": ("constant", "cosine", "step"),
+    "dataset.val_split": ("test", "holdout"),
+}
+
+POSITIVE = (
+    "trainer.steps", "trainer.eval_every", "trainer.log_every", "trainer.ckpt_every",
+    "trainer.eval_batch_size", "trainer.threads", "trainer.stop_after", "probes.batch_size",
+    "probes.saturation", "optim.lr", "dataset.batch_size",
+)
+NON_NEGATIVE = ("probes.every", "probes.hist_every", "optim.momentum", "optim.weight_decay")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check types and ranges of the common knobs; raise :class:`ConfigError` naming the fix."""
+    for section, schema in SCHEMAS.items():
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
+        except OmegaConfBaseException as err:
+            key = f"{section}.{err.full_key}" if getattr(err, "full_key", None) else section
+            msg = str(err).splitlines()[0]
+            raise ConfigError(f"bad value for {key}: {msg}. Fix it with {key}=<value>.") from None
+    for key, choices in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}.")
+    for key in POSITIVE + NON_NEGATIVE:
+        value: Any = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}.")
+        if key in POSITIVE and value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}.")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}.")

@@ -1,0 +1,128 @@
+"""The Recorder: every number a run produces goes through here.
+
+- ``metrics.csv``: one row per evaluation; ``activations.csv``: one row per layer per probe;
+  rows are appended and flushed as they come, so an interrupted run loses nothing;
+- ``summary.json``: final numbers, status and environment, replaced atomically;
+- ``tb/``: TensorBoard scalars, histograms and hparams.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class CsvLog:
+    """An append-only CSV file whose columns are fixed by its first row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
+        if path.exists() and path.stat().st_size > 0:
+            with path.open(newline="") as f:
+                self.columns = next(csv.reader(f), None)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.columns is None:
+            self.columns = list(rows[0])
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writerows(rows)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (when resuming from a checkpoint at ``step``)."""
+        if self.columns is None:
+            return
+        with self.path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+
+class Recorder:
+    """Writes one run's metrics, activation statistics, summary and TensorBoard events."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = CsvLog(self.run_dir / "metrics.csv")
+        self.activations = CsvLog(self.run_dir / "activations.csv")
+        if resume_step is None:
+            for log in (self.metrics, self.activations):
+                log.path.unlink(missing_ok=True)
+                log.columns = None
+        else:
+            self.metrics.truncate_after(resume_step)
+            self.activations.truncate_after(resume_step)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a previous attempt logged after the checkpoint.
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def histograms(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_histogram(key, value.float().cpu(), step)
+
+    def metrics_row(self, row: dict[str, Any]) -> None:
+        self.metrics.append([row])
+
+    def activation_rows(self, step: int, rows: list[dict[str, Any]]) -> None:
+        self.activations.append([{"step": step, **r} for r in rows])
+        self.scalars(step, {
+            f"act/{r['layer']}/{k}": r[k] for r in rows for k in ("unit_p15", "unit_p50", "unit_p85", "saturated")
+        })
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Record the run's hyper-parameters and final metrics in TensorBoard's HPARAMS tab."""
+        if not self.writer:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        exp, ssi, sei = hparams_summary(clean, metrics)
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value)
+
+    def summary(self, data: dict[str, Any]) -> None:
+        write_json_atomic(self.run_dir / "summary.json", data)
+
+    def flush(self) -> None:
+        if self.writer:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
