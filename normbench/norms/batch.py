@@ -1,33 +1,209 @@
-"""``norm=batch``: Batch Normalization (Ioffe & Szegedy, ICML 2015, Algorithm 1).
+"""``norm=batch``: Batch Normalization (Ioffe & Szegedy, ICML 2015, arXiv 1502.03167, Alg. 1-2).
 
-Training: y = γ · (x − μ_B) / sqrt(σ²_B + ε) + β, with μ_B and σ²_B (biased) the mean and
-variance over the batch (and the spatial positions for ``dims=2``) of each channel.
-Inference: μ_B and σ²_B are replaced by running estimates; the running variance uses the
-unbiased batch variance m/(m−1)·σ²_B, as in the paper. ``momentum=None`` makes the running
-estimates a cumulative average instead of an exponential one.
+Training, per channel c over the m = N·H·W values of the batch (m = N for ``dims=1``)::
+
+    μ_B = (1/m) Σ x_i          σ²_B = (1/m) Σ (x_i − μ_B)²
+    x̂_i = (x_i − μ_B) / sqrt(σ²_B + ε)          y_i = γ · x̂_i + β
+
+Running estimates (used in eval mode), with the paper's unbiased variance::
+
+    μ ← (1 − α) μ + α μ_B          σ² ← (1 − α) σ² + α · m/(m − 1) · σ²_B
+
+α = ``momentum``; ``momentum: null`` makes them the cumulative average over all batches seen.
+
+``impl=native`` calls torch's kernel. ``impl=closed_form`` is :class:`BatchNormFunction`, whose
+backward is the matrix-form gradient of the paper written out, per channel (vectors over the
+m values, no loop over units)::
+
+    ∂L/∂x = (γ / sqrt(σ²_B + ε)) · (I − (1/m) 1 1ᵀ − (1/m) x̂ x̂ᵀ) · ∂L/∂y
+    ∂L/∂γ = x̂ᵀ ∂L/∂y          ∂L/∂β = 1ᵀ ∂L/∂y
+
+:class:`BatchNormBase` is the base every batch-statistics module of normbench derives from (it
+is a ``torch.nn.modules.batchnorm._BatchNorm``), so ``recompute_bn_stats`` finds them all.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from normbench.errors import ConfigError
+from normbench.norms.checks import check_batch_values, reduce_dims, values_per_channel
 from normbench.norms.spec import NormSpec, check_dims
+
+IMPLS = ("native", "closed_form")
+
+
+def channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-channel vector ``t`` (C,) to broadcast against channels-first ``x``."""
+    return t.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+class BatchNormBase(_BatchNorm):
+    """Channels-first BN over any input rank ≥ 2, with the batch-of-one check.
+
+    Subclasses honour torch's convention: in training mode the batch statistics are used, and
+    the running buffers are updated only when ``track_running_stats`` is true (statistics
+    procedures turn it off to normalize with batch statistics without touching the buffers).
+    """
+
+    variant = "batch"
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
+        if input.dim() < 2 or input.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects (N, {self.num_features}, ...) "
+                f"channels-first input, got shape {tuple(input.shape)}"
+            )
+
+    def uses_batch_stats(self) -> bool:
+        """Whether this forward normalizes with batch statistics (training, or no buffers)."""
+        return self.training or self.running_mean is None
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Input rank/channels, and more than one value per channel when batch stats are used."""
+        self._check_input_dim(x)
+        if self.uses_batch_stats():
+            check_batch_values(x, self.variant)
+
+    def running_factor(self) -> float | None:
+        """Count this batch and return the update weight α, or None when buffers stay untouched."""
+        if not (self.training and self.track_running_stats and self.running_mean is not None):
+            return None
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return float(self.momentum)
+
+    @torch.no_grad()
+    def update_running(
+        self, mean: torch.Tensor, var_biased: torch.Tensor, count: int, factor: float
+    ) -> None:
+        """μ ← (1−α)μ + α μ_B and σ² ← (1−α)σ² + α m/(m−1) σ²_B (the paper's unbiased variance)."""
+        unbiased = var_biased * (count / max(count - 1, 1))
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+
+    def running_affine(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode output γ (x − μ)/sqrt(σ² + ε) + β with the running estimates (native kernel)."""
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """Training-mode BN with the closed-form (matrix-form) backward written out."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        eps: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dims = reduce_dims(x)
+        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        invstd = torch.rsqrt(var + eps)
+        xhat = (x - channel_view(mean, x)) * channel_view(invstd, x)
+        if weight is not None:
+            y = torch.addcmul(channel_view(bias, x), xhat, channel_view(weight, x))
+        else:
+            y = xhat
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad_y: torch.Tensor, _grad_mean: Any, _grad_var: Any
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
+        xhat, invstd, weight = ctx.saved_tensors
+        dims = reduce_dims(grad_y)
+        m = values_per_channel(grad_y)
+        sum_dy = grad_y.sum(dims)  # 1ᵀ dy
+        sum_dy_xhat = (grad_y * xhat).sum(dims)  # x̂ᵀ dy
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            scale = invstd * weight if weight is not None else invstd
+            # (γ/σ)·(dy − (1/m)·1·(1ᵀdy) − (1/m)·x̂·(x̂ᵀdy)), as two fused multiply-adds.
+            shift = channel_view(-scale * sum_dy / m, grad_y)
+            slope = channel_view(-scale * sum_dy_xhat / m, grad_y)
+            grad_x = torch.addcmul(
+                torch.addcmul(shift, xhat, slope), grad_y, channel_view(scale, grad_y)
+            )
+        grad_w = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
+        grad_b = sum_dy if weight is not None and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
+
+
+class BatchNorm(BatchNormBase):
+    """Batch Normalization with a choice of kernel: torch's (``native``) or the closed form."""
+
+    variant = "batch"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        impl: str = "native",
+    ):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if self.impl == "native":
+            return super().forward(x)
+        factor = self.running_factor()
+        if not self.uses_batch_stats():
+            return self.running_affine(x)
+        y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+        if factor is not None:
+            self.update_running(mean, var, values_per_channel(x), factor)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, impl={self.impl}"
 
 
 class BatchNormSpec(NormSpec):
-    """Batch Normalization in the norm slot, built on torch's native kernel."""
+    """Batch Normalization in the norm slot.
+
+    Args:
+        momentum: running-estimate update weight α; ``None`` for the cumulative average.
+        eps: ε added to the variance.
+        affine: learn γ and β (``False``: the γ/β ablation).
+        impl: ``native`` (torch's kernel) or ``closed_form`` (:class:`BatchNormFunction`).
+    """
 
     name = "batch"
 
-    def __init__(self, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True):
+    def __init__(
+        self,
+        momentum: float | None = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+        impl: str = "native",
+    ):
+        if impl not in IMPLS:
+            raise ConfigError(f"norm=batch: impl={impl!r} is not one of {', '.join(IMPLS)}.")
         self.momentum = momentum
         self.eps = eps
         self.affine = affine
+        self.impl = impl
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        return cls(num_channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+        return BatchNorm(num_channels, self.eps, self.momentum, self.affine, self.impl)
 
     @property
     def has_shift(self) -> bool:

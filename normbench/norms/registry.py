@@ -14,12 +14,34 @@ from omegaconf import DictConfig, OmegaConf
 
 from normbench.errors import ConfigError
 from normbench.norms.batch import BatchNormSpec
+from normbench.norms.batch_detached import DetachedBatchNormSpec
+from normbench.norms.batch_renorm import BatchRenormSpec
+from normbench.norms.evonorm import EvoNormSpec
+from normbench.norms.frn import FilterResponseNormSpec
+from normbench.norms.ghost_batch import GhostBatchNormSpec
+from normbench.norms.group import GroupNormSpec, InstanceNormSpec, LayerNormSpec
 from normbench.norms.none import NoNormSpec
+from normbench.norms.normprop import NormPropSpec
 from normbench.norms.spec import NormSpec
+from normbench.norms.sync_batch import SyncBatchNormSpec
+from normbench.norms.weight import WeightNormSpec
+from normbench.norms.ws_group import WSGroupNormSpec
 
 VARIANTS: dict[str, type[NormSpec]] = {
     "none": NoNormSpec,
     "batch": BatchNormSpec,
+    "batch_detached": DetachedBatchNormSpec,
+    "batch_renorm": BatchRenormSpec,
+    "ghost_batch": GhostBatchNormSpec,
+    "sync_batch": SyncBatchNormSpec,
+    "group": GroupNormSpec,
+    "layer": LayerNormSpec,
+    "instance": InstanceNormSpec,
+    "weight": WeightNormSpec,
+    "normprop": NormPropSpec,
+    "frn": FilterResponseNormSpec,
+    "evonorm": EvoNormSpec,
+    "ws_group": WSGroupNormSpec,
 }
 
 
@@ -34,7 +56,9 @@ def build_norm_spec(cfg: Mapping[str, Any] | DictConfig) -> NormSpec:
     Raises:
         ConfigError: unknown variant name, or an option the variant does not take.
     """
-    options = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    options = (
+        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    )
     name = options.pop("name", None)
     if name not in VARIANTS:
         raise ConfigError(

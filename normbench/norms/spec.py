@@ -26,6 +26,9 @@ class NormSpec:
     #: Whether the variant assumes inputs standardized with dataset statistics (NormProp);
     #: the engine then standardizes the input whatever ``dataset.standardize`` says.
     standardize_input: bool = False
+    #: Whether :meth:`layer` already contains the nonlinearity (FRN's TLU, EvoNorm): the model
+    #: should then use identity instead of its own activation right after the norm slot.
+    includes_activation: bool = False
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         """Return the norm module for ``num_channels`` channels-first features.
@@ -58,12 +61,17 @@ class NormSpec:
     ) -> nn.Module:
         """Return the 2-d convolution weight layer."""
         return nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-            bias=bias, groups=groups,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            bias=bias,
+            groups=groups,
         )
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({opts})"
 
 

@@ -1,0 +1,49 @@
+"""Shape-only checks shared by the variants: cheap, no device sync, one clear message each."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from normbench.errors import ConfigError
+
+
+def reduce_dims(x: torch.Tensor) -> list[int]:
+    """Dimensions a batch statistic reduces over: the batch and every spatial dimension."""
+    return [0, *range(2, x.dim())]
+
+
+def values_per_channel(x: torch.Tensor) -> int:
+    """Number of values each channel of a channels-first batch holds (N · H · W)."""
+    return x.shape[0] * math.prod(x.shape[2:])
+
+
+def check_batch_values(x: torch.Tensor, variant: str) -> None:
+    """Reject a training batch whose channels hold a single value each (batch statistics undefined).
+
+    Raises:
+        ConfigError: naming the batch-independent alternatives and the larger-batch fix.
+    """
+    if values_per_channel(x) <= 1:
+        raise ConfigError(
+            f"norm={variant} in training needs more than one value per channel to compute batch "
+            f"statistics, but got an input of shape {tuple(x.shape)} (one value per channel). "
+            "Use a batch-independent normalization (norm=group, norm=layer, norm=instance or "
+            "norm=normprop) or a larger batch."
+        )
+
+
+def check_groups(num_groups: int, num_channels: int, variant: str, key: str = "num_groups") -> None:
+    """Reject a group count that does not divide the channel count, naming both numbers.
+
+    Raises:
+        ConfigError: ``num_groups`` does not divide ``num_channels``.
+    """
+    if num_groups < 1 or num_channels % num_groups != 0:
+        divisors = [d for d in range(1, num_channels + 1) if num_channels % d == 0]
+        raise ConfigError(
+            f"norm={variant}: {key}={num_groups} does not divide the {num_channels} channels "
+            f"of this layer. Choose a group count that divides {num_channels} "
+            f"(one of {', '.join(map(str, divisors))})."
+        )

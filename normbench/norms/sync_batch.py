@@ -1,0 +1,56 @@
+"""``norm=sync_batch``: cross-process synchronized BN (Peng et al., MegDet, CVPR 2018).
+
+The BN formula of ``norm=batch`` (Ioffe & Szegedy 2015), with μ_B and σ²_B computed over the
+batch of *every* process of the ``torch.distributed`` group (torch's ``nn.SyncBatchNorm``)::
+
+    μ_B = (1/M) Σ_p Σ_i x_{p,i}          σ²_B = (1/M) Σ_p Σ_i (x_{p,i} − μ_B)²,  M = Σ_p m_p
+
+In a single process (no process group initialized, or world size 1) it is plain BN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from normbench.norms.checks import check_batch_values
+from normbench.norms.spec import NormSpec, check_dims
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class SyncBatchNorm(nn.SyncBatchNorm):
+    """torch's SyncBatchNorm with normbench's batch-of-one check in a single process."""
+
+    variant = "sync_batch"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not _distributed():
+            check_batch_values(x, self.variant)
+        return super().forward(x)
+
+
+class SyncBatchNormSpec(NormSpec):
+    """Synchronized BN in the norm slot.
+
+    Args:
+        momentum: running-estimate update weight; ``None`` for the cumulative average.
+        eps: ε added to the variance.
+        affine: learn γ and β.
+    """
+
+    name = "sync_batch"
+
+    def __init__(self, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True):
+        self.momentum, self.eps, self.affine = momentum, eps, affine
+
+    def layer(self, num_channels: int, dims: int) -> nn.Module:
+        check_dims(dims)
+        return SyncBatchNorm(num_channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+    @property
+    def has_shift(self) -> bool:
+        return self.affine

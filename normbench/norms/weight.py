@@ -1,0 +1,173 @@
+"""``norm=weight``: Weight Normalization (Salimans & Kingma, NIPS 2016, arXiv 1602.07868).
+
+Every fully connected and convolution weight is reparametrized per output unit i (torch's
+``parametrizations.weight_norm``, dim 0)::
+
+    w_i = g_i · v_i / ‖v_i‖          y = w · x + b
+
+Data-dependent initialization (§3 of the paper), done lazily on the layer's first
+training-mode forward (a persistent ``wn_initialized`` buffer, so a loaded checkpoint is not
+re-initialized): with t = (v / ‖v‖) · x and μ[t], σ[t] its per-unit mean and (biased) standard
+deviation over the batch (and spatial positions)::
+
+    g ← 1 / σ[t]          b ← −μ[t] / σ[t]          (so y = (t − μ[t]) / σ[t] on that batch)
+
+``mean_only_bn: true`` puts mean-only Batch Normalization in the slot (§5 of the paper)::
+
+    training: y = x − μ_B + β          eval: y = x − μ + β          (μ: running mean of μ_B)
+
+and the weight layers then have no bias (β plays its role; their init sets only g).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from normbench.norms.batch import BatchNormBase, channel_view
+from normbench.norms.checks import reduce_dims
+from normbench.norms.spec import NormSpec, check_dims
+
+INIT_EPS = 1e-12
+
+
+class DataDependentInit(nn.Module):
+    """Mixin for weight-normalized layers: the paper's init on the first training forward."""
+
+    def _setup_weight_norm(self, data_init: bool) -> None:
+        weight_norm(self, "weight", dim=0)
+        self.register_buffer("wn_initialized", torch.tensor(not data_init))
+        self._wn_ready = not data_init  # host-side mirror: no device sync per forward
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._wn_ready = bool(self.wn_initialized)
+
+    def _direction_response(self, x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def initialize_from(self, x: torch.Tensor) -> None:
+        """Set g = 1/σ[t] and b = −μ[t]/σ[t] from the batch ``x`` (t the unit-norm response)."""
+        params = self.parametrizations.weight
+        v = params.original1
+        norms = v.reshape(v.shape[0], -1).norm(dim=1)
+        t = self._direction_response(x, v / norms.view(-1, *([1] * (v.dim() - 1))))
+        var, mean = torch.var_mean(t, dim=reduce_dims(t), correction=0)
+        inv_std = torch.rsqrt(var + INIT_EPS)
+        params.original0.copy_(inv_std.view_as(params.original0))
+        if self.bias is not None:
+            self.bias.copy_(-mean * inv_std)
+        self.wn_initialized.fill_(True)
+        self._wn_ready = True
+
+    def maybe_initialize(self, x: torch.Tensor) -> None:
+        """Run :meth:`initialize_from` on the first training-mode batch, once."""
+        if self.training and not self._wn_ready:
+            self.initialize_from(x)
+
+
+class WeightNormLinear(DataDependentInit, nn.Linear):
+    """``nn.Linear`` with w = g·v/‖v‖ and data-dependent init."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, data_init: bool = True
+    ):
+        super().__init__(in_features, out_features, bias=bias)
+        self._setup_weight_norm(data_init)
+
+    def _direction_response(self, x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, direction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.maybe_initialize(x)
+        return F.linear(x, self.weight, self.bias)
+
+
+class WeightNormConv2d(DataDependentInit, nn.Conv2d):
+    """``nn.Conv2d`` with w = g·v/‖v‖ per output channel and data-dependent init."""
+
+    def __init__(self, *args: object, data_init: bool = True, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self._setup_weight_norm(data_init)
+
+    def _direction_response(self, x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, direction, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.maybe_initialize(x)
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class MeanOnlyBatchNorm(BatchNormBase):
+    """Mean-only BN: subtract the batch mean (running mean in eval) and add a learned β."""
+
+    variant = "weight"
+
+    def __init__(self, num_features: int, momentum: float | None = 0.1):
+        super().__init__(num_features, eps=0.0, momentum=momentum, affine=False)
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if not self.uses_batch_stats():
+            return x - channel_view(self.running_mean - self.bias, x)
+        factor = self.running_factor()
+        mean = x.mean(dim=reduce_dims(x))
+        if factor is not None:
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        return x - channel_view(mean - self.bias, x)
+
+
+class WeightNormSpec(NormSpec):
+    """Weight-normalized weight layers; identity or mean-only BN in the slot.
+
+    Args:
+        data_init: the paper's data-dependent init of g and b on the first training batch.
+        mean_only_bn: put mean-only BN (with a learned shift) in the norm slot.
+        momentum: running-mean update weight of mean-only BN; ``None`` for cumulative.
+    """
+
+    name = "weight"
+
+    def __init__(
+        self, data_init: bool = True, mean_only_bn: bool = False, momentum: float | None = 0.1
+    ):
+        self.data_init, self.mean_only_bn, self.momentum = data_init, mean_only_bn, momentum
+
+    def layer(self, num_channels: int, dims: int) -> nn.Module:
+        check_dims(dims)
+        return (
+            MeanOnlyBatchNorm(num_channels, self.momentum) if self.mean_only_bn else nn.Identity()
+        )
+
+    @property
+    def has_shift(self) -> bool:
+        return self.mean_only_bn
+
+    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+        return WeightNormLinear(in_features, out_features, bias=bias, data_init=self.data_init)
+
+    def conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        groups: int = 1,
+    ) -> nn.Module:
+        return WeightNormConv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            bias=bias,
+            groups=groups,
+            data_init=self.data_init,
+        )

@@ -1,0 +1,73 @@
+"""``norm=ws_group``: Weight Standardization with Group Normalization (Qiao et al., arXiv 1903.10520).
+
+Every convolution (and fully connected) weight is standardized per output unit i over its
+fan-in (in·kh·kw values), as a torch parametrization, so the optimizer sees W and the layer
+uses Ŵ::
+
+    Ŵ_i = (W_i − mean(W_i)) / sqrt(var(W_i) + ε_ws)          (biased variance)
+
+The norm slot is Group Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and
+``eps``. Ŵ is computed with torch's native layer-norm kernel on the (out, fan-in) view of W.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from normbench.norms.group import GroupNormSpec
+
+
+class WeightStandardization(nn.Module):
+    """Parametrization W ↦ (W − mean) / sqrt(var + ε) per output unit (row of the fan-in view)."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        rows = weight.reshape(weight.shape[0], -1)
+        return F.layer_norm(rows, rows.shape[1:], eps=self.eps).view_as(weight)
+
+
+def standardize_weight(layer: nn.Module, eps: float) -> nn.Module:
+    """Register :class:`WeightStandardization` on ``layer.weight`` and return the layer."""
+    parametrize.register_parametrization(layer, "weight", WeightStandardization(eps))
+    return layer
+
+
+class WSGroupNormSpec(GroupNormSpec):
+    """Weight-standardized weight layers and Group Normalization in the slot.
+
+    Args:
+        num_groups: G of the GN slot; must divide the channel count of every layer.
+        eps: ε of GN.
+        ws_eps: ε of the weight standardization.
+        affine: learn GN's per-channel γ and β.
+    """
+
+    name = "ws_group"
+
+    def __init__(
+        self, num_groups: int = 32, eps: float = 1e-5, ws_eps: float = 1e-5, affine: bool = True
+    ):
+        super().__init__(num_groups, eps, affine)
+        self.ws_eps = ws_eps
+
+    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+        return standardize_weight(super().linear(in_features, out_features, bias), self.ws_eps)
+
+    def conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        groups: int = 1,
+    ) -> nn.Module:
+        layer = super().conv(in_channels, out_channels, kernel_size, stride, padding, bias, groups)
+        return standardize_weight(layer, self.ws_eps)
