@@ -7,6 +7,7 @@ that a bad value fails at once, naming the key and the fix, not deep inside torc
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import re
 from dataclasses import dataclass, field
@@ -24,9 +25,19 @@ def config_dir() -> Path:
     return Path(str(importlib.resources.files("normbench.configs")))
 
 
+MAX_RUN_ID = 200  # file names are limited to 255 bytes
+
+
 def run_id(override_dirname: str) -> str:
-    """Directory name of a run from its overrides (``default`` when there are none)."""
+    """Directory name of a run from its overrides (``default`` when there are none).
+
+    Names longer than ``MAX_RUN_ID`` keep their start and end with a hash of the whole, so that
+    the same overrides always give the same directory and different ones never collide.
+    """
     name = re.sub(r"[/\\\s]+", "_", override_dirname).strip("_")
+    if len(name) > MAX_RUN_ID:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: MAX_RUN_ID - 11]}-{digest}"
     return name or "default"
 
 

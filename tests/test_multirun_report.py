@@ -1,0 +1,62 @@
+"""Multirun over every shipped experiment, a failing job inside a sweep, and `normbench report`."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import yaml
+
+from normbench.config import config_dir
+from tests.test_train_cli import FAST
+
+
+def test_smoke_multirun_every_experiment(run_cli, tmp_path):
+    code, out, err = run_cli("train", "-m", "experiment=glob(*)", "seed=0", *FAST, "trainer.steps=6",
+                             "trainer.eval_every=3", "probes.every=3")
+    assert code == 0, out + err
+    summaries = list((tmp_path / "runs").rglob("summary.json"))
+    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    assert len(summaries) >= len(experiments)
+    assert all(json.loads(s.read_text())["status"] == "complete" for s in summaries)
+
+
+def test_a_failed_run_does_not_stop_the_sweep(run_cli, tmp_path):
+    # batch size 1 under BN in training cannot work; the norm=none job must still run.
+    code, out, err = run_cli("train", "-m", "norm=batch,none", *FAST, "dataset.batch_size=1",
+                             "trainer.steps=4", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.num}")
+    assert code == 0
+    status = {" ".join(yaml.safe_load((p.parent / ".hydra/overrides.yaml").read_text())):
+              json.loads(p.read_text())["status"] for p in (tmp_path / "sweep").rglob("summary.json")}
+    assert any("norm=batch" in k and v == "failed" for k, v in status.items()), status
+    assert any("norm=none" in k and v == "complete" for k, v in status.items()), status
+    assert "the sweep goes on" in out + err
+
+
+def test_report_draws_figure_1(run_cli, tmp_path):
+    code, out, err = run_cli("train", "-m", "experiment=bn_fig1", "seed=0,1", *FAST)
+    assert code == 0, out + err
+    code, out, err = run_cli("report", "runs/bn_fig1", "--out", "rep")
+    assert code == 0, out + err
+    rep = tmp_path / "rep"
+    for name in ("fig1.png", "fig1_accuracy.csv", "fig1_percentiles.csv", "runs.csv", "README.md"):
+        assert (rep / name).is_file(), name
+    acc = pd.read_csv(rep / "fig1_accuracy.csv")
+    assert set(acc["norm"]) == {"none", "batch"} and (acc["seeds"] == 2).all()
+    # the plotted mean is the mean of the runs' own metrics
+    runs = [p.parent for p in (tmp_path / "runs" / "bn_fig1").rglob("summary.json")
+            if json.loads(p.read_text())["norm"] == "batch"]
+    assert len(runs) == 2
+    last = [1 - pd.read_csv(r / "metrics.csv")["val_error"].iloc[-1] for r in runs]
+    got = acc[(acc["norm"] == "batch") & (acc["step"] == 40)]["mean"].iloc[0]
+    assert abs(got - sum(last) / len(last)) < 1e-5  # the CSV keeps 6 significant digits
+    pct = pd.read_csv(rep / "fig1_percentiles.csv")
+    assert set(pct["layer"]) == {"hidden.2.act"}
+    readme = (rep / "README.md").read_text()
+    assert "normbench train -m" in readme and "Hardware:" in readme and "verdict" in readme
+
+
+def test_report_of_nothing_is_a_clear_error(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("report", "empty")
+    assert code == 2 and "no run directories" in err

@@ -1,0 +1,128 @@
+"""`normbench train` end to end on generated data: run directory, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FAST = ["dataset=synthetic", "dataset.num_train=256", "dataset.num_val=128", "dataset.batch_size=16",
+        "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10", "probes.every=10",
+        "probes.hist_every=20", "probes.batch_size=64", "model.hidden=[32,32,32]"]
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv").drop(columns=["time"])
+
+
+def test_train_writes_the_run_directory(run_cli, tmp_path):
+    code, out, err = run_cli("train", "experiment=bn_fig1", "norm=batch", *FAST)
+    assert code == 0, out + err
+    run_dirs = list((tmp_path / "runs" / "bn_fig1").iterdir())
+    assert len(run_dirs) == 1
+    run = run_dirs[0]
+    assert "norm=batch" in (run / ".hydra" / "overrides.yaml").read_text() and "step 40/40" in out + err
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "activations.csv",
+                 "summary.json", "ckpt/last.pt"):
+        assert (run / name).is_file(), name
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["step"].tolist() == [0, 20, 40]
+    assert {"epoch", "train_loss", "val_error", "val_loss", "lr", "time"} <= set(metrics.columns)
+    acts = pd.read_csv(run / "activations.csv")
+    assert sorted(acts["step"].unique()) == [0, 10, 20, 30, 40]
+    assert acts["layer"].nunique() == 3
+    assert ((acts["unit_p15"] <= acts["unit_p50"]) & (acts["unit_p50"] <= acts["unit_p85"])).all()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["step"] == 40
+    assert summary["num_params"] == 784 * 32 + 32 * 32 * 2 + 32 * 10 + 10 + 3 * 2 * 32  # BN: no linear bias
+    assert {"train_step", "data", "eval", "probe"} <= set(summary["time_s"])
+    assert {"git", "torch", "device", "threads"} <= set(summary["environment"])
+
+
+def test_tensorboard_has_scalars_and_histograms(run_cli, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert run_cli("train", *FAST, "hydra.run.dir=tb_run")[0] == 0
+    acc = EventAccumulator(str(tmp_path / "tb_run" / "tb"), size_guidance={"histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"val/error", "train/loss", "time/step_ms", "act/hidden.2.act/unit_p50"} <= set(tags["scalars"])
+    assert "act_hist/hidden.2.act" in tags["histograms"]
+    assert [e.step for e in acc.Scalars("val/error")] == [0, 20, 40]
+
+
+def test_same_seed_gives_identical_metrics(run_cli, tmp_path):
+    for name in ("a", "b"):
+        assert run_cli("train", *FAST, "seed=7", f"hydra.run.dir={name}")[0] == 0
+    pd.testing.assert_frame_equal(_metrics(tmp_path / "a"), _metrics(tmp_path / "b"))
+    assert run_cli("train", *FAST, "seed=8", "hydra.run.dir=c")[0] == 0
+    assert not _metrics(tmp_path / "a").equals(_metrics(tmp_path / "c"))
+
+
+def test_interrupted_run_resumes_exactly(run_cli, tmp_path):
+    assert run_cli("train", *FAST, "hydra.run.dir=whole")[0] == 0
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=parts", "trainer.stop_after=15")
+    assert code == 0
+    assert json.loads((tmp_path / "parts" / "summary.json").read_text())["status"] == "stopped"
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=parts")
+    assert code == 0 and "resuming" in out + err
+    pd.testing.assert_frame_equal(_metrics(tmp_path / "whole"), _metrics(tmp_path / "parts"))
+    whole = pd.read_csv(tmp_path / "whole" / "activations.csv")
+    parts = pd.read_csv(tmp_path / "parts" / "activations.csv")
+    pd.testing.assert_frame_equal(whole, parts)
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=parts")
+    assert code == 0 and "already complete" in out + err
+
+
+def test_resume_refuses_a_changed_config(run_cli):
+    assert run_cli("train", *FAST, "hydra.run.dir=r", "trainer.stop_after=5")[0] == 0
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=r", "optim.lr=0.01")
+    assert code == 2 and "optim.lr" in out + err and "trainer.resume=never" in out + err
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["norm=foo"], 1, "Could not find 'norm/foo'"),
+    (["norm.name=foo"], 2, "Unknown normalization 'foo'. Known variants:"),
+    (["trainer.stepz=5"], 1, "Key 'stepz' is not in struct"),
+    (["trainer.steps=0"], 2, "trainer.steps must be > 0"),
+    (["dataset=mnist", "dataset.root=empty", "dataset.download=false"], 2, "mnist not found"),
+])
+def test_user_errors_are_one_clear_message(run_cli, args, code, message):
+    got, out, err = run_cli("train", "trainer.steps=2", *args)
+    assert got == code and message in out + err
+    assert "Traceback" not in out + err
+
+
+def test_cfg_job_and_help_work_behind_the_subcommand(run_cli):
+    code, out, _ = run_cli("train", "experiment=bn_fig1", "--cfg", "job")
+    assert code == 0 and "steps: 50000" in out
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0 and "norm: " in out and "batch" in out
+
+
+def test_missing_fashion_mnist_download_failure_is_clear(run_cli, monkeypatch, tmp_path):
+    import normbench.data.datasets as ds
+
+    monkeypatch.setattr(ds, "find_dataset", lambda name, root: None)  # as on a machine without it
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.FashionMNIST", offline)
+    code, out, err = run_cli("train", "dataset=fashion_mnist", "dataset.root=empty", "trainer.steps=2")
+    assert code == 2 and "could not download fashion_mnist" in out + err
+    assert "apt-get install dataset-fashion-mnist" in out + err
+
+
+def test_data_command_lists_datasets(run_cli, data_root):
+    code, out, _ = run_cli("data", "--root", str(data_root))
+    assert code == 0 and "fashion_mnist" in out and str(data_root / "fashion_mnist") in out
+    assert run_cli("data", "--root", str(data_root), "--check", "mnist")[0] == 1
+
+
+def test_trains_on_generated_idx_files(run_cli, data_root):
+    code, out, err = run_cli("train", "dataset=fashion_mnist", f"dataset.root={data_root}", "trainer.steps=30",
+                             "trainer.eval_every=30", "probes.every=0", "hydra.run.dir=idx")
+    assert code == 0 and str(data_root / "fashion_mnist") in out + err
