@@ -71,7 +71,8 @@ class ActivationProbe:
             flat = _subsample(x.reshape(-1))
             q = torch.tensor(QUANTILES, device=x.device)
             pooled = torch.quantile(flat, q)
-            per_unit = torch.quantile(_subsample_cols(units), q, dim=1).median(dim=1).values
+            # median over units (the mean of the two middle values for an even count)
+            per_unit = torch.quantile(torch.quantile(_subsample_cols(units), q, dim=1), 0.5, dim=1)
             if isinstance(module, nn.ReLU):
                 saturated = (x <= 0).float().mean()
             else:

@@ -1,0 +1,57 @@
+"""The BN paper's MLP: structure, bias rule, initialization, and every registered norm in it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from normbench.errors import ConfigError
+from normbench.models import build_model
+from normbench.models.mlp import MLP
+from normbench.norms import build_norm_spec, known_norms
+
+
+def test_paper_mlp_shape_and_bias_rule():
+    for norm, has_bias in (("none", True), ("batch", False)):
+        model = MLP(build_norm_spec({"name": norm}), 784, 10, [100, 100, 100])
+        linears = [layer.linear for layer in model.hidden]
+        assert [(m.in_features, m.out_features) for m in linears] == [(784, 100), (100, 100), (100, 100)]
+        assert all((m.bias is not None) == has_bias for m in linears)
+        assert model.head.out_features == 10 and model.head.bias is not None
+        assert model(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_small_gaussian_initialization():
+    model = MLP(build_norm_spec({"name": "none"}), 784, 10, [100, 100, 100], init_std=0.1)
+    w = model.hidden[0].linear.weight.detach()
+    assert abs(w.mean().item()) < 0.003 and w.std().item() == pytest.approx(0.1, rel=0.03)
+    assert torch.count_nonzero(model.hidden[0].linear.bias) == 0
+
+
+# Instance norm needs spatial positions; on (N, C) features it refuses with a clear error.
+CNN_ONLY = {"instance"}
+
+
+@pytest.mark.parametrize("norm", sorted(set(known_norms()) - CNN_ONLY))
+def test_every_registered_norm_trains_the_mlp(norm):
+    torch.manual_seed(0)
+    cfg = OmegaConf.create({"name": "mlp", "hidden": [32, 32], "activation": "sigmoid", "init_std": 0.1})
+    model = build_model(cfg, build_norm_spec({"name": norm}), 3, (1, 4, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        opt.step()
+
+
+def test_unknown_model_and_activation_are_clear_errors():
+    spec = build_norm_spec({"name": "none"})
+    with pytest.raises(ConfigError, match="Known models: mlp"):
+        build_model(OmegaConf.create({"name": "resnet1000"}), spec, 10, (1, 28, 28))
+    with pytest.raises(ConfigError, match="model.activation='swish'"):
+        build_model(OmegaConf.create({"name": "mlp", "hidden": [4], "activation": "swish"}), spec, 10, (1, 2, 2))

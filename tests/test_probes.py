@@ -1,0 +1,92 @@
+"""Activation probes against percentiles computed in float64 numpy; the phase timer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from normbench.models.mlp import MLP
+from normbench.norms import build_norm_spec
+from normbench.probes.activations import ActivationProbe
+from normbench.probes.timing import PhaseTimer
+
+
+def _expected_rows(pre_acts: list[np.ndarray], saturation: float) -> list[dict]:
+    rows = []
+    for z in pre_acts:
+        per_unit = np.quantile(z, [0.15, 0.5, 0.85], axis=0)  # (3, units)
+        rows.append({
+            "p15": np.quantile(z, 0.15), "p50": np.quantile(z, 0.5), "p85": np.quantile(z, 0.85),
+            "unit_p15": np.median(per_unit[0]), "unit_p50": np.median(per_unit[1]),
+            "unit_p85": np.median(per_unit[2]), "mean": z.mean(), "std": z.std(ddof=1),
+            "saturated": np.mean(np.abs(z) > saturation),
+        })
+    return rows
+
+
+def _forward_by_hand(model: MLP, x: np.ndarray, bn: bool, eps: float = 1e-5) -> list[np.ndarray]:
+    """Each sigmoid's input, recomputed in float64 from the model's parameters."""
+    h, out = x.reshape(len(x), -1), []
+    for layer in model.hidden:
+        w = layer.linear.weight.detach().double().numpy()
+        z = h @ w.T
+        if layer.linear.bias is not None:
+            z = z + layer.linear.bias.detach().double().numpy()
+        if bn:  # the probe batch's own statistics (biased variance), as in training
+            g, b = layer.norm.weight.detach().double().numpy(), layer.norm.bias.detach().double().numpy()
+            z = (z - z.mean(0)) / np.sqrt(z.var(0) + eps) * g + b
+        out.append(z)
+        h = 1.0 / (1.0 + np.exp(-z))
+    return out
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_probe_statistics_match_numpy(norm):
+    spec = build_norm_spec({"name": norm})
+    model = MLP(spec, 20, 3, [16, 12, 8], init_std=0.8)
+    if norm == "batch":  # non-trivial affine parameters and running statistics
+        for layer in model.hidden:
+            torch.nn.init.normal_(layer.norm.weight, 1.0, 0.5)
+            torch.nn.init.normal_(layer.norm.bias, 0.0, 0.5)
+            layer.norm.running_mean.fill_(3.0)
+    x = torch.randn(200, 20)
+    buffers_before = [b.clone() for b in model.buffers()]
+    probe = ActivationProbe(model, x, saturation=1.5, mode="batch_stats")
+    rows = probe.summarize(probe.capture())
+    expected = _expected_rows(_forward_by_hand(model, x.double().numpy(), norm == "batch"), 1.5)
+    assert [r["layer"] for r in rows] == ["hidden.0.act", "hidden.1.act", "hidden.2.act"]
+    for got, want in zip(rows, expected, strict=True):
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    assert all(torch.equal(a, b) for a, b in zip(buffers_before, model.buffers(), strict=True))
+    assert model.training
+
+
+def test_probe_eval_mode_uses_running_statistics():
+    model = MLP(build_norm_spec({"name": "batch"}), 6, 2, [5], init_std=1.0)
+    model.hidden[0].norm.running_mean.fill_(2.0)
+    model.hidden[0].norm.running_var.fill_(4.0)
+    x = torch.randn(64, 6)
+    rows = ActivationProbe(model, x, 4.0, mode="eval").summarize(ActivationProbe(model, x, 4.0, "eval").capture())
+    z = x.double() @ model.hidden[0].linear.weight.detach().double().T
+    expected = ((z - 2.0) / np.sqrt(4.0 + 1e-5)).numpy()
+    assert rows[0]["mean"] == pytest.approx(expected.mean(), abs=1e-5)
+
+
+def test_relu_saturation_is_the_inactive_fraction():
+    model = MLP(build_norm_spec({"name": "none"}), 10, 2, [32], activation="relu", init_std=1.0)
+    x = torch.randn(100, 10)
+    probe = ActivationProbe(model, x, 4.0, mode="eval")
+    z = model.hidden[0].linear(x).detach()
+    assert probe.summarize(probe.capture())[0]["saturated"] == pytest.approx((z <= 0).float().mean().item())
+
+
+def test_phase_timer_accumulates_and_windows():
+    timer = PhaseTimer(torch.device("cpu"))
+    for _ in range(3):
+        with timer.phase("a"):
+            sum(range(1000))
+    window = timer.window()
+    assert window["a"] > 0 and timer.totals["a"] == pytest.approx(window["a"])
+    assert timer.window() == {}
