@@ -17,6 +17,16 @@ from normbench.errors import ConfigError
 from normbench.norms import VARIANTS, build_norm_spec, known_norms
 from normbench.norms.spec import NormSpec
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids thread-pool stalls on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "norm"
 
 # Small-model settings: group counts that divide 8/16 channels, ghost groups of 4 samples, and

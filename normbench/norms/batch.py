@@ -97,7 +97,11 @@ class BatchNormBase(_BatchNorm):
 
 
 class BatchNormFunction(torch.autograd.Function):
-    """Training-mode BN with the closed-form (matrix-form) backward written out."""
+    """Training-mode BN with the closed-form (matrix-form) backward written out.
+
+    Only x, μ_B and 1/σ are kept for the backward pass; x̂ = (x − μ_B)/σ is expanded, so that
+    with s = γ/σ the gradient is s·dy + k·x + c with per-channel k and c (two fused passes).
+    """
 
     @staticmethod
     def forward(
@@ -107,15 +111,12 @@ class BatchNormFunction(torch.autograd.Function):
         bias: torch.Tensor | None,
         eps: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dims = reduce_dims(x)
-        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        mean, var = batch_mean_var(x)
         invstd = torch.rsqrt(var + eps)
-        xhat = (x - channel_view(mean, x)) * channel_view(invstd, x)
-        if weight is not None:
-            y = torch.addcmul(channel_view(bias, x), xhat, channel_view(weight, x))
-        else:
-            y = xhat
-        ctx.save_for_backward(xhat, invstd, weight)
+        scale = invstd * weight if weight is not None else invstd
+        shift = -mean * scale if bias is None else bias - mean * scale
+        y = torch.addcmul(channel_view(shift, x), x, channel_view(scale, x))
+        ctx.save_for_backward(x, mean, invstd, weight)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -124,23 +125,38 @@ class BatchNormFunction(torch.autograd.Function):
     def backward(
         ctx: Any, grad_y: torch.Tensor, _grad_mean: Any, _grad_var: Any
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
-        xhat, invstd, weight = ctx.saved_tensors
+        x, mean, invstd, weight = ctx.saved_tensors
         dims = reduce_dims(grad_y)
         m = values_per_channel(grad_y)
         sum_dy = grad_y.sum(dims)  # 1ᵀ dy
-        sum_dy_xhat = (grad_y * xhat).sum(dims)  # x̂ᵀ dy
+        sum_dy_xhat = ((grad_y * x).sum(dims) - mean * sum_dy) * invstd  # x̂ᵀ dy
         grad_x = None
         if ctx.needs_input_grad[0]:
             scale = invstd * weight if weight is not None else invstd
-            # (γ/σ)·(dy − (1/m)·1·(1ᵀdy) − (1/m)·x̂·(x̂ᵀdy)), as two fused multiply-adds.
-            shift = channel_view(-scale * sum_dy / m, grad_y)
-            slope = channel_view(-scale * sum_dy_xhat / m, grad_y)
+            # (γ/σ)·(dy − (1/m)·1·(1ᵀdy) − (1/m)·x̂·(x̂ᵀdy)) with x̂ = (x − μ)/σ expanded.
+            slope = -scale * invstd * sum_dy_xhat / m
+            shift = -scale * sum_dy / m - slope * mean
             grad_x = torch.addcmul(
-                torch.addcmul(shift, xhat, slope), grad_y, channel_view(scale, grad_y)
+                torch.addcmul(channel_view(shift, x), x, channel_view(slope, x)),
+                grad_y,
+                channel_view(scale, x),
             )
         grad_w = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
         grad_b = sum_dy if weight is not None and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
+
+
+def batch_mean_var(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and biased variance over N (and H, W), outside autograd.
+
+    On CPU torch's BN statistics kernel is several times faster than ``var_mean`` over
+    (0, 2, 3); elsewhere ``var_mean`` is used.
+    """
+    with torch.no_grad():
+        if x.device.type == "cpu":
+            return torch.batch_norm_update_stats(x, None, None, 0.0)
+        var, mean = torch.var_mean(x, dim=reduce_dims(x), correction=0)
+        return mean, var
 
 
 class BatchNorm(BatchNormBase):

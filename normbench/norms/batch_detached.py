@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase
-from normbench.norms.checks import reduce_dims, values_per_channel
+from normbench.norms.batch import BatchNormBase, batch_mean_var
+from normbench.norms.checks import values_per_channel
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -31,8 +31,7 @@ class DetachedBatchNorm(BatchNormBase):
         factor = self.running_factor()
         if not self.uses_batch_stats():
             return self.running_affine(x)
-        with torch.no_grad():
-            var, mean = torch.var_mean(x, dim=reduce_dims(x), correction=0)
+        mean, var = batch_mean_var(x)
         if factor is not None:
             self.update_running(mean, var, values_per_channel(x), factor)
         # Eval-mode kernel with the (constant) batch statistics in place of the running ones.

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase
-from normbench.norms.checks import reduce_dims, values_per_channel
+from normbench.norms.batch import BatchNormBase, batch_mean_var
+from normbench.norms.checks import values_per_channel
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -76,7 +76,7 @@ class BatchRenorm(BatchNormBase):
         if factor is None:  # batch statistics without touching the buffers: plain BN
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         with torch.no_grad():
-            var_b, mean_b = torch.var_mean(x, dim=reduce_dims(x), correction=0)
+            mean_b, var_b = batch_mean_var(x)
             sigma = torch.sqrt(self.running_var + self.eps)
             r_lim, d_lim = self.limits()
             r = (torch.sqrt(var_b + self.eps) / sigma).clamp(1.0 / r_lim, r_lim)

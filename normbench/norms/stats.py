@@ -35,7 +35,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normbench.errors import ConfigError
-from normbench.norms.checks import reduce_dims, values_per_channel
+from normbench.norms.batch import batch_mean_var
+from normbench.norms.checks import values_per_channel
 
 ESTIMATORS = ("population", "ema")
 
@@ -58,7 +59,7 @@ class _Accumulator:
 
     def __call__(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
         x = args[0].detach()
-        var_b, mean_b = torch.var_mean(x.double(), dim=reduce_dims(x), correction=0)
+        mean_b, var_b = batch_mean_var(x.double())
         m_b = values_per_channel(x)
         self.batches += 1
         if self.estimator == "ema":
