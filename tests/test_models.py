@@ -55,3 +55,10 @@ def test_unknown_model_and_activation_are_clear_errors():
         build_model(OmegaConf.create({"name": "resnet1000"}), spec, 10, (1, 28, 28))
     with pytest.raises(ConfigError, match="model.activation='swish'"):
         build_model(OmegaConf.create({"name": "mlp", "hidden": [4], "activation": "swish"}), spec, 10, (1, 2, 2))
+
+
+def test_slot_with_its_own_nonlinearity_replaces_the_activation():
+    model = MLP(build_norm_spec({"name": "frn"}), 8, 2, [16])
+    assert isinstance(model.hidden[0].act, torch.nn.Identity)
+    model = MLP(build_norm_spec({"name": "batch"}), 8, 2, [16])
+    assert isinstance(model.hidden[0].act, torch.nn.Sigmoid)

@@ -24,7 +24,8 @@ class HiddenLayer(nn.Module):
         super().__init__()
         self.linear = spec.linear(in_features, out_features, bias=not spec.has_shift)
         self.norm = spec.layer(out_features, dims=1)
-        self.act = ACTIVATIONS[activation]()
+        # FRN and EvoNorm carry their own nonlinearity in the slot.
+        self.act = nn.Identity() if spec.includes_activation else ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.linear(x)))
