@@ -36,7 +36,9 @@ def make_report(dirs: list[str], out: str | None) -> Path:
         tables = val_error_curves(done, out_dir / "val_error.png")
         tables["final"] = final_by_configuration(done)
         _write_tables(tables, out_dir)
-        text = (f"# Report: {', '.join(sorted(names)) or 'no complete runs'}\n\n![](val_error.png)\n\n"
+        varying = ", ".join(sorted(varying_keys(done) - {"seed"})) or "nothing but the seed"
+        text = (f"# Report: {', '.join(sorted(names)) or 'no complete runs'} — runs differ in {varying}\n\n"
+                "![](val_error.png)\n\n"
                 "Final validation error per configuration (mean ± std over seeds):\n\n"
                 + _md(tables["final"]) + "\n")
     text += _runs_section(runs, dirs, out_dir)
