@@ -20,7 +20,7 @@ commands:
                       --cfg job to print the composed config, --help for the config groups)
   report DIR...       turn run or sweep directories into the paper's figure, CSV and README
   data                list every dataset: found or not, where, and how to get it
-  bench NAME          benchmarks: `bench norms` (per-variant time), `bench train` (iteration time)
+  bench NAME          benchmarks: `bench norms` (forward+backward time of every norm variant)
 
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
@@ -29,7 +29,7 @@ examples:
 """
 
 # Benchmark name -> module with a `main(argv) -> int`.
-BENCHMARKS = {"norms": "normbench.bench.norms", "train": "normbench.bench.train"}
+BENCHMARKS = {"norms": "normbench.bench.norms"}
 
 
 def _train(argv: list[str]) -> int:
