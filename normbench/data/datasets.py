@@ -6,7 +6,7 @@ Every dataset here is small enough to live in memory as tensors on the training 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from normbench.data.idx import read_idx
+from normbench.data.memory import InMemoryLoader
 from normbench.errors import ConfigError, DataError
 
 IDX_FILES = {
@@ -27,7 +28,11 @@ IDX_FILES = {
 
 @dataclass
 class Splits:
-    """A dataset in memory: images (N, C, H, W) float32 in [0, 1] (or standardized), int64 labels."""
+    """A dataset in memory: images (N, C, H, W) float32 in [0, 1] (or standardized), int64 labels.
+
+    What the engine asks of any dataset: ``num_classes``, ``in_shape``, ``source``,
+    :meth:`train_loader`, :meth:`val_batches` and :meth:`probe_inputs`.
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -39,6 +44,18 @@ class Splits:
     @property
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    def train_loader(self, batch_size: int, seed: int) -> InMemoryLoader:
+        """Endless shuffled training batches, resumable (see :class:`InMemoryLoader`)."""
+        return InMemoryLoader(self.train_x, self.train_y, batch_size, seed)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The validation split in order, in batches of at most ``batch_size``."""
+        return zip(self.val_x.split(batch_size), self.val_y.split(batch_size), strict=True)
+
+    def probe_inputs(self, n: int) -> torch.Tensor:
+        """The first ``n`` validation inputs: the fixed batch the activation probes run on."""
+        return self.val_x[:n]
 
 
 @dataclass(frozen=True)

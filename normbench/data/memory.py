@@ -52,9 +52,3 @@ class InMemoryLoader:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._perm = self._permutation(self.epoch)
 
-
-def iterate_in_chunks(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Split ``(x, y)`` in order into chunks of at most ``batch_size`` (for evaluation)."""
-    return list(zip(x.split(batch_size), y.split(batch_size), strict=True))

@@ -1,6 +1,8 @@
-"""Validation: error and loss of a model on a split held in memory."""
+"""Validation: error and loss of a model over a split's batches."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -8,16 +10,19 @@ from torch import nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Top-1 error and mean cross-entropy of ``model`` in eval mode (one host sync at the end)."""
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Top-1 error and mean cross-entropy of ``model`` in eval mode over ``(x, y)`` batches
+    (sums stay on the device: one host sync at the end)."""
     was_training = model.training
     model.eval()
-    wrong = torch.zeros((), device=x.device)
-    loss = torch.zeros((), device=x.device)
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+    device = next(model.parameters()).device
+    totals = torch.zeros(3, device=device)  # wrong, loss sum, count
+    for xb, yb in batches:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         logits = model(xb)
-        wrong += (logits.argmax(1) != yb).sum()
-        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
+        totals[0] += (logits.argmax(1) != yb).sum()
+        totals[1] += F.cross_entropy(logits.float(), yb, reduction="sum")
+        totals[2] += len(yb)
     model.train(was_training)
-    wrong_n, loss_sum = torch.stack([wrong, loss]).tolist()
-    return {"val_error": wrong_n / len(x), "val_loss": loss_sum / len(x)}
+    wrong, loss_sum, count = totals.tolist()
+    return {"val_error": wrong / count, "val_loss": loss_sum / count}

@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from normbench.config import config_dir, register_resolvers, validate
 from normbench.data.datasets import load_dataset
-from normbench.data.memory import InMemoryLoader
 from normbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from normbench.engine.environment import environment, seed_everything, select_device
 from normbench.engine.evaluate import evaluate
@@ -121,8 +120,8 @@ class Trainer:
         self.model = build_model(cfg.model, self.spec, self.data.num_classes, self.data.in_shape).to(self.device)
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.tcfg.steps)
-        self.loader = InMemoryLoader(self.data.train_x, self.data.train_y, cfg.dataset.batch_size, cfg.seed)
-        probe_x = self.data.val_x[: cfg.probes.batch_size]
+        self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
+        probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
         self.timer = PhaseTimer(self.device)
         self.ckpt_path = run_dir / "ckpt" / "last.pt"
@@ -262,7 +261,7 @@ class Trainer:
 
     def _evaluate(self) -> None:
         with self.timer.phase("eval"):
-            result = evaluate(self.model, self.data.val_x, self.data.val_y, self.tcfg.eval_batch_size)
+            result = evaluate(self.model, self.data.val_batches(self.tcfg.eval_batch_size))
             train_loss = (self.loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
             self.loss_sum.zero_()
             self.loss_count = 0
