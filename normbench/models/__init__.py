@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from normbench.errors import ConfigError
 from normbench.models.mlp import ACTIVATIONS, MLP, mlp_in_features
+from normbench.models.resnet import ResNet50, check_options, resnet50_channels
+from normbench.models.vgg import VGG16, check_vgg16_input, vgg16_channels
 from normbench.norms.spec import NormSpec
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "resnet50", "vgg16")
 
 
-def build_model(cfg: DictConfig, spec: NormSpec, num_classes: int, in_shape: tuple[int, ...]) -> nn.Module:
+class CNN(NamedTuple):
+    """A convolutional model: its class, options with defaults, and two checks' helpers."""
+
+    cls: type[nn.Module]
+    defaults: dict[str, Any]
+    #: Every channel count of the model's norm slots at a width (for group-count errors).
+    channels: Callable[[float], list[int]]
+    #: Raises ConfigError for an input size (H, W, stem) the model cannot take.
+    check_input: Callable[[int, int, str], None] | None = None
+
+
+CNNS: dict[str, CNN] = {
+    "resnet50": CNN(
+        ResNet50,
+        {"width": 1.0, "stem": "imagenet", "zero_init_last_norm": True},
+        resnet50_channels,
+    ),
+    "vgg16": CNN(
+        VGG16,
+        {"width": 1.0, "stem": "imagenet", "dropout": 0.5},
+        vgg16_channels,
+        check_vgg16_input,
+    ),
+}
+
+
+def build_model(
+    cfg: DictConfig, spec: NormSpec, num_classes: int, in_shape: tuple[int, ...]
+) -> nn.Module:
     """Build the model named ``cfg.name`` with its norm slots filled by ``spec``.
 
     Args:
@@ -27,7 +60,54 @@ def build_model(cfg: DictConfig, spec: NormSpec, num_classes: int, in_shape: tup
                 f"model.activation={cfg.activation!r} is not one of {', '.join(ACTIVATIONS)}."
             )
         return MLP(
-            spec, mlp_in_features(in_shape), num_classes, list(cfg.hidden),
-            activation=cfg.activation, init_std=cfg.get("init_std"),
+            spec,
+            mlp_in_features(in_shape),
+            num_classes,
+            list(cfg.hidden),
+            activation=cfg.activation,
+            init_std=cfg.get("init_std"),
         )
-    raise ConfigError(f"Unknown model {cfg.name!r}. Known models: {', '.join(MODELS)}. Choose one with model=<name>.")
+    if cfg.name in CNNS:
+        return build_cnn(cfg, spec, num_classes, in_shape)
+    raise ConfigError(
+        f"Unknown model {cfg.name!r}. Known models: {', '.join(MODELS)}. Choose one with model=<name>."
+    )
+
+
+def build_cnn(
+    cfg: DictConfig | dict[str, Any], spec: NormSpec, num_classes: int, in_shape: tuple[int, ...]
+) -> nn.Module:
+    """Build ResNet-50 or VGG-16 from its config; unknown options and bad shapes are clear errors.
+
+    A group count that does not divide a layer's channels (GN's 32 at a small ``width``) is
+    refused by the spec; the error then also lists every channel count of the model at that width.
+    """
+    options = (
+        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    )
+    name = options.pop("name")
+    cnn = CNNS[name]
+    unknown = sorted(set(options) - set(cnn.defaults))
+    if unknown:
+        raise ConfigError(
+            f"model={name} has no option {', '.join(unknown)}; its options are: {', '.join(cnn.defaults)}."
+        )
+    if len(in_shape) != 3:
+        raise ConfigError(
+            f"model={name} needs image inputs of shape (C, H, W), but the dataset gives examples "
+            f"of shape {tuple(in_shape)}. Use model=mlp_sigmoid for flat features."
+        )
+    options = {**cnn.defaults, **options}
+    check_options(options["width"], options["stem"])
+    if cnn.check_input is not None:
+        cnn.check_input(in_shape[1], in_shape[2], options["stem"])
+    try:
+        return cnn.cls(spec, in_channels=in_shape[0], num_classes=num_classes, **options)
+    except ConfigError as err:
+        if "does not divide" not in str(err):
+            raise
+        channels = ", ".join(map(str, cnn.channels(options["width"])))
+        raise ConfigError(
+            f"{err} model={name} at width={options['width']} has norm slots with {channels} "
+            "channels: choose a width or a group count that fits all of them."
+        ) from err
