@@ -13,6 +13,7 @@ from normbench.config import config_dir
 from normbench.errors import ConfigError
 from normbench.models import CNNS, MODELS, build_model
 from normbench.norms import build_norm_spec, known_norms
+from normbench.probes.activations import ActivationProbe
 
 TORCHVISION_RESNET50_PARAMS = 25_557_032
 
@@ -225,11 +226,20 @@ def test_slots_with_their_own_nonlinearity_replace_the_relu_after_them():
     assert not any(isinstance(m, nn.ReLU) for m in model.features)
 
 
-def test_every_relu_is_its_own_module_for_the_probes():
+def test_relus_are_separate_in_place_modules_that_the_probes_see_before_activation():
     model = cnn("resnet50", "batch", 10, width=1 / 16, stem="cifar")
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     assert len(relus) == 1 + 3 * 16 and len({id(m) for m in relus}) == len(relus)
-    assert not any(m.inplace for m in relus)  # the probes' pre-hooks keep the input tensor
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        pre = model.layer1[0].bn1(
+            model.layer1[0].conv1(model.maxpool(model.bn1(model.conv1(x)).relu()))
+        )
+        captured = ActivationProbe(model, x, saturation=4.0, mode="eval").capture()
+    # in place as torchvision, yet a watched ReLU keeps its input: the probe sees pre-activations
+    assert relus[0].inplace and (captured["layer1.0.relu1"] < 0).any()
+    torch.testing.assert_close(captured["layer1.0.relu1"], pre)
 
 
 def test_normprop_layers_are_built_in_forward_order():

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from normbench.errors import ConfigError
-from normbench.models.resnet import CLASSIFIER_STD, activation, check_options, scaled
+from normbench.models.resnet import CLASSIFIER_STD, ReLU, activation, check_options, scaled
 from normbench.norms.spec import NormSpec
 
 #: Configuration D: channel counts, "M" for a 2×2 max-pool.
@@ -84,7 +84,7 @@ class VGG16(nn.Module):
             layers.append(spec.conv(channels, out, 3, padding=1, bias=not spec.has_shift))
             slot = spec.layer(out, dims=2)
             if isinstance(slot, nn.Identity):
-                layers.append(nn.ReLU())
+                layers.append(ReLU())
             else:
                 layers += [slot, activation(spec)]
             channels = out
@@ -95,10 +95,10 @@ class VGG16(nn.Module):
             self.avgpool = nn.AdaptiveAvgPool2d((POOL, POOL))
             self.classifier = nn.Sequential(
                 spec.linear(channels * POOL * POOL, hidden),
-                nn.ReLU(),
+                ReLU(),
                 nn.Dropout(dropout),
                 spec.linear(hidden, hidden),
-                nn.ReLU(),
+                ReLU(),
                 nn.Dropout(dropout),
                 spec.linear(hidden, num_classes),
             )
