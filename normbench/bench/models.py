@@ -1,0 +1,168 @@
+"""``normbench bench models``: eval-mode forward time of our CNNs against torchvision's.
+
+Our ResNet-50 (``norm=batch``, width 1, ImageNet stem, 1000 classes) against
+``torchvision.models.resnet50``; optionally our VGG-16 (``norm=none``) against
+``torchvision.models.vgg16``. Both networks of a pair hold the same weights (torchvision's
+state_dict is loaded into ours, strictly) and see the same input, under
+``torch.inference_mode`` in eval mode; the largest output difference is printed as a check.
+The two are timed alternately (the first of a pair swaps every repeat, so load from other
+processes hits them alike); a time is the median over repeats of one forward pass.
+Target (issue 4): ours within 10% of torchvision on CPU.
+
+One row per model is appended to ``<out>/models-<device>.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from normbench.bench.norms import environment
+from normbench.models import build_model
+from normbench.norms import build_norm_spec
+
+TARGET = 1.10
+COLUMNS = [
+    "date",
+    "device_name",
+    "torch",
+    "threads",
+    "model",
+    "batch",
+    "image_size",
+    "repeats",
+    "ms_ours",
+    "ms_torchvision",
+    "ratio",
+    "within_target",
+    "max_abs_diff",
+    "conditions",
+    "command",
+]
+
+
+def pair(model: str) -> tuple[nn.Module, nn.Module]:
+    """Our model and torchvision's, holding the same (torchvision's random) weights."""
+    import torchvision
+
+    norm, reference = {
+        "resnet50": ("batch", torchvision.models.resnet50),
+        "vgg16": ("none", torchvision.models.vgg16),
+    }[model]
+    cfg = OmegaConf.create({"name": model, "width": 1.0, "stem": "imagenet"})
+    ours = build_model(cfg, build_norm_spec({"name": norm}), 1000, (3, 224, 224))
+    theirs = reference(weights=None)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return ours.eval(), theirs.eval()
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call in ms (synchronized on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+@torch.inference_mode()
+def time_pair(
+    ours: nn.Module, theirs: nn.Module, x: torch.Tensor, repeats: int, warmup: int
+) -> tuple[float, float, float]:
+    """Median ms of ours and torchvision's forward, and their largest output difference."""
+    diff = (ours(x) - theirs(x)).abs().max().item()
+    for _ in range(warmup):
+        ours(x), theirs(x)
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for i in range(repeats):
+        order = [("ours", ours), ("theirs", theirs)]
+        for key, model in order if i % 2 == 0 else order[::-1]:
+            times[key].append(_timed(lambda m=model: m(x), x.device))
+    return statistics.median(times["ours"]), statistics.median(times["theirs"]), diff
+
+
+def append_rows(rows: list[dict], path: Path) -> None:
+    """Append ``rows`` to the CSV at ``path`` (header written when the file is new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str]) -> int:
+    """Time the model pairs, print the ratios, append them to the CSV. Returns 0."""
+    parser = argparse.ArgumentParser(
+        prog="normbench bench models",
+        description="Eval-mode forward time of our ResNet-50 / VGG-16 against torchvision's.",
+    )
+    parser.add_argument("--models", default="resnet50", help="comma-separated: resnet50,vgg16")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--repeats", type=int, default=9, help="timed forwards per model (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument(
+        "--conditions", default="", help="free text recorded with the row (e.g. machine load)"
+    )
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - {"resnet50", "vgg16"})
+    if unknown or not models:
+        parser.error(f"--models: unknown {', '.join(unknown) or '(none)'}; known: resnet50, vgg16")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    env = environment(device)
+    command = "normbench bench models " + " ".join(argv)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    rows = []
+    for name in models:
+        ours, theirs = (m.to(device) for m in pair(name))
+        ms_ours, ms_theirs, diff = time_pair(ours, theirs, x, args.repeats, args.warmup)
+        ratio = ms_ours / ms_theirs
+        rows.append(
+            {
+                **env,
+                "model": name,
+                "batch": args.batch,
+                "image_size": args.size,
+                "repeats": args.repeats,
+                "ms_ours": f"{ms_ours:.1f}",
+                "ms_torchvision": f"{ms_theirs:.1f}",
+                "ratio": f"{ratio:.3f}",
+                "within_target": ratio <= TARGET,
+                "max_abs_diff": f"{diff:.2e}",
+                "conditions": args.conditions,
+                "command": command.strip(),
+            }
+        )
+        print(
+            f"{name}: ours {ms_ours:.1f} ms, torchvision {ms_theirs:.1f} ms, ratio {ratio:.3f} "
+            f"({'within' if ratio <= TARGET else 'OUTSIDE'} {TARGET - 1:.0%}), "
+            f"max |Δ output| {diff:.1e}; batch {args.batch}x3x{args.size}x{args.size}, "
+            f"{env['threads']} threads, {env['device_name']}"
+        )
+        del ours, theirs
+    path = args.out / f"models-{device.type}.csv"
+    append_rows(rows, path)
+    print(f"appended {len(rows)} row(s) to {path}", file=sys.stderr)
+    return 0
