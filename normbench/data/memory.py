@@ -2,21 +2,38 @@
 
 The whole split lives as tensors on the training device; a batch is an index slice of a
 per-epoch random permutation. No per-sample Python work, no DataLoader workers. Each epoch's
-permutation is a function of (seed, epoch), so the loader's whole state is two integers and
-a resumed run sees exactly the batches it would have seen.
+permutation, and the augmentation parameters of each of its example slots, are drawn from one
+generator seeded by (seed, epoch), so the loader's whole state is two integers and a resumed
+run sees exactly the (augmented) batches it would have seen.
 """
 
 from __future__ import annotations
 
 import torch
 
+from normbench.data.augment import CropFlipParams, RandomCropFlip
 from normbench.errors import ConfigError
 
 
 class InMemoryLoader:
-    """Endless iterator of shuffled ``(x, y)`` batches; the last partial batch of an epoch is dropped."""
+    """Endless iterator of shuffled ``(x, y)`` batches; the last partial batch of an epoch is dropped.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+    Args:
+        x: inputs (N, ...), on the training device.
+        y: labels (N,), on the same device.
+        batch_size: examples per batch.
+        seed: the run's seed; epoch ``e`` is shuffled (and augmented) by a function of (seed, e).
+        augment: on-device augmentation of training batches, or None.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        augment: RandomCropFlip | None = None,
+    ) -> None:
         if batch_size > len(x):
             raise ConfigError(
                 f"dataset.batch_size={batch_size} is larger than the training set ({len(x)} "
@@ -25,30 +42,39 @@ class InMemoryLoader:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.seed = seed
+        self.augment = augment
         self.steps_per_epoch = len(x) // batch_size
         self.epoch = 0
         self.position = 0
-        self._perm = self._permutation(self.epoch)
+        self._start_epoch(self.epoch)
 
-    def _permutation(self, epoch: int) -> torch.Tensor:
+    def _start_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s permutation, then its augmentation parameters, on the CPU."""
         gen = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.x), generator=gen).to(self.x.device, non_blocking=True)
+        n, device = len(self.x), self.x.device
+        self._perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+        self._params: CropFlipParams | None = (
+            self.augment.draw(n, gen, device) if self.augment is not None else None
+        )
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch (advances the epoch when the current one is used up)."""
         if self.position == self.steps_per_epoch:
             self.epoch += 1
             self.position = 0
-            self._perm = self._permutation(self.epoch)
+            self._start_epoch(self.epoch)
         start = self.position * self.batch_size
-        idx = self._perm[start : start + self.batch_size]
+        stop = start + self.batch_size
+        idx = self._perm[start:stop]
         self.position += 1
-        return self.x.index_select(0, idx), self.y.index_select(0, idx)
+        x = self.x.index_select(0, idx)
+        if self._params is not None:
+            x = self.augment.apply(x, self._params.slice(start, stop))
+        return x, self.y.index_select(0, idx)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._perm = self._permutation(self.epoch)
-
+        self._start_epoch(self.epoch)
