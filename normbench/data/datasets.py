@@ -1,21 +1,31 @@
 """Dataset registry: name -> where to find it, how to load it, how to get it.
 
-Every dataset here is small enough to live in memory as tensors on the training device.
+Datasets that fit in memory (IDX, CIFAR, SVHN, USPS, generated) are loaded as tensors on the
+training device and batched there (:class:`Splits`); image folders (ImageNet, Imagenette,
+Office-31) are decoded by DataLoader workers (:class:`~normbench.data.folder.FolderData`).
+Both offer the engine the same interface.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from normbench.data.arrays import Arrays
+from normbench.data.augment import augmentation_from_config
+from normbench.data.cifar import has_cifar10_files, has_cifar100_files, load_cifar10, load_cifar100
+from normbench.data.folder import FolderData, has_folder_files, load_folder
 from normbench.data.idx import read_idx
-from normbench.data.memory import InMemoryLoader
+from normbench.data.splits import Splits, holdout, images_to_tensor, standardize_splits
+from normbench.data.svhn import has_svhn_files, load_svhn
+from normbench.data.usps import has_usps_files, load_usps
 from normbench.errors import ConfigError, DataError
 
 IDX_FILES = {
@@ -26,53 +36,34 @@ IDX_FILES = {
 }
 
 
-@dataclass
-class Splits:
-    """A dataset in memory: images (N, C, H, W) float32 in [0, 1] (or standardized), int64 labels.
-
-    What the engine asks of any dataset: ``num_classes``, ``in_shape``, ``source``,
-    :meth:`train_loader`, :meth:`val_batches` and :meth:`probe_inputs`.
-    """
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    num_classes: int
-    source: str
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_x.shape[1:])
-
-    def train_loader(self, batch_size: int, seed: int) -> InMemoryLoader:
-        """Endless shuffled training batches, resumable (see :class:`InMemoryLoader`)."""
-        return InMemoryLoader(self.train_x, self.train_y, batch_size, seed)
-
-    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The validation split in order, in batches of at most ``batch_size``."""
-        return zip(self.val_x.split(batch_size), self.val_y.split(batch_size), strict=True)
-
-    def probe_inputs(self, n: int) -> torch.Tensor:
-        """The first ``n`` validation inputs: the fixed batch the activation probes run on."""
-        return self.val_x[:n]
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
-    """How normbench finds, loads and gets one dataset."""
+    """How normbench finds, loads and gets one dataset.
+
+    ``kind`` is ``files`` (read into memory by ``loader``), ``folder`` (an image folder, decoded
+    by DataLoader workers) or ``generated`` (no files).
+    """
 
     name: str
     description: str
-    folders: tuple[str, ...]          # looked up under the data root, in order
-    system_dirs: tuple[str, ...]      # then these absolute folders (distribution packages)
+    folders: tuple[str, ...]  # looked up under the data root, in order
+    system_dirs: tuple[str, ...]  # then these absolute folders (distribution packages)
     how_to_get: str
-    torchvision_class: str | None     # torchvision.datasets class used to download
-    loader: Callable[[Path], tuple[np.ndarray, ...]] | None
+    torchvision_class: str | None  # torchvision.datasets class used to download
+    loader: Callable[[Path, DictConfig], Arrays] | None
+    has_files: Callable[[Path], bool] | None = None  # whether a folder holds the dataset
+    kind: str = "files"
+    download_dir: str = ""  # sub-folder of the root torchvision downloads into
+    download_splits: tuple[dict[str, Any], ...] = field(
+        default=({"train": True}, {"train": False})
+    )  # torchvision arguments, one call each
 
 
-def _load_idx_folder(folder: Path) -> tuple[np.ndarray, ...]:
-    return tuple(read_idx(_idx_path(folder, stem)) for stem in IDX_FILES.values())
+def _load_idx_folder(folder: Path, cfg: DictConfig) -> Arrays:
+    train_x, train_y, val_x, val_y = (
+        read_idx(_idx_path(folder, stem)) for stem in IDX_FILES.values()
+    )
+    return Arrays(train_x, train_y, val_x, val_y, num_classes=int(train_y.max()) + 1)
 
 
 def _idx_path(folder: Path, stem: str) -> Path:
@@ -84,7 +75,8 @@ def _idx_path(folder: Path, stem: str) -> Path:
 
 def _has_idx_files(folder: Path) -> bool:
     return all(
-        (folder / stem).is_file() or (folder / (stem + ".gz")).is_file() for stem in IDX_FILES.values()
+        (folder / stem).is_file() or (folder / (stem + ".gz")).is_file()
+        for stem in IDX_FILES.values()
     )
 
 
@@ -101,6 +93,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         torchvision_class="FashionMNIST",
         loader=_load_idx_folder,
+        has_files=_has_idx_files,
     ),
     "mnist": DatasetInfo(
         name="mnist",
@@ -113,6 +106,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         torchvision_class="MNIST",
         loader=_load_idx_folder,
+        has_files=_has_idx_files,
     ),
     "synthetic": DatasetInfo(
         name="synthetic",
@@ -122,6 +116,91 @@ DATASETS: dict[str, DatasetInfo] = {
         how_to_get="nothing to get: generated in memory",
         torchvision_class=None,
         loader=None,
+        kind="generated",
+    ),
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        description="CIFAR-10, 50k/10k 32x32 RGB, 10 classes (python pickle batches)",
+        folders=("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10"),
+        system_dirs=(),
+        how_to_get=(
+            "`normbench data --download cifar10` when online, or extract cifar-10-python.tar.gz "
+            "(https://www.cs.toronto.edu/~kriz/cifar.html) into <root>/ so that "
+            "<root>/cifar-10-batches-py/data_batch_1 exists"
+        ),
+        torchvision_class="CIFAR10",
+        loader=load_cifar10,
+        has_files=has_cifar10_files,
+    ),
+    "cifar100": DatasetInfo(
+        name="cifar100",
+        description="CIFAR-100, 50k/10k 32x32 RGB, 100 fine / 20 coarse classes (python pickle)",
+        folders=("cifar-100-python", "cifar100/cifar-100-python", "cifar100"),
+        system_dirs=(),
+        how_to_get=(
+            "`normbench data --download cifar100` when online, or extract cifar-100-python.tar.gz "
+            "(https://www.cs.toronto.edu/~kriz/cifar.html) into <root>/ so that "
+            "<root>/cifar-100-python/train exists"
+        ),
+        torchvision_class="CIFAR100",
+        loader=load_cifar100,
+        has_files=has_cifar100_files,
+    ),
+    "svhn": DatasetInfo(
+        name="svhn",
+        description="SVHN cropped digits, 73k/26k (+531k extra) 32x32 RGB, 10 classes (.mat)",
+        folders=("svhn", "SVHN", "."),
+        system_dirs=(),
+        how_to_get=(
+            "`normbench data --download svhn` when online, or put train_32x32.mat and "
+            "test_32x32.mat (http://ufldl.stanford.edu/housenumbers/) in <root>/svhn/"
+        ),
+        torchvision_class="SVHN",
+        loader=load_svhn,
+        has_files=has_svhn_files,
+        download_dir="svhn",
+        download_splits=({"split": "train"}, {"split": "test"}),
+    ),
+    "usps": DatasetInfo(
+        name="usps",
+        description="USPS digits, 7,291/2,007 16x16 grey, 10 classes (bz2 LIBSVM text)",
+        folders=("usps", "USPS", "."),
+        system_dirs=(),
+        how_to_get=(
+            "`normbench data --download usps` when online, or put usps.bz2 and usps.t.bz2 "
+            "(https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#usps) in <root>/usps/"
+        ),
+        torchvision_class="USPS",
+        loader=load_usps,
+        has_files=has_usps_files,
+        download_dir="usps",
+    ),
+    "imagefolder": DatasetInfo(
+        name="imagefolder",
+        description=(
+            "images in class folders, decoded by DataLoader workers: ImageNet / Imagenette "
+            "(<path>/train|val/<class>/*.jpg), Office-31 (<path>/<domain>/images/<class>/*.jpg)"
+        ),
+        folders=(
+            "imagenet",
+            "imagenette2-320",
+            "imagenette2-160",
+            "imagenette2",
+            "office31",
+            "Office31",
+        ),
+        system_dirs=(),
+        how_to_get=(
+            "put the images under <root>/<dataset.path>: ImageNet as imagenet/train/<wnid>/*.JPEG "
+            "and imagenet/val/<wnid>/*.JPEG (val sorted into class folders); Imagenette by "
+            "extracting imagenette2-160.tgz (https://github.com/fastai/imagenette) into <root>/; "
+            "Office-31 by extracting it into <root>/office31/ (amazon/images/<class>/*.jpg, dslr/..., "
+            "webcam/...) and choosing dataset.domain / dataset.val_domain"
+        ),
+        torchvision_class=None,
+        loader=None,
+        has_files=has_folder_files,
+        kind="folder",
     ),
 }
 
@@ -131,18 +210,25 @@ def default_root() -> Path:
     return Path(os.environ.get("NORMBENCH_DATA", "data"))
 
 
-def find_dataset(name: str, root: str | Path) -> Path | None:
-    """The folder holding dataset ``name``'s files, or None."""
+def find_all(name: str, root: str | Path) -> list[Path]:
+    """Every candidate folder holding dataset ``name``'s files, in lookup order."""
     info = _info(name)
+    if info.has_files is None:
+        return []
     root = Path(root)
     candidates = [root / f for f in info.folders] + [Path(d) for d in info.system_dirs]
-    return next((c for c in candidates if c.is_dir() and _has_idx_files(c)), None)
+    return [c for c in candidates if c.is_dir() and info.has_files(c)]
+
+
+def find_dataset(name: str, root: str | Path) -> Path | None:
+    """The folder holding dataset ``name``'s files, or None."""
+    return next(iter(find_all(name, root)), None)
 
 
 def _info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise ConfigError(
-            f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(DATASETS))}. "
+            f"Unknown dataset {name!r}. Known datasets: {', '.join(DATASETS)}. "
             "Choose one with dataset=<name>."
         )
     return DATASETS[name]
@@ -156,82 +242,80 @@ def download(name: str, root: str | Path) -> Path:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, info.torchvision_class)
+    target = Path(root) / info.download_dir
     try:
-        for train in (True, False):
-            cls(root=str(root), train=train, download=True)
+        for kwargs in info.download_splits:
+            cls(root=str(target), download=True, **kwargs)
     except Exception as err:  # noqa: BLE001 - any network/IO failure means the same to the user
         raise DataError(
-            f"could not download {name} into {root} ({type(err).__name__}: {err}). "
+            f"could not download {name} into {target} ({type(err).__name__}: {err}). "
             f"To get it: {info.how_to_get}"
         ) from None
     found = find_dataset(name, root)
     if found is None:
-        raise DataError(f"downloaded {name} but found no IDX files under {root}")
+        raise DataError(f"downloaded {name} but found none of its files under {root}")
     return found
 
 
-def load_dataset(cfg: DictConfig, device: torch.device, standardize: bool = False) -> Splits:
-    """Load ``cfg.name`` into memory on ``device``.
+def _locate(cfg: DictConfig, info: DatasetInfo) -> Path:
+    """The folder holding ``cfg.name``'s files (downloading them when allowed).
 
     Raises:
         DataError: the files are missing and cannot be downloaded; the message says how to get them.
     """
+    if info.kind == "folder" and cfg.get("path"):
+        path = Path(cfg.path)
+        return path if path.is_absolute() else Path(cfg.root) / path
+    folder = find_dataset(cfg.name, cfg.root)
+    if folder is not None:
+        return folder
+    if not cfg.get("download", False) or info.torchvision_class is None:
+        raise DataError(
+            f"{cfg.name} not found under {Path(cfg.root).resolve()} "
+            f"(looked in {', '.join(info.folders)}"
+            f"{', ' + ', '.join(info.system_dirs) if info.system_dirs else ''}). "
+            f"To get it: {info.how_to_get}. Or point dataset.root at the folder."
+        )
+    return download(cfg.name, cfg.root)
+
+
+def load_dataset(
+    cfg: DictConfig, device: torch.device, standardize: bool = False
+) -> Splits | FolderData:
+    """Load ``cfg.name``: into memory on ``device`` (:class:`Splits`), or as an image folder
+    read by DataLoader workers (:class:`FolderData`, where ``standardize`` means ImageNet's
+    mean/std normalization).
+
+    Raises:
+        DataError: the files are missing and cannot be downloaded; the message says how to get them.
+        ConfigError: an option the dataset does not support.
+    """
     info = _info(cfg.name)
-    if info.loader is None:
+    if info.kind == "folder":
+        return load_folder(
+            _locate(cfg, info), cfg, device, standardize, f"To get it: {info.how_to_get}."
+        )
+    if info.kind == "generated":
         splits = _synthetic(cfg)
     else:
-        folder = find_dataset(cfg.name, cfg.root)
-        if folder is None:
-            if not cfg.get("download", False):
-                raise DataError(
-                    f"{cfg.name} not found under {Path(cfg.root).resolve()} "
-                    f"(looked in {', '.join(info.folders)}"
-                    f"{', ' + ', '.join(info.system_dirs) if info.system_dirs else ''}). "
-                    f"To get it: {info.how_to_get}. Or point dataset.root at the folder."
-                )
-            folder = download(cfg.name, cfg.root)
-        train_x, train_y, val_x, val_y = info.loader(folder)
+        folder = _locate(cfg, info)
+        arrays = info.loader(folder, cfg)
         splits = Splits(
-            _images(train_x), torch.from_numpy(train_y.astype(np.int64)),
-            _images(val_x), torch.from_numpy(val_y.astype(np.int64)),
-            num_classes=int(train_y.max()) + 1, source=str(folder),
+            images_to_tensor(arrays.train_x),
+            torch.from_numpy(arrays.train_y.astype(np.int64)),
+            images_to_tensor(arrays.val_x),
+            torch.from_numpy(arrays.val_y.astype(np.int64)),
+            num_classes=arrays.num_classes,
+            source=str(folder),
         )
     if cfg.val_split == "holdout":
-        splits = _holdout(splits, int(cfg.get("holdout_size", 10000)))
+        splits = holdout(splits, int(cfg.get("holdout_size", 10000)))
     if standardize:
-        _standardize(splits)
+        standardize_splits(splits)
     for key in ("train_x", "train_y", "val_x", "val_y"):
         setattr(splits, key, getattr(splits, key).to(device))
+    splits.augment = augmentation_from_config(cfg, splits.in_shape)
     return splits
-
-
-def _images(array: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(array))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return x.float().div_(255.0).contiguous()
-
-
-def _holdout(splits: Splits, size: int) -> Splits:
-    """Replace the validation split by the last ``size`` examples of a fixed shuffle of train."""
-    n = len(splits.train_x)
-    if not 0 < size < n:
-        raise ConfigError(f"dataset.holdout_size must be in 1..{n - 1}, got {size}.")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    keep, held = perm[: n - size], perm[n - size :]
-    return Splits(
-        splits.train_x[keep], splits.train_y[keep], splits.train_x[held], splits.train_y[held],
-        splits.num_classes, splits.source + f" (holdout {size} of train)",
-    )
-
-
-def _standardize(splits: Splits) -> None:
-    """Standardize both splits per channel with the training split's mean and std."""
-    dims = [0, 2, 3]
-    mean = splits.train_x.mean(dim=dims, keepdim=True)
-    std = splits.train_x.std(dim=dims, keepdim=True).clamp_min(1e-8)
-    splits.train_x = (splits.train_x - mean) / std
-    splits.val_x = (splits.val_x - mean) / std
 
 
 def _synthetic(cfg: DictConfig) -> Splits:
@@ -255,16 +339,17 @@ def data_command(root: str | None, check: str | None, download_name: str | None)
         print(f"{download_name}: downloaded to {folder}")
         return 0
     if check:
-        found = _info(check).loader is None or find_dataset(check, root_path) is not None
+        found = _info(check).kind == "generated" or find_dataset(check, root_path) is not None
         print(f"{check}: {'found' if found else 'missing'}")
         return 0 if found else 1
     print(f"data root: {root_path.resolve()}  (set with --root or $NORMBENCH_DATA)\n")
     for name, info in DATASETS.items():
-        if info.loader is None:
+        if info.kind == "generated":
             status, where = "built in", "-"
         else:
-            folder = find_dataset(name, root_path)
-            status, where = ("found", str(folder)) if folder else ("missing", "-")
+            # An image folder may be found in several places (ImageNet, Imagenette, Office-31 ...).
+            folders = find_all(name, root_path)
+            status, where = ("found", ", ".join(map(str, folders))) if folders else ("missing", "-")
         print(f"{name:15s} {status:9s} {where}")
         print(f"{'':15s} {info.description}")
         print(f"{'':15s} get it: {info.how_to_get}\n")
