@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -210,8 +211,10 @@ def test_path_null_finds_the_first_image_folder(imagenette):
     assert str(imagenette / "imagenette2-160" / "train") in data.source
 
 
-def test_train_end_to_end_on_generated_image_folder(run_cli, tmp_path, imagenette):
-    code, out, err = run_cli(
+def test_train_end_to_end_on_generated_image_folder_resumes_exactly(run_cli, tmp_path, imagenette):
+    """The engine trains on an image folder with 2 workers; stopping after 2 of 5 steps (3 per
+    epoch) and resuming gives the same metrics as one uninterrupted run."""
+    args = [
         "train",
         "dataset=imagefolder",
         f"dataset.root={imagenette}",
@@ -221,17 +224,24 @@ def test_train_end_to_end_on_generated_image_folder(run_cli, tmp_path, imagenett
         "dataset.batch_size=6",
         "model=mlp_sigmoid",
         "model.hidden=[8]",
-        "trainer.steps=4",
-        "trainer.eval_every=2",
-        "trainer.log_every=2",
-        "probes.every=2",
+        "trainer.steps=5",
+        "trainer.eval_every=5",
+        "trainer.log_every=5",
+        "probes.every=5",
         "probes.batch_size=4",
         "logging.tensorboard=false",
-        "hydra.run.dir=folder_run",
-    )
+    ]
+    code, out, err = run_cli(*args, "hydra.run.dir=whole")
     assert code == 0, out + err
-    summary = json.loads((tmp_path / "folder_run" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert (
         summary["status"] == "complete"
         and summary["num_params"] == 3 * 16 * 16 * 8 + 2 * 8 + 8 * 3 + 3
     )
+    assert run_cli(*args, "hydra.run.dir=parts", "trainer.stop_after=2")[0] == 0
+    code, out, err = run_cli(*args, "hydra.run.dir=parts")
+    assert code == 0 and "resuming" in out + err
+    whole, parts = (
+        pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=["time"]) for d in ("whole", "parts")
+    )
+    pd.testing.assert_frame_equal(whole, parts)

@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 import torch
@@ -273,9 +274,11 @@ def test_data_command_lists_every_dataset(run_cli, tmp_path):
     assert run_cli("data", "--root", str(tmp_path / "d"), "--check", "svhn")[0] == 1
 
 
-def test_train_end_to_end_on_generated_cifar10(run_cli, tmp_path):
+def test_train_end_to_end_on_generated_cifar10_resumes_exactly(run_cli, tmp_path):
+    """The engine trains on CIFAR files with on-device augmentation; stopping after 4 of 8 steps
+    (5 steps per epoch) and resuming gives the same metrics as one uninterrupted run."""
     make_cifar10(tmp_path / "data", n_per_batch=16, n_test=20)
-    code, out, err = run_cli(
+    args = [
         "train",
         "dataset=cifar10",
         f"dataset.root={tmp_path / 'data'}",
@@ -288,9 +291,16 @@ def test_train_end_to_end_on_generated_cifar10(run_cli, tmp_path):
         "probes.every=4",
         "probes.batch_size=8",
         "logging.tensorboard=false",
-        "hydra.run.dir=cifar_run",
-    )
+    ]
+    code, out, err = run_cli(*args, "hydra.run.dir=whole")
     assert code == 0, out + err
-    summary = json.loads((tmp_path / "cifar_run" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["step"] == 8
     assert summary["num_params"] == 3 * 32 * 32 * 16 + 2 * 16 + 16 * 10 + 10  # BN: no linear bias
+    assert run_cli(*args, "hydra.run.dir=parts", "trainer.stop_after=4")[0] == 0
+    code, out, err = run_cli(*args, "hydra.run.dir=parts")
+    assert code == 0 and "resuming" in out + err
+    whole, parts = (
+        pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=["time"]) for d in ("whole", "parts")
+    )
+    pd.testing.assert_frame_equal(whole, parts)

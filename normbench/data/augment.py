@@ -2,8 +2,8 @@
 random horizontal flip, vectorized over the batch.
 
 A batch is padded once, then each example's crop (and, when flipped, its mirrored crop) is
-read with one advanced-indexing gather whose row and column indices carry the per-example
-offsets; no per-example Python loop. Example ``i`` of a batch becomes::
+read with one ``gather`` whose per-pixel indices carry the per-example offsets; no
+per-example Python loop. Example ``i`` of a batch becomes::
 
     crop_i = pad(x_i, p)[:, dy_i : dy_i + H, dx_i : dx_i + W]      dy_i, dx_i ~ U{0, ..., 2p}
     out_i  = crop_i.flip(-1) if flip_i else crop_i                  flip_i ~ Bernoulli(1/2)
@@ -73,13 +73,13 @@ class RandomCropFlip:
         b, c, h, w = x.shape
         p = self.padding
         padded = F.pad(x, (p, p, p, p)) if p else x
-        dev = x.device
-        j = torch.arange(w, device=dev)
+        j = torch.arange(w, device=x.device)
         cols = torch.where(params.flip[:, None], w - 1 - j, j) + params.dx[:, None]  # (B, W)
-        rows = params.dy[:, None] + torch.arange(h, device=dev)  # (B, H)
-        batch = torch.arange(b, device=dev)[:, None, None, None]
-        chan = torch.arange(c, device=dev)[None, :, None, None]
-        return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+        rows = params.dy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+        # flat index of each output pixel in its padded image, shared by the channels
+        flat = (rows[:, :, None] * (w + 2 * p) + cols[:, None, :]).reshape(b, 1, h * w)
+        out = padded.reshape(b, c, -1).gather(2, flat.expand(b, c, h * w))
+        return out.reshape(b, c, h, w)
 
 
 def augmentation_from_config(cfg: DictConfig, in_shape: tuple[int, ...]) -> RandomCropFlip | None:

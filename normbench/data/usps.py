@@ -47,14 +47,13 @@ def read_libsvm_bz2(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = np.empty(len(lines), dtype=np.int64)
     for row, line in enumerate(lines):
         try:
-            label, *pairs = line.split()
+            label, _, rest = line.strip().partition(" ")
             labels[row] = int(float(label))
-            if pairs:
-                if line.count(":") != len(pairs):
+            tokens = rest.replace(":", " ").split()
+            if tokens:
+                if rest.count(":") * 2 != len(tokens):
                     raise ValueError("every pixel must be written index:value")
-                table = np.array(
-                    " ".join(pairs).replace(":", " ").split(), dtype=np.float64
-                ).reshape(-1, 2)
+                table = np.array(tokens, dtype=np.float64).reshape(-1, 2)
                 index = table[:, 0].astype(np.int64)
                 if index.min() < 1 or index.max() > SIDE * SIDE:
                     raise ValueError(f"index outside 1..{SIDE * SIDE}")
