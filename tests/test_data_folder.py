@@ -155,8 +155,11 @@ def test_resumed_loader_reproduces_the_batches(imagenette, workers):
 
 def test_loader_leaves_the_global_rng_alone(imagenette):
     loader = load_dataset(_cfg(imagenette), CPU).train_loader(4, seed=0)
+    data = load_dataset(_cfg(imagenette), CPU)
     before = torch.get_rng_state()
     _batches(loader, 5)
+    list(data.val_batches(4))
+    data.probe_inputs(3)
     assert torch.equal(before, torch.get_rng_state())
 
 

@@ -139,6 +139,7 @@ class FolderData:
         return FolderLoader(self.train_set, batch_size, seed, self.device, self.num_workers)
 
     def _loader(self, dataset: Dataset, batch_size: int, persistent: bool) -> DataLoader:
+        """In-order batches; a private generator keeps the global RNG untouched by ``iter``."""
         workers = self.num_workers
         return DataLoader(
             dataset,
@@ -147,6 +148,7 @@ class FolderData:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=persistent and workers > 0,
+            generator=torch.Generator(),
         )
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
