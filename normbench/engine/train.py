@@ -24,6 +24,7 @@ from normbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpo
 from normbench.engine.environment import environment, seed_everything, select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.optim import build_optimizer, build_scheduler
+from normbench.engine.per_device import apply_per_device
 from normbench.errors import ConfigError, NormbenchError
 from normbench.logging import Recorder
 from normbench.models import build_model
@@ -110,11 +111,12 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         validate(cfg)
+        self.per_device = apply_per_device(cfg)
         self.cfg, self.run_dir = cfg, run_dir
         self.tcfg = cfg.trainer
         self.device = select_device(self.tcfg.device)
         seed_everything(cfg.seed, self.tcfg.deterministic, self.tcfg.threads)
-        self.spec = build_norm_spec(cfg.norm)
+        self.spec = build_norm_spec(cfg.norm, images_per_device=self.per_device.images)
         self.data = load_dataset(cfg.dataset, self.device,
                                  standardize=cfg.dataset.standardize or self.spec.standardize_input)
         self.model = build_model(cfg.model, self.spec, self.data.num_classes, self.data.in_shape).to(self.device)
@@ -290,7 +292,8 @@ class Trainer:
     def _hparams(self) -> dict[str, Any]:
         c = self.cfg
         return {"norm": c.norm.name, "model": c.model.name, "dataset": c.dataset.name,
-                "batch_size": c.dataset.batch_size, "lr": c.optim.lr, "steps": c.trainer.steps, "seed": c.seed}
+                "batch_size": c.dataset.batch_size, "images_per_device": self.per_device.images or c.dataset.batch_size,
+                "per_device_mode": self.per_device.mode, "lr": c.optim.lr, "steps": c.trainer.steps, "seed": c.seed}
 
     def _summary(self, status: str) -> dict[str, Any]:
         times = self.timer.state_dict()
@@ -299,7 +302,7 @@ class Trainer:
         shares["other"] = max(0.0, 1.0 - sum(shares.values()))
         return {
             "status": status, "step": self.step, "steps": self.tcfg.steps, "name": self.cfg.name,
-            "norm": self.cfg.norm.name, "seed": self.cfg.seed,
+            "norm": self.cfg.norm.name, "seed": self.cfg.seed, "per_device": self.per_device.as_dict(),
             "final": dict(self.last_eval), "best_val_error": self.best_val_error,
             "wall_time_s": wall, "time_s": times, "time_share": shares,
             "ms_per_step": {k: 1000 * times[k] / self.step for k in ("train_step", "data") if k in times and self.step},

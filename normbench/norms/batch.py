@@ -202,6 +202,7 @@ class BatchNormSpec(NormSpec):
     """
 
     name = "batch"
+    batch_dependent = True
 
     def __init__(
         self,
@@ -220,6 +221,12 @@ class BatchNormSpec(NormSpec):
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
         return BatchNorm(num_channels, self.eps, self.momentum, self.affine, self.impl)
+
+    def per_device(self, images: int) -> NormSpec:
+        """BN over groups of ``images`` samples: Ghost Batch Normalization."""
+        from normbench.norms.ghost_batch import GhostBatchNormSpec
+
+        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine)
 
     @property
     def has_shift(self) -> bool:

@@ -104,6 +104,7 @@ class GhostBatchNormSpec(NormSpec):
     """
 
     name = "ghost_batch"
+    batch_dependent = True
 
     def __init__(
         self,
@@ -119,6 +120,10 @@ class GhostBatchNormSpec(NormSpec):
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
         return GhostBatchNorm(num_channels, self.group_size, self.eps, self.momentum, self.affine)
+
+    def per_device(self, images: int) -> NormSpec:
+        """The same variant with ``group_size = images``."""
+        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine)
 
     @property
     def has_shift(self) -> bool:

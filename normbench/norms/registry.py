@@ -50,8 +50,13 @@ def known_norms() -> list[str]:
     return sorted(VARIANTS)
 
 
-def build_norm_spec(cfg: Mapping[str, Any] | DictConfig) -> NormSpec:
+def build_norm_spec(
+    cfg: Mapping[str, Any] | DictConfig, images_per_device: int | None = None
+) -> NormSpec:
     """Build the spec of the variant named by ``cfg['name']`` from the rest of ``cfg``.
+
+    With ``images_per_device`` set, variants that use batch statistics compute them over
+    groups of that many samples (see :meth:`NormSpec.per_device`).
 
     Raises:
         ConfigError: unknown variant name, or an option the variant does not take.
@@ -73,4 +78,5 @@ def build_norm_spec(cfg: Mapping[str, Any] | DictConfig) -> NormSpec:
             f"norm={name} has no option {', '.join(unknown)}; its options are: "
             f"{', '.join(accepted) or '(none)'}."
         )
-    return cls(**options)
+    spec = cls(**options)
+    return spec if images_per_device is None else spec.per_device(images_per_device)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from normbench.errors import ConfigError
+
 
 class NormSpec:
     """Base spec: plain weight layers and an identity norm slot (``norm=none``).
@@ -29,6 +31,22 @@ class NormSpec:
     #: Whether :meth:`layer` already contains the nonlinearity (FRN's TLU, EvoNorm): the model
     #: should then use identity instead of its own activation right after the norm slot.
     includes_activation: bool = False
+    #: Whether a sample's train-time output depends on the other samples of its batch (batch
+    #: statistics): such variants must honour :meth:`per_device`.
+    batch_dependent: bool = False
+
+    def per_device(self, images: int) -> NormSpec:
+        """This variant with its batch statistics over groups of ``images`` samples.
+
+        The GroupNorm paper's images per device (``per_device.images``). Variants that are not
+        :attr:`batch_dependent` are returned unchanged.
+        """
+        if self.batch_dependent:
+            raise ConfigError(
+                f"norm={self.name} cannot compute its statistics over groups of images per device; "
+                "leave per_device.images=null for it."
+            )
+        return self
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         """Return the norm module for ``num_channels`` channels-first features.

@@ -1,0 +1,81 @@
+"""Images per device: simulate the GroupNorm paper's per-GPU batch on one device.
+
+The GN paper (Wu & He 2018) computes BN statistics per GPU, so "batch size" there means images
+per GPU. ``per_device.images=N`` reproduces that on one device in one of two ways:
+
+- ``per_device.mode=ghost`` (default): the optimizer batch stays ``dataset.batch_size``; every
+  variant that normalizes with batch statistics computes them over consecutive groups of N
+  samples (ghost batches), exactly as N images on each of ``batch_size / N`` devices would.
+- ``per_device.mode=real``: the batch itself becomes N, with the linear learning-rate scaling
+  rule ``lr = optim.lr · N / dataset.batch_size`` and ``trainer.steps`` scaled by
+  ``dataset.batch_size / N``, so that every setting sees the same number of epochs.
+
+Variants whose statistics do not involve other samples (GN, LN, IN, …) are unaffected by the
+ghost mode: their result is independent of N by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from normbench.errors import ConfigError
+
+log = logging.getLogger("normbench")
+
+MODES = ("ghost", "real")
+
+
+@dataclass(frozen=True)
+class PerDevice:
+    """What ``per_device.*`` resolved to for one run."""
+
+    images: int | None  # samples per normalization group (None: the whole batch)
+    mode: str
+    batch_size: int  # samples per optimizer step
+    lr: float
+    steps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_per_device(cfg: DictConfig) -> PerDevice:
+    """Work out batch size, learning rate, steps and group size from ``per_device.*``.
+
+    Raises:
+        ConfigError: an unknown mode, or N that is not a positive divisor of the batch.
+    """
+    node = cfg.get("per_device") or {}
+    images, mode = node.get("images"), node.get("mode", "ghost")
+    batch, lr, steps = int(cfg.dataset.batch_size), float(cfg.optim.lr), int(cfg.trainer.steps)
+    if mode not in MODES:
+        raise ConfigError(f"per_device.mode={mode!r} is not one of {', '.join(MODES)}.")
+    if images is None:
+        return PerDevice(None, mode, batch, lr, steps)
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ConfigError(f"per_device.images must be a positive integer or null, got {images!r}.")
+    if batch % images:
+        raise ConfigError(
+            f"per_device.images={images} does not divide dataset.batch_size={batch}: every "
+            "simulated device needs the same number of images. Pick a divisor of the batch."
+        )
+    if mode == "ghost":
+        return PerDevice(images, mode, batch, lr, steps)
+    return PerDevice(images, mode, images, lr * images / batch, steps * (batch // images))
+
+
+def apply_per_device(cfg: DictConfig) -> PerDevice:
+    """Resolve ``per_device.*`` and write the effective batch, lr and steps back into ``cfg``."""
+    resolved = resolve_per_device(cfg)
+    if resolved.mode == "real" and resolved.images is not None:
+        with open_dict(cfg):
+            cfg.dataset.batch_size = resolved.batch_size
+            cfg.optim.lr = resolved.lr
+            cfg.trainer.steps = resolved.steps
+        log.info("per_device.mode=real: batch %d, lr %.4g, %d steps (linear scaling rule)",
+                 resolved.batch_size, resolved.lr, resolved.steps)
+    return resolved

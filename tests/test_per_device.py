@@ -1,0 +1,68 @@
+"""Images per device (GN paper): ghost groups for batch statistics, or true small batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from normbench.engine.per_device import apply_per_device, resolve_per_device
+from normbench.errors import ConfigError
+from normbench.norms import build_norm_spec
+from normbench.norms.ghost_batch import GhostBatchNorm
+
+from .test_train_cli import FAST
+
+
+def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100):
+    return OmegaConf.create({"per_device": {"images": images, "mode": mode},
+                             "dataset": {"batch_size": batch}, "optim": {"lr": lr},
+                             "trainer": {"steps": steps}})
+
+
+def test_ghost_mode_keeps_batch_lr_and_steps():
+    r = resolve_per_device(_cfg(4))
+    assert (r.images, r.batch_size, r.lr, r.steps) == (4, 32, 0.1, 100)
+
+
+def test_true_mode_scales_lr_linearly_and_keeps_epochs():
+    cfg = _cfg(4, "real", batch=32, lr=0.1, steps=100)
+    r = apply_per_device(cfg)
+    assert (r.batch_size, r.steps) == (4, 800)
+    assert r.lr == pytest.approx(0.1 * 4 / 32)
+    assert (cfg.dataset.batch_size, cfg.trainer.steps) == (4, 800)
+    assert cfg.optim.lr == pytest.approx(0.0125)
+
+
+def test_null_images_changes_nothing():
+    r = resolve_per_device(_cfg(None, "real"))
+    assert (r.images, r.batch_size, r.lr, r.steps) == (None, 32, 0.1, 100)
+
+
+@pytest.mark.parametrize("images,mode,message", [
+    (5, "ghost", "does not divide dataset.batch_size=32"),
+    (0, "ghost", "positive integer"),
+    (4, "fake", "per_device.mode='fake'"),
+])
+def test_bad_per_device_is_a_clear_error(images, mode, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_per_device(_cfg(images, mode))
+
+
+def test_batch_norm_per_device_is_ghost_batch_and_group_norm_is_unchanged():
+    layer = build_norm_spec({"name": "batch"}, images_per_device=4).layer(8, 2)
+    assert isinstance(layer, GhostBatchNorm) and layer.group_size == 4
+    spec = build_norm_spec({"name": "group", "num_groups": 2}, images_per_device=4)
+    assert spec == spec.per_device(4)
+
+
+def test_train_with_images_per_device_records_it(run_cli, tmp_path):
+    code, out, err = run_cli("train", "experiment=bn_fig1", "norm=batch", *FAST,
+                             "per_device.images=4", "per_device.mode=real")
+    assert code == 0, out + err
+    (run,) = (tmp_path / "runs" / "bn_fig1").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["per_device"] == {"images": 4, "mode": "real", "batch_size": 4,
+                                     "lr": pytest.approx(0.5 * 4 / 16), "steps": 160}
+    assert summary["step"] == 160
