@@ -61,6 +61,9 @@ class TrainerConfig:
     resume: str = "auto"
     eval_batch_size: int = 1000
     stop_after: int | None = None
+    amp: Any = False  # false | bf16 (checked against CHOICES)
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass
@@ -102,8 +105,9 @@ SCHEMAS: dict[str, type] = {
     "optim": OptimConfig,
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[Any, ...]] = {
     "trainer.device": ("auto", "cpu", "cuda"),
+    "trainer.amp": (False, "bf16"),
     "trainer.resume": ("auto", "never"),
     "probes.mode": ("batch_stats", "eval"),
     "optim.name": ("sgd",),
@@ -130,8 +134,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"bad value for {key}: {msg}. Fix it with {key}=<value>.") from None
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
-        if value is not None and value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}.")
+        if value is not None and not any(type(value) is type(c) and value == c for c in choices):
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in choices)
+            raise ConfigError(f"{key}={value!r} is not one of {shown}.")
     for key in POSITIVE + NON_NEGATIVE:
         value: Any = OmegaConf.select(cfg, key)
         if value is None:

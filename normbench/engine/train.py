@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from normbench.config import config_dir, register_resolvers, validate
@@ -23,6 +22,7 @@ from normbench.data.datasets import load_dataset
 from normbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from normbench.engine.environment import environment, seed_everything, select_device
 from normbench.engine.evaluate import evaluate
+from normbench.engine.fastpath import FastPath, train_step
 from normbench.engine.optim import build_optimizer, build_scheduler
 from normbench.engine.per_device import apply_per_device
 from normbench.errors import ConfigError, NormbenchError
@@ -30,13 +30,15 @@ from normbench.logging import Recorder
 from normbench.models import build_model
 from normbench.norms import build_norm_spec
 from normbench.probes.activations import ActivationProbe
-from normbench.probes.timing import PhaseTimer
+from normbench.probes.timing import PhaseTimer, images_per_s
 
 log = logging.getLogger("normbench")
 
-# Keys that may differ between an interrupted run and its resumption.
+# Keys that may differ between an interrupted run and its resumption: where and how fast it
+# runs, not what it computes (trainer.amp changes the arithmetic, so it may not change).
 RESUMABLE_CHANGES = ("trainer.resume", "trainer.device", "trainer.threads", "trainer.stop_after",
-                     "dataset.root", "logging")
+                     "trainer.channels_last", "trainer.compile", "dataset.root", "dataset.num_workers",
+                     "logging")
 
 
 def hydra_main(argv: list[str]) -> int:
@@ -115,11 +117,13 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         self.tcfg = cfg.trainer
         self.device = select_device(self.tcfg.device)
+        self.fast = FastPath.from_config(self.tcfg, self.device)
         seed_everything(cfg.seed, self.tcfg.deterministic, self.tcfg.threads)
         self.spec = build_norm_spec(cfg.norm, images_per_device=self.per_device.images)
         self.data = load_dataset(cfg.dataset, self.device,
                                  standardize=cfg.dataset.standardize or self.spec.standardize_input)
         self.model = build_model(cfg.model, self.spec, self.data.num_classes, self.data.in_shape).to(self.device)
+        self.train_model = self.fast.prepare_model(self.model)  # compiled or self.model; shares parameters
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.tcfg.steps)
         self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
@@ -213,19 +217,17 @@ class Trainer:
         return summary
 
     def _train_until(self, last: int) -> None:
-        model, opt, sched, loader, timer = self.model, self.optimizer, self.scheduler, self.loader, self.timer
-        cfg = self.cfg
+        model, opt, sched, loader, timer = self.train_model, self.optimizer, self.scheduler, self.loader, self.timer
+        cfg, fast = self.cfg, self.fast
         window_loss = torch.zeros((), device=self.device)
         window_n = 0
         model.train()
         while self.step < last:
             with timer.phase("data"):
                 x, y = loader.next()
+                x = fast.prepare_input(x)
             with timer.phase("train_step"):
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = train_step(model, x, y, opt, fast)
                 sched.step()
             self.step += 1
             step = self.step
@@ -251,19 +253,20 @@ class Trainer:
             loss = window_loss.item() / window_n
             step_ms = 1000 * (window.get("train_step", 0) + window.get("data", 0)) / window_n
             data_ms = 1000 * window.get("data", 0) / window_n
+            ips = images_per_s(window, window_n * self.cfg.dataset.batch_size)
             self.recorder.scalars(step, {"train/loss": loss, "time/step_ms": step_ms, "time/data_ms": data_ms,
-                                         "train/lr": self.scheduler.get_last_lr()[0]})
+                                         "time/images_per_s": ips, "train/lr": self.scheduler.get_last_lr()[0]})
             wall = self._wall()
             eta = wall / max(step - self.step_at_start, 1) * (self.tcfg.steps - step)
             val = self.last_eval.get("val_error")
-            log.info("step %d/%d (%3.0f%%) | loss %.4f | val_err %s | %.2f ms/step (data %.2f) | "
+            log.info("step %d/%d (%3.0f%%) | loss %.4f | val_err %s | %.2f ms/step (data %.2f) | %.0f img/s | "
                      "%s elapsed, ETA %s", step, self.tcfg.steps, 100 * step / self.tcfg.steps, loss,
-                     f"{100 * val:.2f}%" if val is not None else "-", step_ms, data_ms,
+                     f"{100 * val:.2f}%" if val is not None else "-", step_ms, data_ms, ips,
                      _hms(self.prior_wall + wall), _hms(eta))
 
     def _evaluate(self) -> None:
         with self.timer.phase("eval"):
-            result = evaluate(self.model, self.data.val_batches(self.tcfg.eval_batch_size))
+            result = evaluate(self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast)
             train_loss = (self.loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
             self.loss_sum.zero_()
             self.loss_count = 0
@@ -293,7 +296,8 @@ class Trainer:
         c = self.cfg
         return {"norm": c.norm.name, "model": c.model.name, "dataset": c.dataset.name,
                 "batch_size": c.dataset.batch_size, "images_per_device": self.per_device.images or c.dataset.batch_size,
-                "per_device_mode": self.per_device.mode, "lr": c.optim.lr, "steps": c.trainer.steps, "seed": c.seed}
+                "per_device_mode": self.per_device.mode, "lr": c.optim.lr, "steps": c.trainer.steps, "seed": c.seed,
+                "amp": self.fast.precision, "channels_last": self.fast.channels_last, "compile": self.fast.compile}
 
     def _summary(self, status: str) -> dict[str, Any]:
         times = self.timer.state_dict()
@@ -306,10 +310,11 @@ class Trainer:
             "final": dict(self.last_eval), "best_val_error": self.best_val_error,
             "wall_time_s": wall, "time_s": times, "time_share": shares,
             "ms_per_step": {k: 1000 * times[k] / self.step for k in ("train_step", "data") if k in times and self.step},
+            "images_per_s": images_per_s(times, self.step * self.cfg.dataset.batch_size),
             "num_params": self._num_params(), "run_dir": str(self.run_dir),
             "started_at": self.started_at,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment(self.device),
+            "environment": {**environment(self.device), **self.fast.as_dict()},
         }
 
 
