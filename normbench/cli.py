@@ -20,16 +20,25 @@ commands:
                       --cfg job to print the composed config, --help for the config groups)
   report DIR...       turn run or sweep directories into the paper's figure, CSV and README
   data                list every dataset: found or not, where, and how to get it
-  bench NAME          benchmarks: `bench norms` (forward+backward time of every norm variant)
+  bench NAME          benchmarks (`normbench bench NAME --help` for options):
+                        norms   forward+backward time of every norm variant
+                        models  our ResNet-50 / VGG-16 forward time against torchvision's
+                        train   share of training-step time in normalization layers, eager vs
+                                compiled, fp32 vs bf16; images/s and the data share of a step
 
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
   normbench train -m experiment=bn_fig1
   normbench report runs/bn_fig1 --out results/bn_fig1
+  normbench bench train --threads 1
 """
 
 # Benchmark name -> module with a `main(argv) -> int`.
-BENCHMARKS = {"norms": "normbench.bench.norms"}
+BENCHMARKS = {
+    "norms": "normbench.bench.norms",
+    "models": "normbench.bench.models",
+    "train": "normbench.bench.train",
+}
 
 
 def _train(argv: list[str]) -> int:

@@ -17,5 +17,13 @@ def test_usage_and_unknown_command(run_cli):
 
 
 def test_every_benchmark_has_a_main():
+    assert {"norms", "models", "train"} <= set(BENCHMARKS)
     for module in BENCHMARKS.values():
         assert callable(importlib.import_module(module).main)
+
+
+def test_usage_lists_the_benchmarks(run_cli):
+    code, out, _ = run_cli("--help")
+    assert code == 0 and all(f"{name}  " in out for name in ("norms", "models", "train"))
+    code, _, err = run_cli("bench")
+    assert code == 2 and "{norms,models,train}" in err

@@ -9,7 +9,9 @@ The two are timed alternately (the first of a pair swaps every repeat, so load f
 processes hits them alike); a time is the median over repeats of one forward pass.
 Target (issue 4): ours within 10% of torchvision on CPU.
 
-One row per model is appended to ``<out>/models-<device>.csv``.
+One row per model is appended to ``<out>/models-<device>.csv``; the ``bench models`` section of
+``<out>/README.md`` (between ``<!-- bench models -->`` markers) is then rewritten from every
+such CSV, leaving the rest of the README alone. ``--readme-only`` rewrites just the section.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from normbench.bench.norms import environment
+from normbench.bench.readme_sections import update_section
 from normbench.models import build_model
 from normbench.norms import build_norm_spec
 
@@ -103,6 +106,46 @@ def append_rows(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
+def readme_section(out: Path) -> str:
+    """The ``bench models`` README section, from every ``models-<device>.csv`` in ``out``."""
+    lines = [
+        "## Models: forward time against torchvision",
+        "",
+        "Produced by `normbench bench models` (`normbench/bench/models.py`); every number in this "
+        "section comes from that command. Our ResNet-50 (`norm=batch`, width 1, ImageNet stem, "
+        "1000 classes) and `torchvision.models.resnet50` (with `--models vgg16`: our VGG-16, "
+        "`norm=none`, and `torchvision.models.vgg16`) hold the same weights (torchvision's "
+        "state_dict loaded into ours, strictly) and see the same input; eval mode, "
+        "`torch.inference_mode`, the two timed alternately, median over repeats of one forward "
+        f"each after warm-up forwards. Target (issue 4): ours within {TARGET - 1:.0%} of torchvision.",
+        "",
+    ]
+    for path in sorted(out.glob("models-*.csv")):
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            continue
+        device = path.stem.split("-", 1)[1]
+        lines += [
+            f"### {device}: data [{path.name}]({path.name})",
+            "",
+            "| date | device | torch | threads | model | batch | input | ms ours | ms torchvision "
+            "| ratio | max abs output difference | within target | conditions |",
+            "|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---|---|",
+        ]
+        for r in rows:
+            ok = {"True": "yes", "False": "**no**"}.get(r["within_target"], r["within_target"])
+            lines.append(
+                f"| {r['date']} | {r['device_name']} | {r['torch']} | {r['threads']} | {r['model']} "
+                f"| {r['batch']} | 3x{r['image_size']}x{r['image_size']} | {r['ms_ours']} "
+                f"| {r['ms_torchvision']} | {r['ratio']} | {float(r['max_abs_diff']):.2g} | {ok} "
+                f"| {r['conditions']} |"
+            )
+        commands = list(dict.fromkeys(r["command"] for r in rows))
+        lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands) + ".", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     """Time the model pairs, print the ratios, append them to the CSV. Returns 0."""
     parser = argparse.ArgumentParser(
@@ -120,7 +163,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--conditions", default="", help="free text recorded with the row (e.g. machine load)"
     )
+    parser.add_argument(
+        "--readme-only", action="store_true",
+        help="only rewrite the README section from the existing CSVs (no timing)",
+    )
     args = parser.parse_args(argv)
+    if args.readme_only:
+        update_section(args.out / "README.md", "bench models", readme_section(args.out))
+        print(f"rewrote the 'bench models' section of {args.out / 'README.md'}", file=sys.stderr)
+        return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - {"resnet50", "vgg16"})
     if unknown or not models:
@@ -164,5 +215,7 @@ def main(argv: list[str]) -> int:
         del ours, theirs
     path = args.out / f"models-{device.type}.csv"
     append_rows(rows, path)
-    print(f"appended {len(rows)} row(s) to {path}", file=sys.stderr)
+    update_section(args.out / "README.md", "bench models", readme_section(args.out))
+    print(f"appended {len(rows)} row(s) to {path}; rewrote the 'bench models' section of "
+          f"{args.out / 'README.md'}", file=sys.stderr)
     return 0

@@ -128,6 +128,7 @@ class ModuleShare:
     step_s: float
     forward_s: float
     backward_s: float
+    backward_nodes: tuple[str, ...] = ()  # the autograd nodes counted as the modules' backward
 
     @property
     def share(self) -> float:
@@ -176,7 +177,8 @@ def module_share(events: Sequence[Any], cuda: bool, name: str = NORM_SCOPE) -> M
         total = sum(e.cpu_time_total for e in steps)
         fwd = sum(e.cpu_time_total for e in scopes)
         bwd = sum(e.cpu_time_total for e in norm_nodes)
-    return ModuleShare(total / 1e6, fwd / 1e6, bwd / 1e6)
+    names = tuple(e.name[len(_BACKWARD_NODE):] for e in norm_nodes)
+    return ModuleShare(total / 1e6, fwd / 1e6, bwd / 1e6, names)
 
 
 def _device_total(event: Any) -> float:

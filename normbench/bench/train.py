@@ -1,0 +1,366 @@
+"""``normbench bench train``: where a training step's time goes, and how much is normalization.
+
+For each mode (eager or ``torch.compile``, fp32 or bf16 autocast) and each normalization
+variant, a model is trained for a few steps exactly as ``normbench train`` trains it: batches
+from the in-memory loader (random crop and flip on the device), then
+:func:`~normbench.engine.fastpath.train_step`, timed by the trainer's
+:class:`~normbench.probes.timing.PhaseTimer` (CUDA events on GPU). Per variant and mode:
+
+- ``step_ms``, ``images_per_s``, ``data_share``: median over repeats (variants are timed
+  round-robin within each repeat, so load from other processes hits them alike); data share
+  is the trainer's data / (data + compute) split.
+- ``norm_share_profiled`` (eager modes): ``torch.profiler`` over ``--steps`` steps; forward
+  time inside the norm modules (profiler ranges opened by forward hooks) plus the backward
+  of every autograd node created inside them (linked by autograd sequence numbers), over the
+  step time (see :func:`~normbench.probes.timing.module_share`). Norm modules are those the
+  spec's ``layer`` built, plus the weight parametrizations of its ``conv``/``linear``.
+- ``norm_share_differential``: (step time − step time of ``norm=none``) / step time, in the
+  same mode: the cross-check, and the only measure for compiled modes, where the norm's work
+  is fused into generated kernels.
+
+Rows go to ``<out>/iteration-<device>.csv``, a PNG beside it, and the ``bench train``
+section of ``<out>/README.md`` (see :mod:`normbench.bench.train_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn.utils import parametrize
+
+from normbench.config import config_dir
+from normbench.data.datasets import load_dataset
+from normbench.engine.environment import environment
+from normbench.engine.fastpath import FastPath, train_step
+from normbench.errors import ConfigError
+from normbench.models import CNNS, build_model
+from normbench.norms import build_norm_spec
+from normbench.norms.registry import known_norms
+from normbench.probes.timing import STEP_SCOPE, ModuleScopes, PhaseTimer, module_share
+
+MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
+BASELINE = "none"
+CPU_DEFAULTS: dict[str, Any] = {
+    "model": "resnet50", "width": 0.25, "stem": "cifar", "batch": 16, "image_size": 32,
+    "steps": 3, "repeats": 3, "warmup": 2, "train_size": 512, "device": "cpu",
+    "variants": "batch", "modes": ",".join(MODES), "channels_last": False,
+}
+# The issue's GPU acceptance items: ResNet-50 (CIFAR stem, width 1, batch 128) in fp32 and
+# bf16, and the data share of an in-memory dataset of CIFAR-10's size.
+GPU_DEFAULTS: dict[str, Any] = {
+    **CPU_DEFAULTS, "width": 1.0, "batch": 128, "steps": 10, "repeats": 5, "warmup": 5,
+    "train_size": 50000, "device": "cuda", "variants": "batch,group", "channels_last": True,
+}
+SGD = {"lr": 1e-3, "momentum": 0.9}  # small steps: no variant (norm=none included) diverges
+
+
+class RecordingSpec:
+    """A norm spec that remembers the modules it builds: norm slots and weight parametrizations."""
+
+    def __init__(self, spec: Any) -> None:
+        self._spec = spec
+        self.modules: list[nn.Module] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)
+
+    def layer(self, *args: Any, **kwargs: Any) -> nn.Module:
+        module = self._spec.layer(*args, **kwargs)
+        self.modules.append(module)
+        return module
+
+    def conv(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self._weights(self._spec.conv(*args, **kwargs))
+
+    def linear(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self._weights(self._spec.linear(*args, **kwargs))
+
+    def _weights(self, module: nn.Module) -> nn.Module:
+        if parametrize.is_parametrized(module):
+            for plist in module.parametrizations.values():
+                self.modules.extend(plist)
+        return module
+
+    def __repr__(self) -> str:
+        return repr(self._spec)
+
+
+def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any], str]:
+    """The shipped ``configs/norm/<name>.yaml`` with its group count fitted to the model's
+    channels at ``width``, and a label (``group[num_groups=8]`` when the count was lowered)."""
+    if name not in known_norms():
+        raise ConfigError(
+            f"unknown variant {name!r} in --variants; known variants: {', '.join(known_norms())}."
+        )
+    path = config_dir() / "norm" / f"{name}.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {"name": name}
+    channels = CNNS[model].channels(width)
+    label = name
+    for key in ("num_groups", "groups"):
+        if key in cfg and any(c % cfg[key] for c in channels):
+            fitted = next(g for g in (32, 16, 8, 4, 2, 1) if g <= cfg[key] and not any(c % g for c in channels))
+            cfg[key] = fitted
+            label = f"{name}[{key}={fitted}]"
+    return cfg, label
+
+
+@dataclass
+class Setup:
+    """One variant in one mode, ready to step: model, optimizer, loader, norm modules."""
+
+    variant: str
+    label: str
+    model: nn.Module  # the plain module (hooks, parameters)
+    step_model: nn.Module  # compiled or the plain module
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    fast: FastPath
+    norm_modules: list[nn.Module]
+    warmup_s: float = 0.0
+    step_s: list[float] = field(default_factory=list)
+    data_s: list[float] = field(default_factory=list)
+
+    def step(self) -> torch.Tensor:
+        x, y = self.loader.next()
+        return train_step(self.step_model, self.fast.prepare_input(x), y, self.optimizer, self.fast)
+
+
+def build_setup(args: argparse.Namespace, variant: str, mode: str, data: Any, device: torch.device) -> Setup:
+    """Model, optimizer and loader of ``variant`` in ``mode`` (``eager-fp32`` ...)."""
+    norm_cfg, label = variant_config(variant, args.model, args.width)
+    torch.manual_seed(0)
+    spec = RecordingSpec(build_norm_spec(norm_cfg))
+    model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
+    model = build_model(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
+    compiled, precision = mode.split("-")
+    fast = FastPath(device, None if precision == "fp32" else precision, args.channels_last, compiled == "compiled")
+    step_model = fast.prepare_model(model)
+    optimizer = torch.optim.SGD(model.parameters(), **SGD)
+    loader = data.train_loader(args.batch, seed=0)
+    return Setup(variant, label, model, step_model, optimizer, loader, fast, spec.modules)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(setup: Setup, steps: int, device: torch.device) -> None:
+    """Untimed steps (the compile happens here in compiled modes); records their seconds."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        setup.step()
+    _sync(device)
+    setup.warmup_s = time.perf_counter() - start
+
+
+def timed(setup: Setup, steps: int, device: torch.device) -> None:
+    """``steps`` steps split into data and compute as the trainer does; appends seconds per step."""
+    timer = PhaseTimer(device)
+    for _ in range(steps):
+        with timer.phase("data"):
+            x, y = setup.loader.next()
+            x = setup.fast.prepare_input(x)
+        with timer.phase("train_step"):
+            train_step(setup.step_model, x, y, setup.optimizer, setup.fast)
+    window = timer.window()
+    setup.step_s.append((window["data"] + window["train_step"]) / steps)
+    setup.data_s.append(window["data"] / steps)
+
+
+def profiled(setup: Setup, steps: int, device: torch.device) -> dict[str, float]:
+    """Profile ``steps`` steps with the norm modules scoped (after one profiled, discarded
+    step that warms the profiler up); their share of step time."""
+    from torch.profiler import ProfilerActivity, profile, record_function, schedule
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with ModuleScopes(setup.norm_modules), profile(activities=activities, schedule=plan) as prof:
+        for _ in range(steps + 1):
+            with record_function(STEP_SCOPE):
+                setup.step()
+            _sync(device)
+            prof.step()
+    share = module_share(prof.events(), cuda=device.type == "cuda")
+    return {
+        "profiled_step_ms": 1000 * share.step_s / steps,
+        "norm_fwd_ms": 1000 * share.forward_s / steps,
+        "norm_bwd_ms": 1000 * share.backward_s / steps,
+        "norm_share_profiled": share.share,
+    }
+
+
+def run_mode(
+    args: argparse.Namespace, mode: str, variants: list[str], data: Any, device: torch.device
+) -> list[dict[str, Any]]:
+    """All variants in one mode: warm up, time round-robin, profile (eager); one row each."""
+    log = _log
+    if mode.startswith("compiled"):
+        _fresh_compile_cache(len(variants))
+    setups = []
+    for variant in variants:
+        setup = build_setup(args, variant, mode, data, device)
+        log(f"[{mode}] {setup.label}: warm-up {args.warmup} step(s)")
+        warm_up(setup, args.warmup, device)
+        log(f"[{mode}] {setup.label}: warm-up took {setup.warmup_s:.1f} s")
+        setups.append(setup)
+    for r in range(args.repeats):
+        for setup in setups:
+            timed(setup, args.steps, device)
+        log(f"[{mode}] repeat {r + 1}/{args.repeats}: " + ", ".join(
+            f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in setups))
+    baseline_s = statistics.median(setups[0].step_s)
+    rows = []
+    for setup in setups:
+        step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
+        row: dict[str, Any] = {
+            "variant": setup.label, "mode": mode, "precision": setup.fast.precision,
+            "compiled": setup.fast.compile, "step_ms": 1000 * step_s, "images_per_s": args.batch / step_s,
+            "data_ms": 1000 * data_s, "data_share": data_s / step_s, "warmup_s": setup.warmup_s,
+            "norm_ms_differential": 1000 * (step_s - baseline_s),
+            "norm_share_differential": min(1.0, max(0.0, (step_s - baseline_s) / step_s)),
+            "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
+            "norm_share_profiled": math.nan, "note": "",
+        }
+        if setup.fast.compile:
+            row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
+        else:
+            log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
+            row.update(profiled(setup, args.steps, device))
+        rows.append(row)
+    del setups
+    return rows
+
+
+def _fresh_compile_cache(models: int) -> None:
+    """Forget earlier modes' compiled code, and let every model of this mode keep its own: the
+    models share their ``forward`` code objects, and dynamo caches a limited number of
+    compilations per code object (beyond it, it would silently run the model eagerly)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    config = torch._dynamo.config
+    for key in ("recompile_limit", "cache_size_limit"):  # the name changed across versions
+        if hasattr(config, key):
+            setattr(config, key, max(getattr(config, key), 2 * models + 8))
+            break
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options; ``--gpu-defaults`` swaps the CPU-scale defaults for the issue's GPU setting."""
+    parser = argparse.ArgumentParser(
+        prog="normbench bench train",
+        description="Share of training-step time in normalization layers (forward + backward), "
+        "eager vs compiled, fp32 vs bf16; images/s, step ms and the data share of the step.",
+    )
+    parser.add_argument("--gpu-defaults", action="store_true", help=(
+        "the GPU acceptance setting: --device cuda --width 1 --batch 128 --channels-last "
+        f"--steps {GPU_DEFAULTS['steps']} --repeats {GPU_DEFAULTS['repeats']} --warmup "
+        f"{GPU_DEFAULTS['warmup']} --train-size 50000 --variants {GPU_DEFAULTS['variants']} "
+        "(explicit options still win)"))
+    parser.add_argument("--model", choices=sorted(CNNS), help="default: resnet50")
+    parser.add_argument("--width", type=float, help="channel multiplier (default 0.25; GPU 1)")
+    parser.add_argument("--stem", choices=["cifar", "imagenet"], help="default: cifar")
+    parser.add_argument("--batch", type=int, help="images per step (default 16; GPU 128)")
+    parser.add_argument("--image-size", type=int, help="input height and width (default 32)")
+    parser.add_argument("--train-size", type=int, help="examples in the in-memory training set")
+    parser.add_argument("--steps", type=int, help="steps per timed repeat and per profile")
+    parser.add_argument("--repeats", type=int, help="timed repeats (median)")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (compile happens here)")
+    parser.add_argument("--variants", help=f"comma-separated norm variants; {BASELINE} is always added")
+    parser.add_argument("--modes", help=f"comma-separated, from {', '.join(MODES)} (default: all)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu (GPU defaults: cuda)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last model and batches (default: off on CPU, on with --gpu-defaults)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("results/bench"), help="output directory")
+    parser.add_argument("--append", action="store_true",
+                        help="add rows to the existing CSV instead of replacing it (split a long run)")
+    parser.add_argument("--conditions", default="", help="free text recorded with the rows (machine load ...)")
+    args = parser.parse_args(argv)
+    defaults = GPU_DEFAULTS if args.gpu_defaults else CPU_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key in ("batch", "image_size", "train_size", "steps", "repeats"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if args.warmup < 1:
+        parser.error("--warmup must be >= 1 (the first steps build caches and compile)")
+    if args.width <= 0:
+        parser.error(f"--width must be > 0, got {args.width}")
+    args.variant_list = _variants(args.variants)
+    args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.mode_list if m not in MODES]
+    if unknown or not args.mode_list:
+        parser.error(f"--modes: unknown {', '.join(unknown) or '(none)'}; known modes: {', '.join(MODES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    if args.train_size < args.batch:
+        parser.error(f"--train-size {args.train_size} is smaller than --batch {args.batch}")
+    return args
+
+
+def _variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known_norms()]
+    if unknown:
+        raise ConfigError(
+            f"unknown variant(s) {', '.join(map(repr, unknown))} in --variants; known variants: "
+            f"{', '.join(known_norms())}."
+        )
+    return [BASELINE] + [v for v in dict.fromkeys(names) if v != BASELINE]
+
+
+def synthetic_data(args: argparse.Namespace, device: torch.device) -> Any:
+    """A CIFAR-shaped in-memory dataset on ``device`` with on-device crop (4 px) and flip."""
+    cfg = OmegaConf.create({
+        "name": "synthetic", "root": "data", "batch_size": args.batch, "val_split": "test",
+        "holdout_size": 1, "standardize": False, "download": False, "num_train": args.train_size,
+        "num_val": args.batch, "num_classes": 10, "image_shape": [3, args.image_size, args.image_size],
+        "augment": True, "crop_padding": min(4, args.image_size - 1), "flip": True,
+    })
+    return load_dataset(cfg, device)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``normbench bench train``."""
+    from normbench.bench.train_report import write_outputs
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    env = environment(device)
+    scale = {
+        "model": args.model, "width": args.width, "stem": args.stem, "batch": args.batch,
+        "image_size": args.image_size, "channels_last": args.channels_last, "steps": args.steps,
+        "repeats": args.repeats, "warmup": args.warmup,
+    }
+    _log(f"bench train on {device.type} ({env['device_name']}, torch {env['torch']}, {env['threads']} "
+         f"threads): {args.model} width {args.width} {args.stem} stem, batch {args.batch}, "
+         f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
+         f"modes {', '.join(args.mode_list)}")
+    data = synthetic_data(args, device)
+    rows = []
+    for mode in args.mode_list:
+        start = time.perf_counter()
+        rows += [{**scale, **row} for row in run_mode(args, mode, args.variant_list, data, device)]
+        _log(f"[{mode}] done in {time.perf_counter() - start:.0f} s")
+    command = " ".join(["normbench bench train", *argv])
+    write_outputs(rows, env, args.out, device.type, command, args.conditions, args.append)
+    return 0

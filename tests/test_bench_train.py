@@ -1,0 +1,135 @@
+"""`normbench bench train`: CSV rows and columns, shares, norm attribution, README sections."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from normbench.bench.readme_sections import read_section, update_section
+from normbench.bench.train_report import COLUMNS
+from normbench.probes.timing import STEP_SCOPE, ModuleScopes, module_share
+
+TINY = ["--width", "0.0625", "--batch", "4", "--image-size", "8", "--train-size", "32",
+        "--steps", "1", "--repeats", "1", "--warmup", "1", "--threads", "1"]
+
+
+def _rows(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
+    out = tmp_path / "bench"
+    out.mkdir()
+    other = "<!-- bench norms -->\n## Norms\n\n| a | b |\n<!-- /bench norms -->\n"
+    (out / "README.md").write_text("# Benchmarks\n\nA note by hand.\n\n" + other)
+    code, stdout, err = run_cli("bench", "train", *TINY, "--variants", "batch,group",
+                                "--modes", "eager-fp32,eager-bf16", "--out", str(out))
+    assert code == 0, stdout + err
+    assert "[eager-bf16] repeat 1/1" in err  # progress
+    rows = _rows(out / "iteration-cpu.csv")
+    assert list(rows[0]) == COLUMNS
+    got = [(r["mode"], r["variant"]) for r in rows]
+    assert got == [(m, v) for m in ("eager-fp32", "eager-bf16")
+                   for v in ("none", "batch", "group[num_groups=4]")]
+    for r in rows:
+        for key in ("norm_share_profiled", "norm_share_differential", "data_share"):
+            assert 0.0 <= float(r[key]) <= 1.0, (key, r)
+        assert float(r["step_ms"]) > 0 and float(r["images_per_s"]) > 0
+        assert r["precision"] == r["mode"].split("-")[1] and r["device"] == "cpu"
+    for r in rows:
+        if r["variant"] == "none":  # identity slots: nothing in the ranges, nothing linked backward
+            assert float(r["norm_bwd_ms"]) == 0.0 and float(r["norm_share_profiled"]) < 0.05
+            assert float(r["norm_share_differential"]) == 0.0
+        else:  # the backward of the norm layers was found
+            assert float(r["norm_bwd_ms"]) > 0 and float(r["norm_share_profiled"]) > 0
+    assert (out / "iteration-cpu.png").stat().st_size > 0
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("# Benchmarks\n\nA note by hand.\n\n" + other)
+    section = read_section(out / "README.md", "bench train")
+    assert section is not None and "normbench bench train" in section and "quarter" in section
+    assert "| eager-bf16 | batch |" in section and "### cpu:" in section
+    # a second run replaces its own section only, and --append keeps earlier rows
+    code, _, err = run_cli("bench", "train", *TINY, "--modes", "eager-fp32", "--out", str(out), "--append")
+    assert code == 0, err
+    assert len(_rows(out / "iteration-cpu.csv")) == len(rows) + 2
+    readme = (out / "README.md").read_text()
+    assert readme.count("<!-- bench train -->") == 1 and other in readme
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--variants", "batch,bogus"],
+     "unknown variant(s) 'bogus' in --variants; known variants: batch, batch_detached,"),
+    (["--modes", "jit-fp64"], "--modes: unknown jit-fp64; known modes: eager-fp32, eager-bf16,"),
+    (["--batch", "0"], "--batch must be >= 1"),
+])
+def test_bad_options_are_clear_errors(run_cli, tmp_path, args, message):
+    code, out, err = run_cli("bench", "train", *TINY, *args, "--out", str(tmp_path / "o"))
+    assert code == 2 and message in out + err
+    assert "Traceback" not in out + err and not (tmp_path / "o").exists()
+
+
+def test_module_share_links_backward_nodes_to_the_scoped_modules():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 10))
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    with ModuleScopes([model[1], model[4]]), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            with record_function(STEP_SCOPE):
+                nn.functional.cross_entropy(model(x), y).backward()
+    share = module_share(prof.events(), cuda=False)
+    # BN's running-statistics update creates no autograd node; the conv after it must not be
+    # taken for the norm's backward, nor the ReLU.
+    assert sorted(set(share.backward_nodes)) == ["NativeBatchNormBackward0", "NativeGroupNormBackward0"]
+    assert len(share.backward_nodes) == 4  # two layers, two steps
+    assert 0 < share.share < 1 and share.forward_s > 0 and share.backward_s > 0
+    assert not model[1]._forward_hooks and not model[1]._forward_pre_hooks  # hooks removed
+    empty = module_share([], cuda=False)
+    assert math.isnan(empty.share)
+
+
+def test_readme_sections_replace_only_their_own_text(tmp_path):
+    path = tmp_path / "README.md"
+    update_section(path, "bench train", "first")
+    assert path.read_text() == "<!-- bench train -->\nfirst\n<!-- /bench train -->\n"
+    path.write_text("# Title\n\n" + path.read_text() + "\nhand note\n\n<!-- bench norms -->\nN\n<!-- /bench norms -->\n")
+    update_section(path, "bench train", "second\nline")
+    update_section(path, "bench models", "M")
+    text = path.read_text()
+    assert text.startswith("# Title\n\n<!-- bench train -->\nsecond\nline\n<!-- /bench train -->\n\nhand note")
+    assert "<!-- bench norms -->\nN\n<!-- /bench norms -->" in text
+    assert text.endswith("<!-- bench models -->\nM\n<!-- /bench models -->\n")
+    assert read_section(path, "bench norms") == "N" and read_section(path, "nope") is None
+
+
+@pytest.mark.slow
+def test_compiled_mode_reports_the_differential_share_only(run_cli, tmp_path):
+    code, out, err = run_cli("bench", "train", *TINY, "--modes", "compiled-fp32", "--out", str(tmp_path))
+    if code != 0 and "could not build" in out + err:
+        pytest.skip("torch.compile cannot build here")
+    assert code == 0, out + err
+    rows = _rows(tmp_path / "iteration-cpu.csv")
+    assert [r["variant"] for r in rows] == ["none", "batch"]
+    assert all(r["norm_share_profiled"] == "" and "differential share only" in r["note"] for r in rows)
+    assert all(0 <= float(r["norm_share_differential"]) <= 1 for r in rows)
+
+
+def test_bench_models_rewrites_only_its_marked_section(run_cli, tmp_path):
+    (tmp_path / "models-cpu.csv").write_text(
+        "date,device_name,torch,threads,model,batch,image_size,repeats,ms_ours,ms_torchvision,ratio,"
+        "within_target,max_abs_diff,conditions,command\n"
+        "2026-01-01,Some CPU,2.0,1,resnet50,8,224,15,110.0,100.0,1.100,True,0.00e+00,idle,"
+        "normbench bench models\n")
+    (tmp_path / "README.md").write_text("<!-- bench train -->\nT\n<!-- /bench train -->\n")
+    code, out, err = run_cli("bench", "models", "--readme-only", "--out", str(tmp_path))
+    assert code == 0, out + err
+    section = read_section(tmp_path / "README.md", "bench models")
+    assert "| 2026-01-01 | Some CPU | 2.0 | 1 | resnet50 | 8 | 3x224x224 | 110.0 | 100.0 | 1.100 |" in section
+    assert read_section(tmp_path / "README.md", "bench train") == "T"
