@@ -16,6 +16,8 @@ import pandas as pd
 from normbench.report.collect import Run, collect, runs_table
 from normbench.report.figures import PERCENTILES, bn_fig1, val_error_curves
 from normbench.report.papers import BN_FIG1
+from normbench.report.small_batch import is_small_batch_study
+from normbench.report.small_batch_report import write_small_batch_report
 
 ACCURACY_THRESHOLDS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90, 0.95, 0.97, 0.98)
 NORM_LABEL = {"none": "no BN", "batch": "BN"}
@@ -30,6 +32,11 @@ def make_report(dirs: list[str], out: str | None) -> Path:
     table = runs_table(runs)
     table.to_csv(out_dir / "runs.csv", index=False)
     names = {r.name for r in done}
+    if is_small_batch_study(runs):
+        text = write_small_batch_report(runs, dirs, out_dir)
+        (out_dir / "README.md").write_text(text)
+        print(f"report: {len(done)}/{len(runs)} complete runs -> {out_dir}/README.md")
+        return out_dir
     if names == {"bn_fig1"} and varying_keys(done) <= {"norm", "seed"}:
         text = _bn_fig1_report(done, out_dir)
     else:

@@ -1,0 +1,395 @@
+"""``normbench report`` for a small-batch study: figure, CSVs and README beside the GN paper.
+
+The numbers come from :mod:`normbench.report.small_batch`; this module draws and writes them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from normbench.report.collect import Run, runs_table  # noqa: E402
+from normbench.report.papers import GN_PAPER  # noqa: E402
+from normbench.report.small_batch import (  # noqa: E402
+    GN_FLAT_TOL,
+    LAST_EVALS,
+    MIN_EFFECT,
+    NORM_COLOR,
+    NORM_LABEL,
+    NORM_ORDER,
+    curve,
+    expand_independent,
+    images_per_device,
+    paired,
+    points,
+    verdicts,
+)
+
+
+def figure(cur: pd.DataFrame, out_png: Path) -> None:
+    """Left: ours (mean line, min–max band over seeds); right: the paper's numbers."""
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2))
+    norms = [n for n in NORM_ORDER if n in set(cur["norm"])] + sorted(
+        set(cur["norm"]) - set(NORM_ORDER)
+    )
+    for norm in norms:
+        c = cur[cur["norm"] == norm].sort_values("images", ascending=False)
+        color, label = NORM_COLOR.get(norm), NORM_LABEL.get(norm, norm)
+        seeds = int(c["seeds"].max())
+        if c["measured"].all():
+            ax.plot(c["images"], c["mean"], "o-", color=color, label=f"{label} ({seeds} seeds)")
+        else:
+            m = c[c["measured"]]
+            ax.plot(c["images"], c["mean"], "--", color=color, alpha=0.7)
+            ax.plot(
+                m["images"],
+                m["mean"],
+                "o",
+                color=color,
+                label=f"{label} ({seeds} seeds; run at N={', '.join(map(str, m['images']))}, same at every N)",
+            )
+        ax.fill_between(c["images"], c["min"], c["max"], color=color, alpha=0.2, linewidth=0)
+    for norm, values in GN_PAPER["table2"].items():
+        xs = sorted(values, reverse=True)
+        axp.plot(xs, [values[x] for x in xs], "o-", color=NORM_COLOR[norm], label=NORM_LABEL[norm])
+    for norm in ("layer", "instance"):
+        axp.plot(
+            [32],
+            [GN_PAPER["table1"][norm]],
+            "s",
+            color=NORM_COLOR[norm],
+            label=f"{NORM_LABEL[norm]} (32 only)",
+        )
+    for n, v in GN_PAPER["batch_renorm"].items():
+        axp.plot([n], [v], "D", color=NORM_COLOR["batch_renorm"], label=f"BRN ({n} only)")
+    ticks = sorted(set(cur["images"]) | {32, 16, 8, 4, 2}, reverse=True)
+    for a, title in (
+        (ax, "ours (band: min–max over seeds)"),
+        (axp, "paper: ResNet-50, ImageNet, 8 GPUs"),
+    ):
+        a.set_xscale("log", base=2)
+        a.set_xticks(ticks, [str(t) for t in ticks])
+        a.minorticks_off()
+        a.set_xlim(max(ticks) * 1.3, min(ticks) / 1.3)  # 32 on the left, as in the paper
+        a.set(xlabel="images per device (N)", ylabel="val error (%)", title=title)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def comparison_table(cur: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    """Paper's and our error per norm × images per device, and GN − BN."""
+    ns = sorted(set(cur["images"]), reverse=True)
+    rows = []
+    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
+        paper = GN_PAPER["table2"].get(norm) or (
+            {32: GN_PAPER["table1"][norm]} if norm in GN_PAPER["table1"] else GN_PAPER.get(norm, {})
+        )
+        rows.append({"": f"{NORM_LABEL[norm]}, paper", **{str(n): _num(paper.get(n)) for n in ns}})
+        row = {"": f"{NORM_LABEL[norm]}, ours"}
+        for n in ns:
+            c = cur[(cur["norm"] == norm) & (cur["images"] == n)]
+            if c.empty:
+                row[str(n)] = "–"
+            else:
+                c = c.iloc[0]
+                row[str(n)] = f"{c['mean']:.2f} ± {c['std']:.2f}" + ("" if c["measured"] else " ≡")
+        rows.append(row)
+    if {"batch", "group"} <= set(cur["norm"]):
+        paper = {
+            n: GN_PAPER["table2"]["group"][n] - GN_PAPER["table2"]["batch"][n]
+            for n in GN_PAPER["table2"]["batch"]
+        }
+        rows.append({"": "GN − BN, paper", **{str(n): _num(paper.get(n), signed=True) for n in ns}})
+        rows.append(
+            {
+                "": "GN − BN, ours (paired by seed, ± se)",
+                **{str(n): paired(pts, ("batch", n), ("group", n)).text() for n in ns},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    return "–" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")
+
+
+def training_commands(runs: list[Run]) -> list[str]:
+    """``normbench train -m`` commands that make these runs: runs whose overrides differ only in
+    per_device.images and seed share one command."""
+    groups: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    for r in runs:
+        fixed = tuple(
+            o for o in r.overrides if o.partition("=")[0] not in ("per_device.images", "seed")
+        )
+        values = groups.setdefault(fixed, {"per_device.images": [], "seed": []})
+        for o in r.overrides:
+            key, _, value = o.partition("=")
+            if key in values and value not in values[key]:
+                values[key].append(value)
+    cmds = []
+    for fixed, values in groups.items():
+        swept = [
+            f"{k}={','.join(sorted(v, key=_number, reverse=k == 'per_device.images'))}"
+            for k, v in values.items()
+            if v
+        ]
+        args = sorted(fixed, key=lambda o: not o.startswith("experiment=")) + swept
+        cmds.append("normbench train -m " + " ".join(shlex.quote(a) for a in args))
+    return sorted(cmds)
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("inf")
+
+
+def _md(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
+    """The scale table: the paper's setup beside our runs' resolved configs."""
+    cfg = runs[0].config
+    setup, d, m, o, t = (
+        GN_PAPER["setup"],
+        cfg["dataset"],
+        cfg["model"],
+        cfg["optim"],
+        cfg["trainer"],
+    )
+    groups = sorted(
+        {r.config["norm"].get("num_groups") for r in runs if r.norm == "group"} - {None}
+    )
+    val = (
+        f"{d.get('holdout_size')} images held out of the training set"
+        if d.get("val_split") == "holdout"
+        else f"the {d.get('val_split')} split"
+    )
+    modes = sorted({(r.config.get("per_device") or {}).get("mode", "ghost") for r in runs})
+    epochs = pts["epochs"].dropna()
+    params = sorted({r.summary.get("num_params") for r in runs if r.summary.get("num_params")})
+    brn = next((r.config["norm"] for r in runs if r.norm == "batch_renorm"), None)
+    rows = [
+        (
+            "data",
+            setup["data"],
+            f"{d['name']}, validation = {val}, augmentation "
+            f"{'on' if d.get('augment') else 'off'}, standardized: {d.get('standardize')}",
+        ),
+        (
+            "model",
+            setup["model"],
+            f"{m['name']}"
+            + (f" width {m['width']}, {m.get('stem')} stem" if "width" in m else "")
+            + f" ({', '.join(f'{p:,}' for p in params)} parameters)"
+            + (f", GN with G = {groups[0]}" if groups else ""),
+        ),
+        (
+            "devices",
+            setup["devices"],
+            f"one {runs[0].summary.get('environment', {}).get('device', '?')}; "
+            f"per_device.mode={'/'.join(modes)}: global batch {d['batch_size']}, statistics over groups of "
+            "N images (ghost batches), i.e. batch/N simulated devices",
+        ),
+        (
+            "optimizer",
+            setup["optim"],
+            f"SGD momentum {o['momentum']}, weight decay {o['weight_decay']} "
+            f"(all parameters), lr {o['lr']}, {t['steps']} steps"
+            + (f" ({epochs.min():.2f} epochs)" if len(epochs) else ""),
+        ),
+        (
+            "schedule",
+            "lr ÷10 at epochs 30, 60, 90 of 100",
+            f"{o['schedule']}"
+            + (
+                f", ×{o['gamma']} at steps {list(o['milestones'])}"
+                if o["schedule"] == "step"
+                else ""
+            ),
+        ),
+        (
+            "init",
+            setup["init"],
+            "He init"
+            + (
+                f"; γ = 0 in each block's last norm: {m['zero_init_last_norm']}"
+                if "zero_init_last_norm" in m
+                else ""
+            ),
+        ),
+        (
+            "metric",
+            setup["metric"],
+            f"median val error of the last {LAST_EVALS} evaluations "
+            f"(every {t['eval_every']} steps)",
+        ),
+        (
+            "seeds",
+            "1 run per setting",
+            f"{pts['seed'].nunique()} ({', '.join(map(str, sorted(set(pts['seed']))))})",
+        ),
+    ]
+    if brn:
+        rows.append(
+            (
+                "BRN",
+                "r_max 1.5, d_max 0.5 (tuned at 4/GPU)",
+                f"r_max {brn['r_max']}, d_max {brn['d_max']}, plain BN for {brn['warmup_steps']} steps, "
+                f"d_max reached at {brn['d_max_steps']}, r_max at {brn['r_max_steps']}, "
+                f"running-estimate rate {brn['momentum']}",
+            )
+        )
+    lines = [
+        "## Scale of our runs and how they differ from the paper\n",
+        "| | paper | ours |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return lines + [""]
+
+
+def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: Path) -> list[str]:
+    done = [r for r in runs if r.status == "complete"]
+    env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
+    hardware = sorted(
+        {
+            f"{e.get('device_name')} ({e.get('device')}, {e.get('cpu_count')} CPUs, "
+            f"{e.get('threads')} thread(s) per run, torch {e.get('torch')}, git {e.get('git')})"
+            for e in env
+        }
+    )
+    dates = sorted(r.summary.get("finished_at", "") for r in done if r.summary.get("finished_at"))
+    lines = [
+        "## Commands, hardware, time\n",
+        "Training (runs whose overrides differ only in N and seed share one command):\n",
+        "```",
+        *training_commands(runs),
+        "```\n",
+        "This report:\n",
+        "```",
+        "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}",
+        "```\n",
+        f"- Hardware: {'; '.join(hardware) or 'unknown'}",
+        f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} (python {sys.version.split()[0]})\n",
+    ]
+    table = runs_table(runs)
+    if not table.empty:
+        per = []
+        for r in runs:
+            s = r.summary
+            per.append(
+                {
+                    "norm": NORM_LABEL.get(r.norm, r.norm),
+                    "N": images_per_device(r),
+                    "seed": r.seed,
+                    "status": r.status,
+                    "steps": f"{s.get('step', '?')}/{s.get('steps', '?')}",
+                    "wall time (s)": f"{s['wall_time_s']:.0f}" if s.get("wall_time_s") else "–",
+                    "train step (ms)": f"{s['ms_per_step']['train_step']:.0f}"
+                    if s.get("ms_per_step", {}).get("train_step")
+                    else "–",
+                    "eval share": f"{100 * s['time_share']['eval']:.0f}%"
+                    if s.get("time_share", {}).get("eval") is not None
+                    else "–",
+                }
+            )
+        per_df = pd.DataFrame(per).sort_values(["norm", "N", "seed"], ascending=[True, False, True])
+        walls = [r.summary["wall_time_s"] for r in done if r.summary.get("wall_time_s")]
+        if walls:
+            lines.append(
+                f"Wall time per complete run: mean {sum(walls) / len(walls):.0f} s, "
+                f"min {min(walls):.0f} s, max {max(walls):.0f} s, total {sum(walls) / 60:.0f} min "
+                "(runs shared the machine with other work; times include evaluation).\n"
+            )
+        lines += ["Every run:\n", _md(per_df)]
+    failed = [r for r in runs if r.status != "complete"]
+    if failed:
+        lines += ["Runs not complete (left out of the figure and tables):\n"]
+        lines += [f"- {r.path}: {r.status} {r.summary.get('error', '')}" for r in failed]
+    else:
+        lines.append("All runs complete.")
+    lines += [
+        "\nPer-run numbers: [small_batch_points.csv](small_batch_points.csv), [runs.csv](runs.csv).\n"
+    ]
+    return lines
+
+
+def _independence(pts: pd.DataFrame) -> list[str]:
+    """How N-independent norms were handled: checked where run at several N, filled otherwise."""
+    lines = []
+    for norm, g in pts[pts["independent"]].groupby("norm"):
+        ns = sorted(set(g["images"]), reverse=True)
+        label = NORM_LABEL.get(norm, norm)
+        if len(ns) == 1:
+            lines.append(
+                f"- {label}: run at N={ns[0]} only; its numbers stand for every N (≡ in the table, "
+                "dashed in the figure): in ghost mode it uses no other image, and nothing else in "
+                "the run depends on N."
+            )
+        else:
+            spread = g.groupby("seed")["error"].agg(lambda e: e.max() - e.min()).max()
+            lines.append(
+                f"- {label}: run at N = {', '.join(map(str, ns))}; largest difference between N "
+                f"for the same seed: {spread:.3f} points (0 expected in ghost mode)."
+            )
+    return lines
+
+
+def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
+    """Figure, CSVs and README text of a small-batch study (unfinished runs are listed, not used)."""
+    done = [r for r in runs if r.status == "complete"]
+    raw = points(done)
+    ns = sorted({n for n in raw["images"].dropna()}, reverse=True)
+    pts = (
+        expand_independent(raw, [int(n) for n in ns])
+        if not raw.empty
+        else raw.assign(measured=True)
+    )
+    cur = curve(pts)
+    raw.to_csv(out_dir / "small_batch_points.csv", index=False, float_format="%.4f")
+    cur.to_csv(out_dir / "small_batch_curve.csv", index=False, float_format="%.4f")
+    figure(cur, out_dir / "small_batch.png")
+    vs = verdicts(pts)
+    seeds = pts["seed"].nunique()
+    lines = [
+        "# GroupNorm paper, Figure 1 / Table 2, at reduced scale: val error vs images per device\n",
+        f"Paper: {GN_PAPER['paper']}. Reduced-scale reproduction made by normbench: see *Scale* for how it "
+        "differs from the paper, and *Commands* for how to make it again.\n",
+        "![val error vs images per device](small_batch.png)\n",
+        "## Val error (%) per norm and images per device N\n",
+        f"Error = median validation error of a run's last {LAST_EVALS} evaluations (the paper: median of the "
+        f"final 5 epochs). Ours: mean ± std over {seeds} seed(s). ≡: not run at this N; the number of the "
+        "N it was run at, which is the same computation (see below). Paper: Table 2 (BN, GN), Table 1 "
+        "(LN, IN at 32), §5.1 (BRN at 4). Plotted numbers: [small_batch_curve.csv](small_batch_curve.csv).\n",
+        _md(comparison_table(cur, pts)),
+        *_independence(raw),
+        "",
+        "## The paper's claims beside ours\n",
+        f"Differences are paired by seed (same initialization and data order): mean ± standard error over "
+        f"seeds. A difference counts (a rise, a gap) when it exceeds both twice its standard error and "
+        f"{MIN_EFFECT} points; GN counts as flat within ±{GN_FLAT_TOL} (|mean| + 2 se).\n",
+        "| claim (paper) | ours | verdict |",
+        "|---|---|---|",
+        *[f"| {v.claim} | {v.ours} | {v.verdict} |" for v in vs],
+        "",
+        *_scale(done or runs, pts),
+        *_runs_section(runs, pts, dirs, out_dir),
+    ]
+    return "\n".join(lines) + "\n"
