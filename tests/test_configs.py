@@ -19,10 +19,10 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], hydra: bool = False):
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        return compose("train", overrides=overrides, return_hydra_config=hydra)
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
@@ -71,3 +71,54 @@ def test_run_id():
     long_a, long_b = "x=1," + "a" * 300, "x=2," + "a" * 300
     assert len(run_id(long_a)) <= 200 and run_id(long_a) != run_id(long_b)
     assert run_id(long_a) == run_id(long_a)
+
+
+SB_NORMS = ("batch", "group", "layer", "instance", "batch_renorm")
+
+
+@pytest.mark.parametrize("norm", SB_NORMS)
+def test_small_batch_experiment_is_the_gn_setup_at_cpu_scale(norm):
+    from normbench.models.resnet import resnet50_channels
+
+    cfg = _compose(["experiment=small_batch", f"sweep/small_batch_norm={norm}"], hydra=True)
+    validate(cfg)
+    assert cfg.norm.name == norm and cfg.per_device.mode == "ghost"
+    params = cfg.hydra.sweeper.params
+    assert params["sweep/small_batch_norm"].split(",") == list(SB_NORMS)
+    images = [int(n) for n in params["per_device.images"].split(",")]
+    assert images == [32, 16, 8, 4, 2] and len(params["seed"].split(",")) >= 2
+    assert all(cfg.dataset.batch_size % n == 0 for n in images)
+    assert (cfg.model.name, cfg.model.stem, cfg.model.zero_init_last_norm) == ("resnet50", "cifar", True)
+    assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.schedule) == (0.9, 1e-4, "step")
+    assert cfg.optim.lr == pytest.approx(0.1 * cfg.dataset.batch_size / 256)  # the paper's linear rule
+    assert all(0 < m < cfg.trainer.steps for m in cfg.optim.milestones)
+    assert cfg.trainer.steps // cfg.trainer.eval_every >= 5  # median of the last 5 evaluations
+    if norm == "group":  # every channel count splits into G groups, with the paper's channels per group
+        channels = resnet50_channels(cfg.model.width)
+        assert all(c % cfg.norm.num_groups == 0 for c in channels)
+        assert cfg.norm.num_groups == 32 * cfg.model.width
+    if norm == "batch_renorm":  # GN paper's tuning; BRN's schedule shrunk to this run length
+        n = cfg.norm
+        assert (n.r_max, n.d_max) == (1.5, 0.5)
+        assert 0 < n.warmup_steps < n.d_max_steps < n.r_max_steps < cfg.trainer.steps
+    for n in images:  # builds with its statistics over groups of N
+        build_norm_spec(cfg.norm, images_per_device=n)
+
+
+@pytest.mark.parametrize("norm", SB_NORMS)
+def test_gn_paper_imagenet_experiment_is_the_paper_setup(norm):
+    cfg = _compose(["experiment=gn_paper_resnet50_imagenet", f"sweep/gn_paper_norm={norm}"])
+    validate(cfg)
+    assert cfg.norm.name == norm
+    assert (cfg.dataset.name, cfg.dataset.size, cfg.dataset.batch_size) == ("imagefolder", 224, 256)
+    assert (cfg.model.width, cfg.model.stem, cfg.model.zero_init_last_norm) == (1.0, "imagenet", True)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1e-4)
+    per_epoch = 1_281_167 // 256
+    assert cfg.trainer.steps == 100 * per_epoch and cfg.trainer.eval_every == per_epoch
+    assert list(cfg.optim.milestones) == [30 * per_epoch, 60 * per_epoch, 90 * per_epoch]
+    assert cfg.per_device.images == 32 and cfg.per_device.mode == "ghost"
+    if norm == "group":
+        assert cfg.norm.num_groups == 32
+    if norm == "batch_renorm":
+        assert (cfg.norm.r_max, cfg.norm.d_max) == (1.5, 0.5)
+        assert 0 < cfg.norm.warmup_steps < cfg.norm.d_max_steps < cfg.norm.r_max_steps < cfg.trainer.steps

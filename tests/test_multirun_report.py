@@ -10,10 +10,16 @@ import yaml
 from normbench.config import config_dir
 from tests.test_train_cli import FAST
 
+# Overrides that make every shipped experiment a seconds-long run of its own model: generated data
+# in memory (ImageNet's image folders included), the test split, a batch every N divides, few steps.
+SMOKE = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_val=64", "dataset.batch_size=16",
+         "dataset.val_split=test", "per_device.images=null", "trainer.steps=6", "trainer.eval_every=3",
+         "trainer.log_every=3", "trainer.threads=1", "probes.every=3", "probes.batch_size=32",
+         "probes.hist_every=0"]
+
 
 def test_smoke_multirun_every_experiment(run_cli, tmp_path):
-    code, out, err = run_cli("train", "-m", "experiment=glob(*)", "seed=0", *FAST, "trainer.steps=6",
-                             "trainer.eval_every=3", "probes.every=3")
+    code, out, err = run_cli("train", "-m", "experiment=glob(*)", "seed=0", *SMOKE)
     assert code == 0, out + err
     summaries = list((tmp_path / "runs").rglob("summary.json"))
     experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
