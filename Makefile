@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXPERIMENT ?= bn_fig1
-SWEEP ?= batch_size
+SWEEP ?= small_batch
+JOBS ?= 1
 ARGS ?=
 RESULTS ?= results/$(EXPERIMENT)
 
@@ -12,7 +13,9 @@ RESULTS ?= results/$(EXPERIMENT)
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "  variables: EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) ARGS='extra Hydra overrides'"
+	@echo "  variables: EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) JOBS=$(JOBS) ARGS='extra Hydra overrides'"
+	@echo "  make sweep: SWEEP=small_batch (GN paper small-batch study -> results/small_batch, JOBS parallel"
+	@echo "  processes); SWEEP=batch_size or lr (configs/sweep/<name>.yaml): that ablation of EXPERIMENT"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "normbench needs Python >= 3.10"'
@@ -35,9 +38,13 @@ test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/pytest -q
 
-sweep: install data  ## Hydra multirun of a batch-size ablation (SWEEP=configs/sweep/<name>) and its report
+sweep: install data  ## small-batch study (GN paper Fig. 1) -> results/small_batch; SWEEP=batch_size: ablation
+ifeq ($(SWEEP),small_batch)
+	NORMBENCH=$(BIN)/normbench JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
+else
 	$(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS)
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP)
+endif
 
 report: install  ## rebuild the report of the default experiment from its runs
 	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)
