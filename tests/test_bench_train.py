@@ -31,7 +31,7 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     code, stdout, err = run_cli("bench", "train", *TINY, "--variants", "batch,group",
                                 "--modes", "eager-fp32,eager-bf16", "--out", str(out))
     assert code == 0, stdout + err
-    assert "[eager-bf16] repeat 1/1" in err  # progress
+    assert "repeat 1/1 [eager-bf16]" in err and "[eager-fp32] batch: profiling" in err  # progress
     rows = _rows(out / "iteration-cpu.csv")
     assert list(rows[0]) == COLUMNS
     got = [(r["mode"], r["variant"]) for r in rows]

@@ -6,9 +6,8 @@ from the in-memory loader (random crop and flip on the device), then
 :func:`~normbench.engine.fastpath.train_step`, timed by the trainer's
 :class:`~normbench.probes.timing.PhaseTimer` (CUDA events on GPU). Per variant and mode:
 
-- ``step_ms``, ``images_per_s``, ``data_share``: median over repeats (variants are timed
-  round-robin within each repeat, so load from other processes hits them alike); data share
-  is the trainer's data / (data + compute) split.
+- ``step_ms``, ``images_per_s``, ``data_share``: median over repeats; data share is the
+  trainer's data / (data + compute) split.
 - ``norm_share_profiled`` (eager modes): ``torch.profiler`` over ``--steps`` steps; forward
   time inside the norm modules (profiler ranges opened by forward hooks) plus the backward
   of every autograd node created inside them (linked by autograd sequence numbers), over the
@@ -18,6 +17,8 @@ from the in-memory loader (random crop and flip on the device), then
   same mode: the cross-check, and the only measure for compiled modes, where the norm's work
   is fused into generated kernels.
 
+All setups are built and warmed up first (compiling, in compiled modes), then timed
+round-robin across modes and variants, so that load from other processes hits all alike.
 Rows go to ``<out>/iteration-<device>.csv``, a PNG beside it, and the ``bench train``
 section of ``<out>/README.md`` (see :mod:`normbench.bench.train_report`).
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import statistics
 import sys
 import time
@@ -200,46 +202,57 @@ def profiled(setup: Setup, steps: int, device: torch.device) -> dict[str, float]
     }
 
 
-def run_mode(
-    args: argparse.Namespace, mode: str, variants: list[str], data: Any, device: torch.device
+def run_all(
+    args: argparse.Namespace, modes: list[str], variants: list[str], data: Any, device: torch.device
 ) -> list[dict[str, Any]]:
-    """All variants in one mode: warm up, time round-robin, profile (eager); one row each."""
+    """Every variant in every mode: build and warm up all, time them round-robin (so load from
+    other processes hits every mode and variant alike), profile the eager ones; a row each."""
     log = _log
-    if mode.startswith("compiled"):
-        _fresh_compile_cache(len(variants))
-    setups = []
-    for variant in variants:
-        setup = build_setup(args, variant, mode, data, device)
-        log(f"[{mode}] {setup.label}: warm-up {args.warmup} step(s)")
-        warm_up(setup, args.warmup, device)
-        log(f"[{mode}] {setup.label}: warm-up took {setup.warmup_s:.1f} s")
-        setups.append(setup)
+    if any(m.startswith("compiled") for m in modes):
+        _fresh_compile_cache(len(modes) * len(variants))
+    setups: dict[str, list[Setup]] = {}
+    for mode in modes:
+        setups[mode] = []
+        for variant in variants:
+            setup = build_setup(args, variant, mode, data, device)
+            log(f"[{mode}] {setup.label}: {args.warmup} warm-up step(s)"
+                + (" (compiling)" if setup.fast.compile else ""))
+            warm_up(setup, args.warmup, device)
+            log(f"[{mode}] {setup.label}: warm-up took {setup.warmup_s:.1f} s")
+            setups[mode].append(setup)
     for r in range(args.repeats):
-        for setup in setups:
-            timed(setup, args.steps, device)
-        log(f"[{mode}] repeat {r + 1}/{args.repeats}: " + ", ".join(
-            f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in setups))
-    baseline_s = statistics.median(setups[0].step_s)
+        for mode, group in setups.items():
+            for setup in group:
+                timed(setup, args.steps, device)
+            log(f"repeat {r + 1}/{args.repeats} [{mode}]: " + ", ".join(
+                f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in group))
     rows = []
-    for setup in setups:
-        step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
-        row: dict[str, Any] = {
-            "variant": setup.label, "mode": mode, "precision": setup.fast.precision,
-            "compiled": setup.fast.compile, "step_ms": 1000 * step_s, "images_per_s": args.batch / step_s,
-            "data_ms": 1000 * data_s, "data_share": data_s / step_s, "warmup_s": setup.warmup_s,
-            "norm_ms_differential": 1000 * (step_s - baseline_s),
-            "norm_share_differential": min(1.0, max(0.0, (step_s - baseline_s) / step_s)),
-            "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
-            "norm_share_profiled": math.nan, "note": "",
-        }
-        if setup.fast.compile:
-            row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
-        else:
-            log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
-            row.update(profiled(setup, args.steps, device))
-        rows.append(row)
-    del setups
+    for mode, group in setups.items():
+        baseline_s = statistics.median(group[0].step_s)
+        for setup in group:
+            rows.append(_row(args, mode, setup, baseline_s, device))
     return rows
+
+
+def _row(
+    args: argparse.Namespace, mode: str, setup: Setup, baseline_s: float, device: torch.device
+) -> dict[str, Any]:
+    step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
+    row: dict[str, Any] = {
+        "variant": setup.label, "mode": mode, "precision": setup.fast.precision,
+        "compiled": setup.fast.compile, "step_ms": 1000 * step_s, "images_per_s": args.batch / step_s,
+        "data_ms": 1000 * data_s, "data_share": data_s / step_s, "warmup_s": setup.warmup_s,
+        "norm_ms_differential": 1000 * (step_s - baseline_s),
+        "norm_share_differential": min(1.0, max(0.0, (step_s - baseline_s) / step_s)),
+        "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
+        "norm_share_profiled": math.nan, "note": "",
+    }
+    if setup.fast.compile:
+        row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
+    else:
+        _log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
+        row.update(profiled(setup, args.steps, device))
+    return row
 
 
 def _fresh_compile_cache(models: int) -> None:
@@ -291,7 +304,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--append", action="store_true",
                         help="add rows to the existing CSV instead of replacing it (split a long run)")
     parser.add_argument("--conditions", default="", help="free text recorded with the rows (machine load ...)")
+    parser.add_argument("--readme-only", action="store_true",
+                        help="only rewrite the README section from the existing CSVs (no timing)")
     args = parser.parse_args(argv)
+    if args.readme_only:
+        return args
     defaults = GPU_DEFAULTS if args.gpu_defaults else CPU_DEFAULTS
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -339,9 +356,12 @@ def synthetic_data(args: argparse.Namespace, device: torch.device) -> Any:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``normbench bench train``."""
-    from normbench.bench.train_report import write_outputs
+    from normbench.bench.train_report import rewrite_readme, write_outputs
 
     args = parse_args(argv)
+    if args.readme_only:
+        rewrite_readme(args.out)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -356,11 +376,9 @@ def main(argv: list[str]) -> int:
          f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
          f"modes {', '.join(args.mode_list)}")
     data = synthetic_data(args, device)
-    rows = []
-    for mode in args.mode_list:
-        start = time.perf_counter()
-        rows += [{**scale, **row} for row in run_mode(args, mode, args.variant_list, data, device)]
-        _log(f"[{mode}] done in {time.perf_counter() - start:.0f} s")
-    command = " ".join(["normbench bench train", *argv])
+    start = time.perf_counter()
+    rows = [{**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)]
+    _log(f"measured in {time.perf_counter() - start:.0f} s")
+    command = "normbench bench train " + shlex.join(argv)
     write_outputs(rows, env, args.out, device.type, command, args.conditions, args.append)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,13 @@ def write_outputs(
         writer.writerows({k: _fmt(k, v) for k, v in row.items()} for row in new)
     all_rows = read_rows(path)
     plot(all_rows, path.with_suffix(".png"))
-    update_section(out / "README.md", SECTION, readme_section(out))
+    rewrite_readme(out)
     print(f"wrote {path}, {path.with_suffix('.png')} and the '{SECTION}' section of {out / 'README.md'}")
+
+
+def rewrite_readme(out: Path) -> None:
+    """Rewrite the ``bench train`` section of ``<out>/README.md`` from the CSVs in ``out``."""
+    update_section(out / "README.md", SECTION, readme_section(out))
 
 
 def _fmt(key: str, value: Any) -> Any:
@@ -113,12 +119,15 @@ def readme_section(out: Path) -> str:
         "`*-bf16` modes, through `torch.compile` in `compiled-*` modes), backward, SGD update.",
         "",
         "- *step ms, images/s, data share*: median over repeats of the trainer's phase timer "
-        "(CUDA events on GPU), variants timed round-robin within each repeat. Data share = data "
-        f"/ (data + compute); target under {DATA_TARGET:.0%} for in-memory datasets.",
+        "(CUDA events on GPU); all modes and variants are built and warmed up (compiled) first, "
+        "then timed round-robin within each repeat, so that load from other processes hits them "
+        f"alike. Data share = data / (data + compute); target under {DATA_TARGET:.0%} for "
+        "in-memory datasets.",
         "- *norm share, profiled* (eager modes): `torch.profiler` over the steps; forward time "
         "inside the norm modules (profiler ranges opened by forward hooks) plus the backward of "
         "every autograd node created inside them (linked through autograd sequence numbers), over "
-        "the step's time (CPU: main-thread wall time; CUDA: kernel time).",
+        "the step's time (CPU: main-thread wall time; CUDA: kernel time). The `none` rows show "
+        "the attribution's own overhead (hooks and ranges around identity slots).",
         "- *norm share, differential*: (step time - step time with `norm=none`) / step time, same "
         "mode: the cross-check of the profiled share, and the only measure when compiled (the "
         "norm's work is fused into generated kernels). Clipped to [0, 1]; the signed difference "
@@ -135,13 +144,13 @@ def readme_section(out: Path) -> str:
 
 def _device_block(path: Path, rows: list[dict[str, str]]) -> list[str]:
     head = rows[0]
-    commands = list(dict.fromkeys(r["command"] for r in rows))
+    commands = list(dict.fromkeys(_short(r["command"]) for r in rows))
     conditions = list(dict.fromkeys(r["conditions"] for r in rows if r["conditions"]))
     lines = [
         f"### {head['device']}: {head['device_name']}",
         "",
         f"Hardware: {head['device_name']}" + (f" (host CPU {head['cpu']})" if head["device"] != "cpu" else "")
-        + f", {head['threads']} torch threads; torch {head['torch']}; {head['date']}; git {head['git']}.",
+        + f"; torch threads: {head['threads']}; torch {head['torch']}; {head['date']}; git {head['git']}.",
         f"Scale: {head['model']} width {head['width']}, {head['stem']} stem, batch {head['batch']}, "
         f"{head['image_size']}x{head['image_size']} synthetic images, channels_last "
         f"{head['channels_last']}; {head['steps']} steps per repeat and per profile, "
@@ -169,6 +178,11 @@ def _device_block(path: Path, rows: list[dict[str, str]]) -> list[str]:
     return lines
 
 
+def _short(command: str) -> str:
+    """A command with its ``--conditions`` text elided (the README prints it apart)."""
+    return re.sub(r"--conditions (?:'[^']*'|\S+)", "--conditions '...'", command)
+
+
 def _claim(out: Path) -> list[str]:
     lines = [
         "### Beside the claim \"BN costs about a quarter of ResNet-50 training time\"",
@@ -188,11 +202,13 @@ def _claim(out: Path) -> list[str]:
             if r["variant"] != "batch":
                 continue
             found = True
+            profiled = _pct(r["norm_share_profiled"])
+            share = (f"{profiled} of the step profiled, " if profiled != "-" else "") + \
+                f"{_pct(r['norm_share_differential'])} differential"
             lines.append(
                 f"- {r['device']} ({r['device_name']}), {r['model']} width {r['width']} batch "
-                f"{r['batch']}, {r['mode']}: BN {_pct(r['norm_share_profiled'])} of the step "
-                f"profiled, {_pct(r['norm_share_differential'])} differential; "
-                f"{_num(r['images_per_s']):.0f} images/s, data {_pct(r['data_share'])} of the step."
+                f"{r['batch']}, {r['mode']}: BN {share}; {_num(r['images_per_s']):.0f} images/s, "
+                f"data {_pct(r['data_share'])} of the step."
             )
     if not found:
         lines.append("- (no `batch` rows measured yet)")
