@@ -14,7 +14,7 @@ from torch.autograd import gradcheck
 from torch.func import functional_call
 
 from normbench.norms import build_norm_spec
-from normbench.norms.batch import BatchNormFunction
+from normbench.norms.grouped import GroupedBatchNormFunction
 
 
 @pytest.fixture(autouse=True)
@@ -144,12 +144,12 @@ def test_closed_form_backward_matches_autograd_of_the_formula(shape):
     beta = torch.randn(shape[1], dtype=D, requires_grad=True)
     dy = torch.randn(shape, dtype=D)
     ours = torch.autograd.grad(
-        BatchNormFunction.apply(x, gamma, beta, 1e-5)[0], [x, gamma, beta], dy
+        GroupedBatchNormFunction.apply(x, gamma, beta, 1e-5, 1), [x, gamma, beta], dy
     )
     ref = torch.autograd.grad(bn_formula(x, gamma, beta, 1e-5)[0], [x, gamma, beta], dy)
     for a, b in zip(ours, ref, strict=True):
         assert_rel(a, b)
-    assert gradcheck(lambda *t: BatchNormFunction.apply(*t, 1e-5)[0], (x, gamma, beta))
+    assert gradcheck(lambda *t: GroupedBatchNormFunction.apply(*t, 1e-5, 1), (x, gamma, beta))
 
 
 @pytest.mark.parametrize(
@@ -215,8 +215,8 @@ def test_brn_schedule_follows_the_paper_defaults():
     for step, (r_lim, d_lim) in expected.items():
         m.step.fill_(step)
         r, d = m.limits()
-        assert math.isclose(r.item(), r_lim, rel_tol=1e-12) and math.isclose(
-            d.item(), d_lim, abs_tol=1e-12
+        assert math.isclose(float(r), r_lim, rel_tol=1e-12) and math.isclose(
+            float(d), d_lim, abs_tol=1e-12
         )
 
 
@@ -278,9 +278,12 @@ def test_brn_with_r_max_1_and_d_max_0_equals_batch_norm():
 
 # ---------------------------------------------------------------- ghost batch
 
+GHOST_IMPLS = ["auto", "native", "closed_form"]
 
-def test_ghost_batch_with_group_size_equal_to_the_batch_equals_batch_norm():
-    ghost = layer("ghost_batch", 4, 2, group_size=8)
+
+@pytest.mark.parametrize("impl", GHOST_IMPLS)
+def test_ghost_batch_with_group_size_equal_to_the_batch_equals_batch_norm(impl):
+    ghost = layer("ghost_batch", 4, 2, group_size=8, impl=impl)
     bn = layer("batch", 4, 2)
     randomize_affine(ghost)
     bn.load_state_dict(ghost.state_dict())
@@ -290,11 +293,11 @@ def test_ghost_batch_with_group_size_equal_to_the_batch_equals_batch_norm():
     assert_rel(ghost.running_var, bn.running_var)
 
 
+@pytest.mark.parametrize("impl", GHOST_IMPLS)
 @pytest.mark.parametrize(("n", "shape_tail"), [(12, (3, 2, 2)), (14, (3, 2, 2)), (12, (5,))])
-def test_ghost_batch_normalizes_each_group_by_its_own_statistics(n, shape_tail):
-    m = layer(
-        "ghost_batch", shape_tail[0], 1 if len(shape_tail) == 1 else 2, group_size=4, momentum=0.5
-    )
+def test_ghost_batch_normalizes_each_group_by_its_own_statistics(impl, n, shape_tail):
+    dims = 1 if len(shape_tail) == 1 else 2
+    m = layer("ghost_batch", shape_tail[0], dims, group_size=4, momentum=0.5, impl=impl)
     randomize_affine(m)
     x, dy = torch.randn(n, *shape_tail, dtype=D) * 2 + 1, torch.randn(n, *shape_tail, dtype=D)
     gamma, beta = m.weight.detach(), m.bias.detach()
@@ -312,8 +315,9 @@ def test_ghost_batch_normalizes_each_group_by_its_own_statistics(n, shape_tail):
     assert_rel(m.running_var, 0.5 + 0.5 * var_groups)
 
 
+@pytest.mark.parametrize("impl", GHOST_IMPLS)
 @pytest.mark.parametrize("n", [8, 6])
-def test_ghost_batch_gradcheck(n):
-    m = layer("ghost_batch", 2, 2, group_size=4).train()
+def test_ghost_batch_gradcheck(impl, n):
+    m = layer("ghost_batch", 2, 2, group_size=4, impl=impl).train()
     randomize_affine(m)
     check_gradcheck(m, torch.randn(n, 2, 2, 1, dtype=D))

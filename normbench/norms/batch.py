@@ -11,12 +11,18 @@ Running estimates (used in eval mode), with the paper's unbiased variance::
 
 α = ``momentum``; ``momentum: null`` makes them the cumulative average over all batches seen.
 
-``impl=native`` calls torch's kernel. ``impl=closed_form`` is :class:`BatchNormFunction`, whose
-backward is the matrix-form gradient of the paper written out, per channel (vectors over the
-m values, no loop over units)::
+``impl=native`` calls torch's kernel. ``impl=closed_form`` is
+:class:`~normbench.norms.grouped.GroupedBatchNormFunction` with one group, whose backward is
+the matrix-form gradient of the paper written out, per channel (vectors over the m values, no
+loop over units)::
 
     ∂L/∂x = (γ / sqrt(σ²_B + ε)) · (I − (1/m) 1 1ᵀ − (1/m) x̂ x̂ᵀ) · ∂L/∂y
     ∂L/∂γ = x̂ᵀ ∂L/∂y          ∂L/∂β = 1ᵀ ∂L/∂y
+
+With images per device (``per_device``), ``norm=batch`` becomes ``norm=ghost_batch`` with
+``group_size`` = images: ``impl=native`` maps to ghost's ``impl=auto`` (there is no native
+ghost kernel; auto picks the faster path per device) and ``impl=closed_form`` to ghost's
+``impl=closed_form``.
 
 :class:`BatchNormBase` is the base every batch-statistics module of normbench derives from (it
 is a ``torch.nn.modules.batchnorm._BatchNorm``), so ``recompute_bn_stats`` finds them all.
@@ -24,16 +30,14 @@ is a ``torch.nn.modules.batchnorm._BatchNorm``), so ``recompute_bn_stats`` finds
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normbench.errors import ConfigError
-from normbench.norms.checks import check_batch_values, reduce_dims, values_per_channel
+from normbench.norms.checks import check_batch_values, reduce_dims
+from normbench.norms.grouped import Renorm, group_count, grouped_function, grouped_mean_var
 from normbench.norms.spec import NormSpec, check_dims
 
 IMPLS = ("native", "closed_form")
@@ -86,8 +90,39 @@ class BatchNormBase(_BatchNorm):
     ) -> None:
         """μ ← (1−α)μ + α μ_B and σ² ← (1−α)σ² + α m/(m−1) σ²_B (the paper's unbiased variance)."""
         unbiased = var_biased * (count / max(count - 1, 1))
-        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
-        self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        if mean.dtype != self.running_mean.dtype:
+            mean, unbiased = mean.to(self.running_mean.dtype), unbiased.to(self.running_var.dtype)
+        self.running_mean.lerp_(mean, factor)
+        self.running_var.lerp_(unbiased, factor)
+
+    def grouped_batch_norm(
+        self,
+        x: torch.Tensor,
+        size: int,
+        renorm: Renorm | None = None,
+        detached: bool = False,
+        impl: str = "auto",
+    ) -> torch.Tensor:
+        """Training-mode BN of ``x`` over groups of ``size`` consecutive samples.
+
+        Complete groups update the running estimates with the mean of their statistics (each
+        variance made unbiased); a trailing partial group is normalized by its own statistics
+        and leaves them alone. ``renorm`` and ``detached``: see ``GroupedBatchNormFunction``;
+        ``impl``: see :func:`~normbench.norms.grouped.grouped_function`.
+        """
+        n = x.shape[0]
+        groups, rest = group_count(n, size)
+        check_batch_values(x, self.variant, size)
+        factor = self.running_factor()
+        running = None if factor is None else (self.running_mean, self.running_var, factor)
+        function = grouped_function(x, impl, groups)
+        args = (self.weight, self.bias, self.eps)
+        if not rest:
+            return function.apply(x, *args, groups, renorm, detached, running)
+        check_batch_values(x[n - rest :], self.variant)
+        head = function.apply(x[: n - rest], *args, groups, renorm, detached, running)
+        tail = function.apply(x[n - rest :], *args, 1, renorm, detached)
+        return torch.cat([head, tail])
 
     def running_affine(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-mode output γ (x − μ)/sqrt(σ² + ε) + β with the running estimates (native kernel)."""
@@ -96,67 +131,19 @@ class BatchNormBase(_BatchNorm):
         )
 
 
-class BatchNormFunction(torch.autograd.Function):
-    """Training-mode BN with the closed-form (matrix-form) backward written out.
-
-    Only x, μ_B and 1/σ are kept for the backward pass; x̂ = (x − μ_B)/σ is expanded, so that
-    with s = γ/σ the gradient is s·dy + k·x + c with per-channel k and c (two fused passes).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        weight: torch.Tensor | None,
-        bias: torch.Tensor | None,
-        eps: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean, var = batch_mean_var(x)
-        invstd = torch.rsqrt(var + eps)
-        scale = invstd * weight if weight is not None else invstd
-        shift = -mean * scale if bias is None else bias - mean * scale
-        y = torch.addcmul(channel_view(shift, x), x, channel_view(scale, x))
-        ctx.save_for_backward(x, mean, invstd, weight)
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
-
-    @staticmethod
-    @once_differentiable
-    def backward(
-        ctx: Any, grad_y: torch.Tensor, _grad_mean: Any, _grad_var: Any
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
-        x, mean, invstd, weight = ctx.saved_tensors
-        dims = reduce_dims(grad_y)
-        m = values_per_channel(grad_y)
-        sum_dy = grad_y.sum(dims)  # 1ᵀ dy
-        sum_dy_xhat = ((grad_y * x).sum(dims) - mean * sum_dy) * invstd  # x̂ᵀ dy
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            scale = invstd * weight if weight is not None else invstd
-            # (γ/σ)·(dy − (1/m)·1·(1ᵀdy) − (1/m)·x̂·(x̂ᵀdy)) with x̂ = (x − μ)/σ expanded.
-            slope = -scale * invstd * sum_dy_xhat / m
-            shift = -scale * sum_dy / m - slope * mean
-            grad_x = torch.addcmul(
-                torch.addcmul(channel_view(shift, x), x, channel_view(slope, x)),
-                grad_y,
-                channel_view(scale, x),
-            )
-        grad_w = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
-        grad_b = sum_dy if weight is not None and ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None
-
-
 def batch_mean_var(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and biased variance over N (and H, W), outside autograd.
 
-    On CPU torch's BN statistics kernel is several times faster than ``var_mean`` over
-    (0, 2, 3); elsewhere ``var_mean`` is used.
+    On CPU two passes of plain sums (:func:`~normbench.norms.grouped.grouped_mean_var`) are
+    several times faster than torch's Welford kernels (``var_mean``, the BN statistics op);
+    elsewhere ``var_mean`` is used.
     """
+    if x.device.type == "cpu":
+        mean, var = grouped_mean_var(x)
+        return mean[0], var[0]
     with torch.no_grad():
-        if x.device.type == "cpu":
-            return torch.batch_norm_update_stats(x, None, None, 0.0)
         var, mean = torch.var_mean(x, dim=reduce_dims(x), correction=0)
-        return mean, var
+    return mean, var
 
 
 class BatchNorm(BatchNormBase):
@@ -179,13 +166,9 @@ class BatchNorm(BatchNormBase):
         self.check_input(x)
         if self.impl == "native":
             return super().forward(x)
-        factor = self.running_factor()
         if not self.uses_batch_stats():
             return self.running_affine(x)
-        y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-        if factor is not None:
-            self.update_running(mean, var, values_per_channel(x), factor)
-        return y
+        return self.grouped_batch_norm(x, x.shape[0], impl="closed_form")
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, impl={self.impl}"
@@ -198,7 +181,7 @@ class BatchNormSpec(NormSpec):
         momentum: running-estimate update weight α; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β (``False``: the γ/β ablation).
-        impl: ``native`` (torch's kernel) or ``closed_form`` (:class:`BatchNormFunction`).
+        impl: ``native`` (torch's kernel) or ``closed_form`` (``GroupedBatchNormFunction``).
     """
 
     name = "batch"
@@ -223,10 +206,11 @@ class BatchNormSpec(NormSpec):
         return BatchNorm(num_channels, self.eps, self.momentum, self.affine, self.impl)
 
     def per_device(self, images: int) -> NormSpec:
-        """BN over groups of ``images`` samples: Ghost Batch Normalization."""
+        """BN over groups of ``images`` samples: Ghost Batch Normalization, same ``impl``."""
         from normbench.norms.ghost_batch import GhostBatchNormSpec
 
-        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine)
+        impl = "closed_form" if self.impl == "closed_form" else "auto"
+        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine, impl)
 
     @property
     def has_shift(self) -> bool:

@@ -8,34 +8,51 @@ constants in the backward pass (stop-gradient, ``sg``), per channel over the m b
 §2 of the paper shows that a gradient step which ignores the dependence of the statistics on
 the parameters lets them grow without the loss changing. Running estimates are kept exactly as
 in ``norm=batch`` (unbiased variance, exponential or cumulative).
+
+With ``group_size`` set (images per device), μ_B and σ²_B are those of each group of
+``group_size`` consecutive samples, and the running estimates are updated from the mean of the
+groups' statistics, as in ``norm=ghost_batch``. The forward and backward are
+``GroupedBatchNormFunction`` with ``detached=True`` (``normbench/norms/grouped.py``): two
+passes of sums for the statistics, one fused multiply-add forward, one multiply backward.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase, batch_mean_var
-from normbench.norms.checks import values_per_channel
+from normbench.norms.batch import BatchNormBase
+from normbench.norms.checks import check_group_size
 from normbench.norms.spec import NormSpec, check_dims
 
 
 class DetachedBatchNorm(BatchNormBase):
-    """BN whose batch statistics are constants for autograd (native eval-mode kernel)."""
+    """BN whose batch statistics (over the batch or groups of it) are constants for autograd."""
 
     variant = "batch_detached"
+    #: kernels of the grouped statistics (``normbench.norms.grouped.IMPLS``; tests set it).
+    impl = "auto"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        group_size: int | None = None,
+    ):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        factor = self.running_factor()
         if not self.uses_batch_stats():
             return self.running_affine(x)
-        mean, var = batch_mean_var(x)
-        if factor is not None:
-            self.update_running(mean, var, values_per_channel(x), factor)
-        # Eval-mode kernel with the (constant) batch statistics in place of the running ones.
-        return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        size = self.group_size or x.shape[0]
+        return self.grouped_batch_norm(x, size, detached=True, impl=self.impl)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
 class DetachedBatchNormSpec(NormSpec):
@@ -45,18 +62,35 @@ class DetachedBatchNormSpec(NormSpec):
         momentum: running-estimate update weight; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β.
+        group_size: samples per statistics group (``None``: the whole batch); set by
+            ``per_device``.
     """
 
     name = "batch_detached"
+    batch_dependent = True
 
-    def __init__(self, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True):
+    def __init__(
+        self,
+        momentum: float | None = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+        group_size: int | None = None,
+    ):
+        check_group_size(self.name, group_size)
         self.momentum = momentum
         self.eps = eps
         self.affine = affine
+        self.group_size = group_size
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return DetachedBatchNorm(num_channels, self.eps, self.momentum, self.affine)
+        return DetachedBatchNorm(
+            num_channels, self.eps, self.momentum, self.affine, self.group_size
+        )
+
+    def per_device(self, images: int) -> NormSpec:
+        """The same variant with its statistics over groups of ``images`` samples."""
+        return self.with_options(group_size=images)
 
     @property
     def has_shift(self) -> bool:

@@ -18,16 +18,25 @@ forwards, so no engine hook is needed)::
     d_max(t) = d_max · clip((t − warmup_steps) / (d_max_steps − warmup_steps), 0, 1)
 
 Defaults (PAPERS.md §3): plain BN for 5k steps, r_max → 3 by 40k steps, d_max → 5 by 25k steps.
+
+Microbatches (the paper's §4.2 experiment, and images per device): with ``group_size`` set,
+μ_B, σ_B, r and d are computed per group k of ``group_size`` consecutive samples (r_k, d_k
+against the same running estimates), and the running estimates are updated from the mean of
+the groups' statistics (μ ← (1−α)μ + α mean_k μ_k, σ² ← (1−α)σ² + α mean_k m/(m−1) σ²_k),
+as ``norm=ghost_batch`` does. A trailing partial group is normalized by its own statistics
+and leaves the running estimates alone. The forward and the closed-form backward are
+``GroupedBatchNormFunction`` (``normbench/norms/grouped.py``): BN's gradient with γ·r_k in
+place of γ, ∂L/∂γ = Σ_k (r_k Σ dy x̂ + d_k Σ dy).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase, batch_mean_var
-from normbench.norms.checks import values_per_channel
+from normbench.norms.batch import BatchNormBase
+from normbench.norms.checks import check_group_size
+from normbench.norms.grouped import Renorm
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -35,6 +44,8 @@ class BatchRenorm(BatchNormBase):
     """Batch Renormalization with the r/d schedule driven by a ``step`` buffer."""
 
     variant = "batch_renorm"
+    #: kernels of the grouped statistics (``normbench.norms.grouped.IMPLS``; tests set it).
+    impl = "auto"
 
     def __init__(
         self,
@@ -47,8 +58,10 @@ class BatchRenorm(BatchNormBase):
         warmup_steps: int = 5000,
         r_max_steps: int = 40000,
         d_max_steps: int = 25000,
+        group_size: int | None = None,
     ):
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.group_size = group_size
         self.r_max, self.d_max = float(r_max), float(d_max)
         self.warmup_steps, self.r_max_steps, self.d_max_steps = (
             warmup_steps,
@@ -57,46 +70,48 @@ class BatchRenorm(BatchNormBase):
         )
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
-    def _ramp(self, end: int) -> torch.Tensor:
-        """clip((t − warmup) / (end − warmup), 0, 1) on the buffer's device (no host sync)."""
+    def _ramp(self, end: int) -> torch.Tensor | float:
+        """clip((t − warmup) / (end − warmup), 0, 1); a float on CPU, else a 0-d tensor (no sync)."""
         span = max(end - self.warmup_steps, 1)
+        if self.step.device.type == "cpu":
+            return min(max((int(self.step) - self.warmup_steps) / span, 0.0), 1.0)
         return ((self.step.to(self.running_var.dtype) - self.warmup_steps) / span).clamp(0.0, 1.0)
 
-    def limits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current (r_max(t), d_max(t)) as 0-d tensors."""
+    def limits(self) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """The current (r_max(t), d_max(t)): floats on CPU, 0-d tensors elsewhere."""
         r_lim = 1.0 + (self.r_max - 1.0) * self._ramp(self.r_max_steps)
         d_lim = self.d_max * self._ramp(self.d_max_steps)
         return r_lim, d_lim
+
+    def _renorm(self) -> Renorm:
+        """(μ_k, 1/σ_k) ↦ (r_k, d_k) against the running estimates as they are now."""
+        r_lim, d_lim = self.limits()
+        inv_sigma = torch.add(self.running_var, self.eps).rsqrt_()  # 1/σ
+        neg_mean = torch.mul(self.running_mean, inv_sigma).neg_()  # −μ/σ
+
+        def renorm(mean: torch.Tensor, invstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            r = torch.div(inv_sigma, invstd).clamp_(1.0 / r_lim, r_lim)  # σ_k/σ
+            d = torch.addcmul(neg_mean, mean, inv_sigma).clamp_(-d_lim, d_lim)  # (μ_k − μ)/σ
+            return r.to(mean.dtype), d.to(mean.dtype)
+
+        return renorm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if not self.uses_batch_stats():
             return self.running_affine(x)
-        factor = self.running_factor()
-        if factor is None:  # batch statistics without touching the buffers: plain BN
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        with torch.no_grad():
-            mean_b, var_b = batch_mean_var(x)
-            sigma = torch.sqrt(self.running_var + self.eps)
-            r_lim, d_lim = self.limits()
-            r = (torch.sqrt(var_b + self.eps) / sigma).clamp(1.0 / r_lim, r_lim)
-            d = ((mean_b - self.running_mean) / sigma).clamp(-d_lim, d_lim)
-            self.update_running(mean_b, var_b, values_per_channel(x), factor)
-            self.step.add_(1)
-        # γ(x̂ r + d) + β = (γ r) x̂ + (γ d + β): the native kernel with a corrected affine.
-        if self.weight is not None:
-            weight, bias = self.weight * r, torch.addcmul(self.bias, self.weight, d)
-        else:
-            weight, bias = r, d
-        return F.batch_norm(
-            x, None, None, weight.to(x.dtype), bias.to(x.dtype), True, 0.0, self.eps
-        )
+        size = self.group_size or x.shape[0]
+        if not (self.track_running_stats and self.running_mean is not None):
+            return self.grouped_batch_norm(x, size, impl=self.impl)  # batch stats: r = 1, d = 0
+        y = self.grouped_batch_norm(x, size, self._renorm(), impl=self.impl)
+        self.step.add_(1)
+        return y
 
     def extra_repr(self) -> str:
         return (
             f"{super().extra_repr()}, r_max={self.r_max}, d_max={self.d_max}, "
             f"warmup_steps={self.warmup_steps}, r_max_steps={self.r_max_steps}, "
-            f"d_max_steps={self.d_max_steps}"
+            f"d_max_steps={self.d_max_steps}, group_size={self.group_size}"
         )
 
 
@@ -112,9 +127,12 @@ class BatchRenormSpec(NormSpec):
         warmup_steps: training steps of plain BN (r_max = 1, d_max = 0) before relaxing.
         r_max_steps: step by which r_max reaches its final value (linear from ``warmup_steps``).
         d_max_steps: step by which d_max reaches its final value (linear from ``warmup_steps``).
+        group_size: samples per microbatch whose statistics give μ_B, σ_B, r, d (``None``: the
+            whole batch); ``per_device(N)`` sets it to N.
     """
 
     name = "batch_renorm"
+    batch_dependent = True
 
     def __init__(
         self,
@@ -126,7 +144,9 @@ class BatchRenormSpec(NormSpec):
         warmup_steps: int = 5000,
         r_max_steps: int = 40000,
         d_max_steps: int = 25000,
+        group_size: int | None = None,
     ):
+        check_group_size(self.name, group_size)
         self.momentum, self.eps, self.affine = momentum, eps, affine
         self.r_max, self.d_max = r_max, d_max
         self.warmup_steps, self.r_max_steps, self.d_max_steps = (
@@ -134,6 +154,7 @@ class BatchRenormSpec(NormSpec):
             r_max_steps,
             d_max_steps,
         )
+        self.group_size = group_size
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
@@ -147,7 +168,12 @@ class BatchRenormSpec(NormSpec):
             self.warmup_steps,
             self.r_max_steps,
             self.d_max_steps,
+            self.group_size,
         )
+
+    def per_device(self, images: int) -> NormSpec:
+        """The same variant with its statistics, r and d over groups of ``images`` samples."""
+        return self.with_options(group_size=images)
 
     @property
     def has_shift(self) -> bool:

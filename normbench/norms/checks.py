@@ -19,18 +19,22 @@ def values_per_channel(x: torch.Tensor) -> int:
     return x.shape[0] * math.prod(x.shape[2:])
 
 
-def check_batch_values(x: torch.Tensor, variant: str) -> None:
+def check_batch_values(x: torch.Tensor, variant: str, group_size: int | None = None) -> None:
     """Reject a training batch whose channels hold a single value each (batch statistics undefined).
+
+    With ``group_size``, the check is for a group of that many samples (statistics per group).
 
     Raises:
         ConfigError: naming the batch-independent alternatives and the larger-batch fix.
     """
-    if values_per_channel(x) <= 1:
+    n = x.shape[0] if group_size is None else min(group_size, x.shape[0])
+    if n * math.prod(x.shape[2:]) <= 1:
+        where = "" if n == x.shape[0] else f" in each group of {n} samples"
         raise ConfigError(
-            f"norm={variant} in training needs more than one value per channel to compute batch "
-            f"statistics, but got an input of shape {tuple(x.shape)} (one value per channel). "
-            "Use a batch-independent normalization (norm=group, norm=layer, norm=instance or "
-            "norm=normprop) or a larger batch."
+            f"norm={variant} in training needs more than one value per channel{where} to compute "
+            f"batch statistics, but got an input of shape {tuple(x.shape)} (one value per "
+            "channel). Use a batch-independent normalization (norm=group, norm=layer, "
+            "norm=instance or norm=normprop) or a larger batch."
         )
 
 
@@ -46,4 +50,18 @@ def check_groups(num_groups: int, num_channels: int, variant: str, key: str = "n
             f"norm={variant}: {key}={num_groups} does not divide the {num_channels} channels "
             f"of this layer. Choose a group count that divides {num_channels} "
             f"(one of {', '.join(map(str, divisors))})."
+        )
+
+
+def check_group_size(variant: str, group_size: int | None) -> None:
+    """Reject a statistics group size that is not a positive integer or ``None``.
+
+    Raises:
+        ConfigError: naming the variant and the bad value.
+    """
+    if group_size is not None and (
+        isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1
+    ):
+        raise ConfigError(
+            f"norm={variant}: group_size must be a positive integer or null, got {group_size!r}."
         )

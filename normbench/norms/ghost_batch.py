@@ -12,19 +12,25 @@ Running estimates (eval mode uses them, as BN does) average the groups' statisti
 
 A trailing partial group (N not a multiple of ``group_size``) is normalized by its own
 statistics and leaves the running estimates alone. With ``group_size ≥ N`` this is BN.
-The groups are one reshape: (N, C, *S) → (G, C, group_size, *S) normalized per (G, C) by
-torch's instance-norm kernel, with no loop over groups.
+No loop over groups; ``impl`` picks the kernels (``normbench/norms/grouped.py``):
+
+- ``closed_form``: ``GroupedBatchNormFunction`` on the (G, group_size, C, H·W) view: plain
+  sums for the statistics and the gradient in closed form;
+- ``native``: ``NativeGroupedBatchNormFunction``: torch's BN kernels on the (group_size, G·C,
+  H·W) layout, each (group, channel) pair one channel (a transposed copy in and out);
+- ``auto`` (default): ``closed_form`` for CPU inputs of at least 2¹⁶ values, where plain sums
+  beat torch's CPU BN kernel; ``native`` otherwise (small inputs are bound by per-op
+  overhead, and GPU kernels are fused). See ``normbench bench norms``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from normbench.errors import ConfigError
 from normbench.norms.batch import BatchNormBase
-from normbench.norms.checks import check_batch_values
+from normbench.norms.grouped import IMPLS
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -40,57 +46,19 @@ class GhostBatchNorm(BatchNormBase):
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,
+        impl: str = "auto",
     ):
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.group_size = group_size
-
-    def _grouped(self, x: torch.Tensor, groups: int, factor: float | None) -> torch.Tensor:
-        n, c, *spatial = x.shape
-        size = n // groups
-        xg = x.view(groups, size, c, *spatial).transpose(1, 2)
-        track = factor is not None
-        y = F.instance_norm(
-            xg,
-            self.running_mean if track else None,
-            self.running_var if track else None,
-            self.weight,
-            self.bias,
-            True,
-            factor if track else 0.0,
-            self.eps,
-        )
-        return y.transpose(1, 2).reshape(x.shape)
+        self.group_size, self.impl = group_size, impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         if not self.uses_batch_stats():
             return self.running_affine(x)
-        n = x.shape[0]
-        size = min(self.group_size, n)
-        groups, rest = divmod(n, size)
-        check_batch_values(x[:size], self.variant)
-        factor = self.running_factor()
-        track = factor is not None
-        if groups == 1 and rest == 0:
-            return F.batch_norm(
-                x,
-                self.running_mean if track else None,
-                self.running_var if track else None,
-                self.weight,
-                self.bias,
-                True,
-                factor if track else 0.0,
-                self.eps,
-            )
-        if rest == 0:
-            return self._grouped(x, groups, factor)
-        head, tail = x[: n - rest], x[n - rest :]
-        check_batch_values(tail, self.variant)
-        y_tail = F.batch_norm(tail, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        return torch.cat([self._grouped(head, groups, factor), y_tail])
+        return self.grouped_batch_norm(x, self.group_size, impl=self.impl)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, group_size={self.group_size}"
+        return f"{super().extra_repr()}, group_size={self.group_size}, impl={self.impl}"
 
 
 class GhostBatchNormSpec(NormSpec):
@@ -101,6 +69,7 @@ class GhostBatchNormSpec(NormSpec):
         momentum: running-estimate update weight; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β.
+        impl: ``auto`` (closed form on CPU, native elsewhere), ``native`` or ``closed_form``.
     """
 
     name = "ghost_batch"
@@ -112,18 +81,24 @@ class GhostBatchNormSpec(NormSpec):
         momentum: float | None = 0.1,
         eps: float = 1e-5,
         affine: bool = True,
+        impl: str = "auto",
     ):
         if group_size < 1:
             raise ConfigError(f"norm=ghost_batch: group_size must be ≥ 1, got {group_size}.")
+        if impl not in IMPLS:
+            raise ConfigError(f"norm=ghost_batch: impl={impl!r} is not one of {', '.join(IMPLS)}.")
         self.group_size, self.momentum, self.eps, self.affine = group_size, momentum, eps, affine
+        self.impl = impl
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return GhostBatchNorm(num_channels, self.group_size, self.eps, self.momentum, self.affine)
+        return GhostBatchNorm(
+            num_channels, self.group_size, self.eps, self.momentum, self.affine, self.impl
+        )
 
     def per_device(self, images: int) -> NormSpec:
         """The same variant with ``group_size = images``."""
-        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine)
+        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine, self.impl)
 
     @property
     def has_shift(self) -> bool:

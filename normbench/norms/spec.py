@@ -48,6 +48,14 @@ class NormSpec:
             )
         return self
 
+    def options(self) -> dict[str, object]:
+        """The spec's config keys and values (its ``__init__`` keyword arguments)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def with_options(self, **changes: object) -> NormSpec:
+        """A new spec of the same variant with some options changed."""
+        return type(self)(**{**self.options(), **changes})
+
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         """Return the norm module for ``num_channels`` channels-first features.
 
@@ -89,7 +97,7 @@ class NormSpec:
         )
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"
 
 
