@@ -13,24 +13,26 @@ The TLU replaces the activation (``spec.includes_activation``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from normbench.norms.batch import channel_view
 from normbench.norms.spec import NormSpec, check_dims
 
 
 class FilterResponseNormFunction(torch.autograd.Function):
-    """FRN + TLU with its backward written out (three passes forward, six backward).
+    """FRN + TLU with its backward in closed form: 4 passes forward, 8 backward.
 
-    With s = (ν² + ε)^(-1/2), g = ∂L/∂z · [y > τ], t = Σ_{h,w} g·x and m = H·W::
+    Per (n, c), with m = H·W, s = (ν² + ε)^(-1/2), g = ∂L/∂z · [y > τ] and t = Σ_{h,w} g·x::
 
         ∂L/∂x = γ s g − γ s³ x t / m          ∂L/∂γ = Σ_n s t          ∂L/∂β = Σ g
-        ∂L/∂τ = Σ ∂L/∂z − Σ g                ∂L/∂ε = Σ_n (−½ γ s³ t)
+        ∂L/∂τ = Σ ∂L/∂z − Σ g                ∂L/∂ε_l = Σ_n (−½ γ s³ t) · sign(ε_l)
+
+    x² is written into z's buffer before z; the mask is ``threshold_backward`` on z − τ
+    (boolean masks and ``where`` are far slower on CPU), in place; ∂L/∂x is then written in
+    place into the buffer holding g: one new tensor per direction besides ``vecdot``'s.
     """
 
     @staticmethod
@@ -43,37 +45,61 @@ class FilterResponseNormFunction(torch.autograd.Function):
         eps_l: torch.Tensor | None,
         eps: float,
     ) -> torch.Tensor:
-        spatial = tuple(range(2, x.dim()))
-        nu2 = x.square().mean(spatial, keepdim=True) if spatial else x.square()
-        eps_t = eps if eps_l is None else channel_view(eps_l.abs(), x) + eps
-        s = torch.rsqrt(nu2 + eps_t)
-        if weight is not None:
-            z = torch.addcmul(channel_view(bias, x), x, s * channel_view(weight, x))
+        flat = x.dim() == 2  # (N, C): ν² = x², every tensor below is (N, C)
+        xf = x if flat else x.reshape(x.shape[0], x.shape[1], -1)
+        z = torch.empty_like(x, memory_format=torch.contiguous_format)
+        zf = z.view(xf.shape)
+        if flat:
+            nu2 = x.square()
+        else:  # x² goes through z's buffer: no temporary
+            nu2 = torch.mul(xf, xf, out=zf).sum(2).mul_(1.0 / xf.shape[2])
+        nu2 = nu2.add_(eps) if eps_l is None else nu2.add_(eps_l.abs().add_(eps))
+        s = nu2.rsqrt_()  # (N, C)
+        a = s if weight is None else s * weight
+        a = a if flat else a.unsqueeze(-1)
+        if bias is None:
+            torch.mul(xf, a, out=zf)
         else:
-            z = x * s
-        z = torch.maximum(z, channel_view(tau, x), out=z)
+            torch.addcmul(_channels(bias, flat), xf, a, out=zf)
+        zf.clamp_min_(_channels(tau, flat))
         ctx.save_for_backward(x, z, s, weight, tau, eps_l)
+        ctx.set_materialize_grads(False)
         return z
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, grad_z: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        if grad_z is None:
+            return (None,) * 6
         x, z, s, weight, tau, eps_l = ctx.saved_tensors
-        spatial = tuple(range(2, x.dim()))
-        dims = (0, *spatial)
-        m = math.prod(x.shape[2:])
-        g = torch.where(z > channel_view(tau, x), grad_z, 0.0)
-        t = (g * x).sum(spatial, keepdim=True) if spatial else g * x
-        gs = s if weight is None else s * channel_view(weight, x)  # γ s per (n, c)
-        grad_x = torch.addcmul(x * (-gs * s.square() * t / m), g, gs)
+        flat = x.dim() == 2
+        shape = x.shape if flat else (x.shape[0], x.shape[1], -1)
+        xf, dzf = x.reshape(shape), grad_z.reshape(shape)
+        dims = (0,) if flat else (0, 2)
+        g = torch.sub(z.view(xf.shape), _channels(tau, flat))  # buffer of g, then of ∂L/∂x
+        torch.ops.aten.threshold_backward.grad_input(dzf, g, 0.0, grad_input=g)
+        t = g * x if flat else torch.linalg.vecdot(g, xf)  # (N, C)
+        a = s if weight is None else s * weight  # γ s
+        grad_tau = dzf.sum(dims)
         sum_g = g.sum(dims)
-        grad_tau = grad_z.sum(dims) - sum_g
+        grad_tau -= sum_g
         grad_w = grad_b = grad_eps = None
         if weight is not None:
-            grad_w, grad_b = (s * t).sum(dims), sum_g
+            grad_w, grad_b = (s * t).sum(0), sum_g
+        k = s.square().mul_(t).mul_(a)  # γ s³ t
         if eps_l is not None:
-            grad_eps = (-0.5 * gs * s.square() * t).sum(dims) * torch.sign(eps_l)
+            grad_eps = k.sum(0).mul_(-0.5).mul_(torch.sign(eps_l))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            if not flat:
+                a, k = a.unsqueeze(-1), k.unsqueeze(-1)
+            grad_x = g.mul_(a).addcmul_(xf, k, value=-1.0 / xf[0, 0].numel()).view(x.shape)
         return grad_x, grad_w, grad_b, grad_tau, grad_eps, None
+
+
+def _channels(t: torch.Tensor, flat: bool) -> torch.Tensor:
+    """A per-channel vector viewed against (N, C) or (N, C, H·W)."""
+    return t.view(1, -1) if flat else t.view(1, -1, 1)
 
 
 class FilterResponseNorm(nn.Module):
