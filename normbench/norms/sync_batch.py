@@ -6,6 +6,12 @@ batch of *every* process of the ``torch.distributed`` group (torch's ``nn.SyncBa
     μ_B = (1/M) Σ_p Σ_i x_{p,i}          σ²_B = (1/M) Σ_p Σ_i (x_{p,i} − μ_B)²,  M = Σ_p m_p
 
 In a single process (no process group initialized, or world size 1) it is plain BN.
+
+Images per device (``per_device``): the simulated devices of one batch are synchronized too,
+so the statistics stay over the whole batch (over every device) and ``per_device(N)``
+returns the spec unchanged. That is what SyncBN is for: the GroupNorm paper's small-batch
+problem is BN with statistics per device, which SyncBN removes (MegDet). For statistics per
+device use ``norm=batch`` (it becomes ghost BN with N images per group).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class SyncBatchNormSpec(NormSpec):
     """
 
     name = "sync_batch"
+    batch_dependent = True
 
     def __init__(self, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True):
         self.momentum, self.eps, self.affine = momentum, eps, affine
@@ -50,6 +57,10 @@ class SyncBatchNormSpec(NormSpec):
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
         return SyncBatchNorm(num_channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+    def per_device(self, images: int) -> NormSpec:
+        """Unchanged: the statistics are synchronized over all (simulated) devices."""
+        return self
 
     @property
     def has_shift(self) -> bool:

@@ -16,7 +16,11 @@ deviation over the batch (and spatial positions)::
 
     training: y = x − μ_B + β          eval: y = x − μ + β          (μ: running mean of μ_B)
 
-and the weight layers then have no bias (β plays its role; their init sets only g).
+and the weight layers then have no bias (β plays its role; their init sets only g). With
+``group_size`` (images per device) μ_B is the mean of each group of ``group_size``
+consecutive samples and μ is updated from the mean of the groups' means; a trailing partial
+group uses its own mean and leaves μ alone. The data-dependent init is a one-time use of the
+whole first batch, not a per-step batch dependence, and is not grouped.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from normbench.norms.batch import BatchNormBase, channel_view
-from normbench.norms.checks import reduce_dims
+from normbench.norms.checks import check_batch_values, check_group_size, reduce_dims
+from normbench.norms.grouped import group_count, grouped_view, value_dims
 from normbench.norms.spec import NormSpec, check_dims
 
 INIT_EPS = 1e-12
@@ -102,24 +107,44 @@ class WeightNormConv2d(DataDependentInit, nn.Conv2d):
 
 
 class MeanOnlyBatchNorm(BatchNormBase):
-    """Mean-only BN: subtract the batch mean (running mean in eval) and add a learned β."""
+    """Mean-only BN: subtract the batch (or group) mean, running mean in eval; add a learned β."""
 
     variant = "weight"
 
-    def __init__(self, num_features: int, momentum: float | None = 0.1):
+    def __init__(
+        self, num_features: int, momentum: float | None = 0.1, group_size: int | None = None
+    ):
         super().__init__(num_features, eps=0.0, momentum=momentum, affine=False)
         self.bias = nn.Parameter(torch.zeros(num_features))
+        self.group_size = group_size
+
+    def _centered(self, x: torch.Tensor, groups: int, factor: float | None) -> torch.Tensor:
+        xv = grouped_view(x, groups)
+        mean = xv.mean(value_dims(xv), keepdim=True)  # (G, 1, C, 1)
+        if factor is not None:
+            with torch.no_grad():
+                group_mean = mean.detach().view(groups, -1).mean(0)
+                self.running_mean.lerp_(group_mean.to(self.running_mean.dtype), factor)
+        return (xv - mean).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if not self.uses_batch_stats():
             return x - channel_view(self.running_mean - self.bias, x)
+        n = x.shape[0]
+        groups, rest = group_count(n, self.group_size or n)
+        check_batch_values(x, self.variant, self.group_size)
         factor = self.running_factor()
-        mean = x.mean(dim=reduce_dims(x))
-        if factor is not None:
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
-        return x - channel_view(mean - self.bias, x)
+        if rest:
+            check_batch_values(x[n - rest :], self.variant)
+            head = self._centered(x[: n - rest], groups, factor)
+            centered = torch.cat([head, self._centered(x[n - rest :], 1, None)])
+        else:
+            centered = self._centered(x, groups, factor)
+        return centered + channel_view(self.bias, x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
 class WeightNormSpec(NormSpec):
@@ -129,20 +154,37 @@ class WeightNormSpec(NormSpec):
         data_init: the paper's data-dependent init of g and b on the first training batch.
         mean_only_bn: put mean-only BN (with a learned shift) in the norm slot.
         momentum: running-mean update weight of mean-only BN; ``None`` for cumulative.
+        group_size: mean-only BN's mean over groups of this many consecutive samples
+            (``None``: the whole batch); ``per_device`` sets it.
     """
 
     name = "weight"
 
     def __init__(
-        self, data_init: bool = True, mean_only_bn: bool = False, momentum: float | None = 0.1
+        self,
+        data_init: bool = True,
+        mean_only_bn: bool = False,
+        momentum: float | None = 0.1,
+        group_size: int | None = None,
     ):
+        check_group_size(self.name, group_size)
         self.data_init, self.mean_only_bn, self.momentum = data_init, mean_only_bn, momentum
+        self.group_size = group_size
+
+    @property
+    def batch_dependent(self) -> bool:  # type: ignore[override]
+        """Only mean-only BN looks at other samples (the data-dependent init is one-time)."""
+        return self.mean_only_bn
+
+    def per_device(self, images: int) -> NormSpec:
+        """Mean-only BN over groups of ``images`` samples; plain weight norm unchanged."""
+        return self.with_options(group_size=images) if self.mean_only_bn else self
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return (
-            MeanOnlyBatchNorm(num_channels, self.momentum) if self.mean_only_bn else nn.Identity()
-        )
+        if not self.mean_only_bn:
+            return nn.Identity()
+        return MeanOnlyBatchNorm(num_channels, self.momentum, self.group_size)
 
     @property
     def has_shift(self) -> bool:
