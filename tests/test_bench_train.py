@@ -133,3 +133,10 @@ def test_bench_models_rewrites_only_its_marked_section(run_cli, tmp_path):
     section = read_section(tmp_path / "README.md", "bench models")
     assert "| 2026-01-01 | Some CPU | 2.0 | 1 | resnet50 | 8 | 3x224x224 | 110.0 | 100.0 | 1.100 |" in section
     assert read_section(tmp_path / "README.md", "bench train") == "T"
+
+
+def test_readme_commands_elide_the_conditions_text():
+    from normbench.bench.train_report import _short
+
+    command = "normbench bench train --threads 1 --conditions 'other agents'\"'\"' jobs' --steps 2"
+    assert _short(command) == "normbench bench train --threads 1 --conditions ... --steps 2"

@@ -14,8 +14,8 @@ from the in-memory loader (random crop and flip on the device), then
   step time (see :func:`~normbench.probes.timing.module_share`). Norm modules are those the
   spec's ``layer`` built, plus the weight parametrizations of its ``conv``/``linear``.
 - ``norm_share_differential``: (step time − step time of ``norm=none``) / step time, in the
-  same mode: the cross-check, and the only measure for compiled modes, where the norm's work
-  is fused into generated kernels.
+  same mode, median over repeats of the pair timed in the same repeat: the cross-check, and
+  the only measure for compiled modes, where the norm's work is fused into generated kernels.
 
 All setups are built and warmed up first (compiling, in compiled modes), then timed
 round-robin across modes and variants, so that load from other processes hits all alike.
@@ -228,22 +228,24 @@ def run_all(
                 f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in group))
     rows = []
     for mode, group in setups.items():
-        baseline_s = statistics.median(group[0].step_s)
         for setup in group:
-            rows.append(_row(args, mode, setup, baseline_s, device))
+            rows.append(_row(args, mode, setup, group[0], device))
     return rows
 
 
 def _row(
-    args: argparse.Namespace, mode: str, setup: Setup, baseline_s: float, device: torch.device
+    args: argparse.Namespace, mode: str, setup: Setup, baseline: Setup, device: torch.device
 ) -> dict[str, Any]:
+    """Medians over repeats; the differential pairs each repeat with the baseline's same repeat
+    (timed moments apart, under the same load)."""
     step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
+    pairs = list(zip(setup.step_s, baseline.step_s, strict=True))
     row: dict[str, Any] = {
         "variant": setup.label, "mode": mode, "precision": setup.fast.precision,
         "compiled": setup.fast.compile, "step_ms": 1000 * step_s, "images_per_s": args.batch / step_s,
         "data_ms": 1000 * data_s, "data_share": data_s / step_s, "warmup_s": setup.warmup_s,
-        "norm_ms_differential": 1000 * (step_s - baseline_s),
-        "norm_share_differential": min(1.0, max(0.0, (step_s - baseline_s) / step_s)),
+        "norm_ms_differential": 1000 * statistics.median(v - b for v, b in pairs),
+        "norm_share_differential": min(1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))),
         "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
         "norm_share_profiled": math.nan, "note": "",
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ def readme_section(out: Path) -> str:
         "the step's time (CPU: main-thread wall time; CUDA: kernel time). The `none` rows show "
         "the attribution's own overhead (hooks and ranges around identity slots).",
         "- *norm share, differential*: (step time - step time with `norm=none`) / step time, same "
-        "mode: the cross-check of the profiled share, and the only measure when compiled (the "
+        "mode, median over repeats of the pair timed in the same repeat: the cross-check of the "
+        "profiled share, and the only measure when compiled (the "
         "norm's work is fused into generated kernels). Clipped to [0, 1]; the signed difference "
         "is in the CSV.",
         "",
@@ -180,7 +181,16 @@ def _device_block(path: Path, rows: list[dict[str, str]]) -> list[str]:
 
 def _short(command: str) -> str:
     """A command with its ``--conditions`` text elided (the README prints it apart)."""
-    return re.sub(r"--conditions (?:'[^']*'|\S+)", "--conditions '...'", command)
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    for i, word in enumerate(words):
+        if word == "--conditions" and i + 1 < len(words):
+            words[i + 1] = "..."
+        elif word.startswith("--conditions="):
+            words[i] = "--conditions=..."
+    return shlex.join(words)
 
 
 def _claim(out: Path) -> list[str]:
