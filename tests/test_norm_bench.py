@@ -9,17 +9,25 @@ import torch
 
 from normbench.bench import norms as bench
 
+OTHERS = (
+    "# Benchmarks\n\nA note written by hand.\n\n"
+    "<!-- bench models -->\n## Models\n\n| resnet50 | 1.049 |\n<!-- /bench models -->\n\n"
+    "<!-- bench train -->\n## Training step\n\nshare of BN: 12%\n<!-- /bench train -->\n"
+)
+
+
+def run_quick(tmp_path, *extra: str) -> None:
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--device", "cpu", "--out", str(tmp_path), "--threads", "1", *extra]
+        assert bench.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+
 
 def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4), (6, 8)])
-    threads = torch.get_num_threads()
-    try:
-        assert (
-            bench.main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--threads", "1"])
-            == 0
-        )
-    finally:
-        torch.set_num_threads(threads)
+    run_quick(tmp_path, "--conditions", "shared VM, 2 cores busy")
     with (tmp_path / "norms-cpu.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert set(bench.COLUMNS) <= set(rows[0])
@@ -36,3 +44,26 @@ def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
     assert (tmp_path / "norms-cpu.png").stat().st_size > 1000
     readme = (tmp_path / "README.md").read_text()
     assert "normbench bench norms" in readme and "| 4x8x4x4 | frn |" in readme
+    assert "Conditions: shared VM, 2 cores busy" in readme and "load average" in readme
+    assert rows[0]["conditions"] == "shared VM, 2 cores busy" and rows[0]["load_start"]
+
+
+def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "QUICK_SHAPES", [(6, 8)])
+    monkeypatch.setattr(bench, "CASES", bench.CASES[:2])
+    readme = tmp_path / "README.md"
+    readme.write_text(OTHERS)
+    run_quick(tmp_path)
+    first = readme.read_text()
+    begin, end = "<!-- bench norms -->", "<!-- /bench norms -->"
+    assert first.count(begin) == 1 and first.count(end) == 1
+    assert first.startswith(OTHERS.rstrip("\n"))  # everything else kept, section appended
+    section = first[first.index(begin) : first.index(end)]
+    assert "| 6x8 | batch[closed_form] |" in section and "Models" not in section
+    (tmp_path / "norms-cpu.csv").write_text(
+        (tmp_path / "norms-cpu.csv").read_text().replace("batch[closed_form]", "renamed")
+    )
+    assert bench.main(["--readme-only", "--out", str(tmp_path)]) == 0
+    second = readme.read_text()
+    assert second.count(begin) == 1 and "| 6x8 | renamed |" in second
+    assert second.replace("renamed", "batch[closed_form]") == first  # nothing else moved

@@ -13,7 +13,11 @@ What is timed, per input shape and device, in eager mode:
 Cases are timed round-robin within each repeat (so load from other processes hits them
 alike); the time of a case is the median over repeats of the mean over an inner loop sized
 to last ≥ 5 ms (CUDA events on GPU). Results go to ``<out>/norms-<device>.csv``, a PNG, and
-``<out>/README.md`` (command, hardware, date, table, variants missing the 2× CPU target).
+the ``bench norms`` section of ``<out>/README.md``: the text between ``<!-- bench norms -->``
+and ``<!-- /bench norms -->`` (``normbench.bench.readme_sections``), rewritten from every
+``norms-<device>.csv`` while the rest of the README (other benchmarks' sections, notes) is
+kept. The section records command, hardware, threads, date, the load average before and after
+the run, the ``--conditions`` note, the table and the variants missing the 2× CPU target.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import csv
 import datetime as dt
 import math
+import os
 import platform
 import statistics
 import sys
@@ -33,8 +38,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from normbench.bench.readme_sections import update_section
 from normbench.errors import ConfigError
 from normbench.norms import build_norm_spec
+
+SECTION = "bench norms"
 
 SHAPES: list[tuple[int, ...]] = [(32, 256, 16, 16), (8, 64, 56, 56), (60, 100)]
 QUICK_SHAPES: list[tuple[int, ...]] = [(8, 32, 8, 8), (60, 100)]
@@ -293,16 +301,28 @@ def main(argv: list[str]) -> int:
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
     parser.add_argument("--quick", action="store_true", help="small shapes, 3 repeats: a smoke run")
+    parser.add_argument(
+        "--conditions", default="", help="free text recorded with the run (e.g. machine load)"
+    )
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="only rewrite the README section from the existing CSVs (no timing)",
+    )
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.readme_only:
+        update_section(out / "README.md", SECTION, readme_section(out))
+        print(f"rewrote the '{SECTION}' section of {out / 'README.md'}", file=sys.stderr)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "normbench bench norms " + " ".join(argv)
     for device in _devices(args.device):
-        env = environment(device)
+        env = {**environment(device), "load_start": _load(), "conditions": args.conditions}
         print(
             f"bench norms on {device.type} ({env['device_name']}, torch {env['torch']}, "
             f"{env['threads']} threads): {len(CASES)} cases × {len(shapes)} shapes",
@@ -314,6 +334,7 @@ def main(argv: list[str]) -> int:
                 shape, device, repeats, warmup, lambda s: print(s, file=sys.stderr, flush=True)
             )
         ref_ms = {(r["shape"], r["variant"]): r["ms"] for r in rows}
+        env["load_end"] = _load()
         rows = [
             {**env, **row, "reason": _reason(row, ref_ms[row["shape"], row["compared_to"]])}
             for row in rows
@@ -321,6 +342,14 @@ def main(argv: list[str]) -> int:
         print_table(rows)
         write_outputs(rows, out, device.type, command.strip())
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average (other processes competing for the CPU), or '' if unknown."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return ""
 
 
 def _reason(row: dict, reference_ms: float) -> str:
@@ -344,6 +373,9 @@ COLUMNS = [
     "torch",
     "threads",
     "date",
+    "load_start",
+    "load_end",
+    "conditions",
     "shape",
     "variant",
     "kind",
@@ -401,10 +433,10 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _readme(out: Path) -> None:
-    """Regenerate ``README.md`` from every ``norms-<device>.csv`` in ``out``."""
+def readme_section(out: Path) -> str:
+    """The ``bench norms`` README section, from every ``norms-<device>.csv`` in ``out``."""
     lines = [
-        "# Normalization variants: forward+backward time",
+        "## Normalization variants: forward+backward time",
         "",
         "Produced by `normbench bench norms` (`normbench/bench/norms.py`); every number here "
         "comes from that command. Target: every variant within "
@@ -422,13 +454,23 @@ def _readme(out: Path) -> None:
         if not rows:
             continue
         head = rows[0]
+        load = ""
+        if head.get("load_start"):
+            load = (
+                f" 1-minute load average {head['load_start']} at the start, "
+                f"{head['load_end']} at the end."
+            )
         lines += [
-            f"## {head['device']}: {head['device_name']}",
+            f"### {head['device']}: {head['device_name']}",
             "",
-            f"torch {head['torch']}, {head['threads']} threads, {head['date']}. "
+            f"torch {head['torch']}, {head['threads']} threads, {head['date']}.{load} "
             f"Command: `{head.get('command', 'normbench bench norms')}`. "
             f"Data: [{path.name}]({path.name}), figure: [{path.stem}.png]({path.stem}.png).",
             "",
+        ]
+        if head.get("conditions"):
+            lines += [f"Conditions: {head['conditions']}", ""]
+        lines += [
             "| shape | variant | compared to | ms | ratio | within target |",
             "|---|---|---|---:|---:|---|",
         ]
@@ -448,11 +490,11 @@ def _readme(out: Path) -> None:
         notes = [r for r in rows if r["within_target"] == "" and r["reason"]]
         lines += [f"- `{r['variant']}` at {r['shape']}: {r['reason']}" for r in notes]
         lines.append("")
-    (out / "README.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def write_outputs(rows: list[dict], out: Path, device: str, command: str) -> None:
-    """``norms-<device>.csv``, ``norms-<device>.png`` and the regenerated ``README.md``."""
+    """``norms-<device>.csv``, ``norms-<device>.png`` and the README's ``bench norms`` section."""
     csv_path = out / f"norms-{device}.csv"
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "command"], extrasaction="ignore")
@@ -467,5 +509,5 @@ def write_outputs(rows: list[dict], out: Path, device: str, command: str) -> Non
                 }
             )
     _plot(rows, out / f"norms-{device}.png")
-    _readme(out)
+    update_section(out / "README.md", SECTION, readme_section(out))
     print(f"wrote {csv_path}, {csv_path.with_suffix('.png')} and {out / 'README.md'}")
