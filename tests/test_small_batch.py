@@ -63,6 +63,13 @@ def test_an_n_independent_norm_run_once_stands_for_every_n_by_construction():
     gn = pts[pts["norm"] == "group"]
     assert sorted(set(gn["images"])) == sorted(NS) and gn[gn["images"] != 32]["measured"].eq(False).all()
     assert _verdict(pts, "GN's error").startswith("holds by construction, not measured")
+    # run at both ends: the others are filled from the largest N, and the ends are compared
+    pts = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (24.4, 24.6)}}), list(NS))
+    gn = pts[pts["norm"] == "group"]
+    assert sorted(gn[gn["measured"]]["images"].unique()) == [2, 32] and len(gn) == 2 * len(NS)
+    assert _verdict(pts, "GN's error").startswith("shown, by construction: identical at N = 32, 2")
+    moved = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (25.4, 25.6)}}), list(NS))
+    assert _verdict(moved, "GN's error").startswith("not shown")
 
 
 def test_batch_renorm_recovering_part_of_the_loss_is_shown():

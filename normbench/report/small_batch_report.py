@@ -30,6 +30,7 @@ from normbench.report.small_batch import (  # noqa: E402
     images_per_device,
     paired,
     points,
+    training_commands,
     verdicts,
 )
 
@@ -121,38 +122,6 @@ def comparison_table(cur: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
 
 def _num(v: float | None, signed: bool = False) -> str:
     return "–" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")
-
-
-def training_commands(runs: list[Run]) -> list[str]:
-    """``normbench train -m`` commands that make these runs: runs whose overrides differ only in
-    per_device.images and seed share one command."""
-    groups: dict[tuple[str, ...], dict[str, list[str]]] = {}
-    for r in runs:
-        fixed = tuple(
-            o for o in r.overrides if o.partition("=")[0] not in ("per_device.images", "seed")
-        )
-        values = groups.setdefault(fixed, {"per_device.images": [], "seed": []})
-        for o in r.overrides:
-            key, _, value = o.partition("=")
-            if key in values and value not in values[key]:
-                values[key].append(value)
-    cmds = []
-    for fixed, values in groups.items():
-        swept = [
-            f"{k}={','.join(sorted(v, key=_number, reverse=k == 'per_device.images'))}"
-            for k, v in values.items()
-            if v
-        ]
-        args = sorted(fixed, key=lambda o: not o.startswith("experiment=")) + swept
-        cmds.append("normbench train -m " + " ".join(shlex.quote(a) for a in args))
-    return sorted(cmds)
-
-
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return float("inf")
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -352,6 +321,22 @@ def _independence(pts: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _in_short(cur: pd.DataFrame) -> list[str]:
+    """One line: each norm's mean error at the largest and the smallest N."""
+    parts = []
+    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
+        c = cur[cur["norm"] == norm].sort_values("images", ascending=False)
+        if len(c) < 2:
+            continue
+        hi, lo = c.iloc[0], c.iloc[-1]
+        same = "" if lo["measured"] else " (same computation)"
+        parts.append(f"{NORM_LABEL[norm]} {hi['mean']:.1f} → {lo['mean']:.1f}{same}")
+    if not parts:
+        return []
+    hi_n, lo_n = int(cur["images"].max()), int(cur["images"].min())
+    return [f"**In short** (mean val error %, N = {hi_n} → {lo_n}): " + "; ".join(parts) + ".\n"]
+
+
 def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
     """Figure, CSVs and README text of a small-batch study (unfinished runs are listed, not used)."""
     done = [r for r in runs if r.status == "complete"]
@@ -373,6 +358,7 @@ def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"Paper: {GN_PAPER['paper']}. Reduced-scale reproduction made by normbench: see *Scale* for how it "
         "differs from the paper, and *Commands* for how to make it again.\n",
         "![val error vs images per device](small_batch.png)\n",
+        *_in_short(cur),
         "## Val error (%) per norm and images per device N\n",
         f"Error = median validation error of a run's last {LAST_EVALS} evaluations (the paper: median of the "
         f"final 5 epochs). Ours: mean ± std over {seeds} seed(s). ≡: not run at this N; the number of the "
