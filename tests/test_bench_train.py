@@ -28,24 +28,30 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     out.mkdir()
     other = "<!-- bench norms -->\n## Norms\n\n| a | b |\n<!-- /bench norms -->\n"
     (out / "README.md").write_text("# Benchmarks\n\nA note by hand.\n\n" + other)
-    code, stdout, err = run_cli("bench", "train", *TINY, "--variants", "batch,group",
-                                "--modes", "eager-fp32,eager-bf16", "--out", str(out))
+    # 16x16 images, batch 8: steps long enough that the attribution's own overhead (a few µs of
+    # hooks per norm slot) is a small share of them
+    code, stdout, err = run_cli("bench", "train", *TINY, "--batch", "8", "--image-size", "16",
+                                "--variants", "none,batch,group", "--modes", "eager-fp32,eager-bf16",
+                                "--out", str(out))
     assert code == 0, stdout + err
     assert "repeat 1/1 [eager-bf16]" in err and "[eager-fp32] batch: profiling" in err  # progress
     rows = _rows(out / "iteration-cpu.csv")
     assert list(rows[0]) == COLUMNS
     got = [(r["mode"], r["variant"]) for r in rows]
     assert got == [(m, v) for m in ("eager-fp32", "eager-bf16")
-                   for v in ("none", "batch", "group[num_groups=4]")]
+                   for v in ("identity", "none", "batch", "group[num_groups=4]")]
     for r in rows:
         for key in ("norm_share_profiled", "norm_share_differential", "data_share"):
             assert 0.0 <= float(r[key]) <= 1.0, (key, r)
         assert float(r["step_ms"]) > 0 and float(r["images_per_s"]) > 0
         assert r["precision"] == r["mode"].split("-")[1] and r["device"] == "cpu"
     for r in rows:
-        if r["variant"] == "none":  # identity slots: nothing in the ranges, nothing linked backward
-            assert float(r["norm_bwd_ms"]) == 0.0 and float(r["norm_share_profiled"]) < 0.05
-            assert float(r["norm_share_differential"]) == 0.0
+        if r["variant"] in ("identity", "none"):  # identity slots: nothing in the ranges, no backward
+            assert float(r["norm_bwd_ms"]) == 0.0 and float(r["norm_share_profiled"]) < 0.03
+            assert float(r["hook_overhead_ms"]) > 0
+            if r["variant"] == "identity":  # the baseline of both measures
+                assert float(r["norm_share_differential"]) == 0.0 == float(r["norm_ms_differential"])
+                assert float(r["norm_share_profiled"]) < 1e-6
         else:  # the backward of the norm layers was found
             assert float(r["norm_bwd_ms"]) > 0 and float(r["norm_share_profiled"]) > 0
     assert (out / "iteration-cpu.png").stat().st_size > 0
@@ -57,7 +63,7 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     # a second run replaces its own section only, and --append keeps earlier rows
     code, _, err = run_cli("bench", "train", *TINY, "--modes", "eager-fp32", "--out", str(out), "--append")
     assert code == 0, err
-    assert len(_rows(out / "iteration-cpu.csv")) == len(rows) + 2
+    assert len(_rows(out / "iteration-cpu.csv")) == len(rows) + 2  # identity and batch
     readme = (out / "README.md").read_text()
     assert readme.count("<!-- bench train -->") == 1 and other in readme
 
@@ -116,7 +122,7 @@ def test_compiled_mode_reports_the_differential_share_only(run_cli, tmp_path):
         pytest.skip("torch.compile cannot build here")
     assert code == 0, out + err
     rows = _rows(tmp_path / "iteration-cpu.csv")
-    assert [r["variant"] for r in rows] == ["none", "batch"]
+    assert [r["variant"] for r in rows] == ["identity", "batch"]
     assert all(r["norm_share_profiled"] == "" and "differential share only" in r["note"] for r in rows)
     assert all(0 <= float(r["norm_share_differential"]) <= 1 for r in rows)
 
@@ -140,3 +146,21 @@ def test_readme_commands_elide_the_conditions_text():
 
     command = "normbench bench train --threads 1 --conditions 'other agents'\"'\"' jobs' --steps 2"
     assert _short(command) == "normbench bench train --threads 1 --conditions ... --steps 2"
+
+
+def test_identity_baseline_is_the_normalized_network_without_its_norm_layers():
+    import argparse
+
+    from normbench.bench.train import build_setup, synthetic_data
+
+    args = argparse.Namespace(model="resnet50", width=0.0625, stem="cifar", batch=4, image_size=8,
+                              train_size=8, channels_last=False)
+    data = synthetic_data(args, torch.device("cpu"))
+    base = build_setup(args, "identity", "eager-fp32", data, torch.device("cpu")).model
+    bn = build_setup(args, "batch", "eager-fp32", data, torch.device("cpu"))
+    plain = build_setup(args, "none", "eager-fp32", data, torch.device("cpu")).model
+    assert base.conv1.bias is None and bn.model.conv1.bias is None and plain.conv1.bias is not None
+    assert isinstance(base.bn1, nn.Identity)
+    slots = [bn.model.bn1] + [getattr(b, f"bn{i}") for b in bn.model.blocks() for i in (1, 2, 3)]
+    slots += [b.downsample[1] for b in bn.model.blocks() if b.downsample is not None]
+    assert len(bn.norm_modules) == 53 and {id(m) for m in bn.norm_modules} == {id(m) for m in slots}

@@ -11,10 +11,14 @@ from the in-memory loader (random crop and flip on the device), then
 - ``norm_share_profiled`` (eager modes): ``torch.profiler`` over ``--steps`` steps; forward
   time inside the norm modules (profiler ranges opened by forward hooks) plus the backward
   of every autograd node created inside them (linked by autograd sequence numbers), over the
-  step time (see :func:`~normbench.probes.timing.module_share`). Norm modules are those the
-  spec's ``layer`` built, plus the weight parametrizations of its ``conv``/``linear``.
-- ``norm_share_differential``: (step time − step time of ``norm=none``) / step time, in the
-  same mode, median over repeats of the pair timed in the same repeat: the cross-check, and
+  step time (see :func:`~normbench.probes.timing.module_share`), less the attribution's own
+  cost (a range's time around an identity slot of the baseline, per module forward). Norm
+  modules are those the spec's ``layer`` built, plus the weight parametrizations of its
+  ``conv``/``linear``.
+- ``norm_share_differential``: (step time − step time of the ``identity`` baseline) / step
+  time, in the same mode (``identity``: every norm slot an identity and the weight layers
+  without bias, as in the normalized networks: their norm layers' work removed; ``norm=none``
+  adds conv biases, so it is a variant like the others), median over repeats of the pair timed in the same repeat: the cross-check, and
   the only measure for compiled modes, where the norm's work is fused into generated kernels.
 
 All setups are built and warmed up first (compiling, in compiled modes), then timed
@@ -38,9 +42,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 from torch import nn
-from torch.nn.utils import parametrize
 
-from normbench.config import config_dir
+from normbench.bench.variants import RecordingSpec, variant_config
 from normbench.data.datasets import load_dataset
 from normbench.engine.environment import environment
 from normbench.engine.fastpath import FastPath, train_step
@@ -48,13 +51,22 @@ from normbench.errors import ConfigError
 from normbench.models import CNNS, build_model
 from normbench.norms import build_norm_spec
 from normbench.norms.registry import known_norms
-from normbench.probes.timing import STEP_SCOPE, ModuleScopes, PhaseTimer, module_share
+from normbench.probes.timing import (
+    STEP_SCOPE,
+    ModuleScopes,
+    ModuleShare,
+    PhaseTimer,
+    module_share,
+)
 
 MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
-BASELINE = "none"
+# The differential's baseline: the normalized networks with the norm layers' work removed,
+# i.e. identity slots and, unlike norm=none, no bias on the weight layers (whose bias the
+# norm's shift makes redundant, so the normalized networks have none).
+BASELINE = "identity"
 CPU_DEFAULTS: dict[str, Any] = {
     "model": "resnet50", "width": 0.25, "stem": "cifar", "batch": 16, "image_size": 32,
-    "steps": 3, "repeats": 3, "warmup": 2, "train_size": 512, "device": "cpu",
+    "steps": 3, "repeats": 5, "warmup": 2, "train_size": 512, "device": "cpu",
     "variants": "batch", "modes": ",".join(MODES), "channels_last": False,
 }
 # The issue's GPU acceptance items: ResNet-50 (CIFAR stem, width 1, batch 128) in fp32 and
@@ -64,56 +76,6 @@ GPU_DEFAULTS: dict[str, Any] = {
     "train_size": 50000, "device": "cuda", "variants": "batch,group", "channels_last": True,
 }
 SGD = {"lr": 1e-3, "momentum": 0.9}  # small steps: no variant (norm=none included) diverges
-
-
-class RecordingSpec:
-    """A norm spec that remembers the modules it builds: norm slots and weight parametrizations."""
-
-    def __init__(self, spec: Any) -> None:
-        self._spec = spec
-        self.modules: list[nn.Module] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._spec, name)
-
-    def layer(self, *args: Any, **kwargs: Any) -> nn.Module:
-        module = self._spec.layer(*args, **kwargs)
-        self.modules.append(module)
-        return module
-
-    def conv(self, *args: Any, **kwargs: Any) -> nn.Module:
-        return self._weights(self._spec.conv(*args, **kwargs))
-
-    def linear(self, *args: Any, **kwargs: Any) -> nn.Module:
-        return self._weights(self._spec.linear(*args, **kwargs))
-
-    def _weights(self, module: nn.Module) -> nn.Module:
-        if parametrize.is_parametrized(module):
-            for plist in module.parametrizations.values():
-                self.modules.extend(plist)
-        return module
-
-    def __repr__(self) -> str:
-        return repr(self._spec)
-
-
-def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any], str]:
-    """The shipped ``configs/norm/<name>.yaml`` with its group count fitted to the model's
-    channels at ``width``, and a label (``group[num_groups=8]`` when the count was lowered)."""
-    if name not in known_norms():
-        raise ConfigError(
-            f"unknown variant {name!r} in --variants; known variants: {', '.join(known_norms())}."
-        )
-    path = config_dir() / "norm" / f"{name}.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {"name": name}
-    channels = CNNS[model].channels(width)
-    label = name
-    for key in ("num_groups", "groups"):
-        if key in cfg and any(c % cfg[key] for c in channels):
-            fitted = next(g for g in (32, 16, 8, 4, 2, 1) if g <= cfg[key] and not any(c % g for c in channels))
-            cfg[key] = fitted
-            label = f"{name}[{key}={fitted}]"
-    return cfg, label
 
 
 @dataclass
@@ -129,6 +91,7 @@ class Setup:
     fast: FastPath
     norm_modules: list[nn.Module]
     warmup_s: float = 0.0
+    range_overhead_s: float = 0.0  # the profiler range's own time per module forward (baseline)
     step_s: list[float] = field(default_factory=list)
     data_s: list[float] = field(default_factory=list)
 
@@ -139,9 +102,12 @@ class Setup:
 
 def build_setup(args: argparse.Namespace, variant: str, mode: str, data: Any, device: torch.device) -> Setup:
     """Model, optimizer and loader of ``variant`` in ``mode`` (``eager-fp32`` ...)."""
-    norm_cfg, label = variant_config(variant, args.model, args.width)
     torch.manual_seed(0)
-    spec = RecordingSpec(build_norm_spec(norm_cfg))
+    if variant == BASELINE:
+        spec, label = RecordingSpec(build_norm_spec({"name": "none"}), has_shift=True), BASELINE
+    else:
+        norm_cfg, label = variant_config(variant, args.model, args.width)
+        spec = RecordingSpec(build_norm_spec(norm_cfg))
     model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
     model = build_model(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
     compiled, precision = mode.split("-")
@@ -180,9 +146,9 @@ def timed(setup: Setup, steps: int, device: torch.device) -> None:
     setup.data_s.append(window["data"] / steps)
 
 
-def profiled(setup: Setup, steps: int, device: torch.device) -> dict[str, float]:
+def profiled(setup: Setup, steps: int, device: torch.device) -> ModuleShare:
     """Profile ``steps`` steps with the norm modules scoped (after one profiled, discarded
-    step that warms the profiler up); their share of step time."""
+    step that warms the profiler up); the time in them."""
     from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -193,12 +159,22 @@ def profiled(setup: Setup, steps: int, device: torch.device) -> dict[str, float]
                 setup.step()
             _sync(device)
             prof.step()
-    share = module_share(prof.events(), cuda=device.type == "cuda")
+    return module_share(prof.events(), cuda=device.type == "cuda")
+
+
+def profiled_columns(share: ModuleShare, steps: int, range_overhead_s: float) -> dict[str, float]:
+    """Per-step milliseconds and the profiled share, less the attribution's own cost: the time a
+    range around an identity slot takes (``range_overhead_s``, measured on the baseline) for
+    every module forward, taken off the forward time and off the step."""
+    hooks = range_overhead_s * share.ranges
+    forward = max(0.0, share.forward_s - hooks)
+    step = share.step_s - hooks
     return {
-        "profiled_step_ms": 1000 * share.step_s / steps,
-        "norm_fwd_ms": 1000 * share.forward_s / steps,
+        "profiled_step_ms": 1000 * step / steps,
+        "norm_fwd_ms": 1000 * forward / steps,
         "norm_bwd_ms": 1000 * share.backward_s / steps,
-        "norm_share_profiled": share.share,
+        "hook_overhead_ms": 1000 * hooks / steps,
+        "norm_share_profiled": (forward + share.backward_s) / step if step > 0 else math.nan,
     }
 
 
@@ -247,13 +223,16 @@ def _row(
         "norm_ms_differential": 1000 * statistics.median(v - b for v, b in pairs),
         "norm_share_differential": min(1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))),
         "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
-        "norm_share_profiled": math.nan, "note": "",
+        "hook_overhead_ms": math.nan, "norm_share_profiled": math.nan, "note": "",
     }
     if setup.fast.compile:
         row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
     else:
         _log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
-        row.update(profiled(setup, args.steps, device))
+        share = profiled(setup, args.steps, device)
+        if setup is baseline and share.ranges:  # profiled first: identity slots, pure overhead
+            setup.range_overhead_s = share.forward_s / share.ranges
+        row.update(profiled_columns(share, args.steps, baseline.range_overhead_s))
     return row
 
 
@@ -296,7 +275,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="steps per timed repeat and per profile")
     parser.add_argument("--repeats", type=int, help="timed repeats (median)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (compile happens here)")
-    parser.add_argument("--variants", help=f"comma-separated norm variants; {BASELINE} is always added")
+    parser.add_argument("--variants", help=(
+        f"comma-separated norm variants (default: batch); the baseline {BASELINE!r} (identity "
+        "slots, no conv bias) is always added"))
     parser.add_argument("--modes", help=f"comma-separated, from {', '.join(MODES)} (default: all)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu (GPU defaults: cuda)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -336,7 +317,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _variants(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in known_norms()]
+    unknown = [v for v in names if v not in known_norms() and v != BASELINE]
     if unknown:
         raise ConfigError(
             f"unknown variant(s) {', '.join(map(repr, unknown))} in --variants; known variants: "

@@ -129,6 +129,7 @@ class ModuleShare:
     forward_s: float
     backward_s: float
     backward_nodes: tuple[str, ...] = ()  # the autograd nodes counted as the modules' backward
+    ranges: int = 0  # module forwards seen (outermost ranges)
 
     @property
     def share(self) -> float:
@@ -178,7 +179,7 @@ def module_share(events: Sequence[Any], cuda: bool, name: str = NORM_SCOPE) -> M
         fwd = sum(e.cpu_time_total for e in scopes)
         bwd = sum(e.cpu_time_total for e in norm_nodes)
     names = tuple(e.name[len(_BACKWARD_NODE):] for e in norm_nodes)
-    return ModuleShare(total / 1e6, fwd / 1e6, bwd / 1e6, names)
+    return ModuleShare(total / 1e6, fwd / 1e6, bwd / 1e6, names, len(scopes))
 
 
 def _device_total(event: Any) -> float:

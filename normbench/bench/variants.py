@@ -1,0 +1,67 @@
+"""Norm variants as ``normbench bench train`` builds them: the shipped config with its group
+count fitted to the model's width, and a spec that remembers the modules the variant adds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn.utils import parametrize
+
+from normbench.config import config_dir
+from normbench.errors import ConfigError
+from normbench.models import CNNS
+from normbench.norms.registry import known_norms
+
+
+class RecordingSpec:
+    """A norm spec that remembers the modules it builds: norm slots and weight parametrizations."""
+
+    def __init__(self, spec: Any, has_shift: bool | None = None) -> None:
+        self._spec = spec
+        self.modules: list[nn.Module] = []
+        if has_shift is not None:  # shadows the spec's property
+            self.has_shift = has_shift
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)
+
+    def layer(self, *args: Any, **kwargs: Any) -> nn.Module:
+        module = self._spec.layer(*args, **kwargs)
+        self.modules.append(module)
+        return module
+
+    def conv(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self._weights(self._spec.conv(*args, **kwargs))
+
+    def linear(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self._weights(self._spec.linear(*args, **kwargs))
+
+    def _weights(self, module: nn.Module) -> nn.Module:
+        if parametrize.is_parametrized(module):
+            for plist in module.parametrizations.values():
+                self.modules.extend(plist)
+        return module
+
+    def __repr__(self) -> str:
+        return repr(self._spec)
+
+
+def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any], str]:
+    """The shipped ``configs/norm/<name>.yaml`` with its group count fitted to the model's
+    channels at ``width``, and a label (``group[num_groups=8]`` when the count was lowered)."""
+    if name not in known_norms():
+        raise ConfigError(
+            f"unknown variant {name!r} in --variants; known variants: {', '.join(known_norms())}."
+        )
+    path = config_dir() / "norm" / f"{name}.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {"name": name}
+    channels = CNNS[model].channels(width)
+    label = name
+    for key in ("num_groups", "groups"):
+        if key in cfg and any(c % cfg[key] for c in channels):
+            fitted = next(g for g in (32, 16, 8, 4, 2, 1) if g <= cfg[key] and not any(c % g for c in channels))
+            cfg[key] = fitted
+            label = f"{name}[{key}={fitted}]"
+    return cfg, label
