@@ -8,7 +8,9 @@ H·W spatial values of that channel (no mean subtraction, no batch dependence)::
 
 For (N, C) inputs (``dims=1``) ν² = x² and x̂ ≈ sign(x); the paper then learns ε:
 ``learnable_eps: true`` uses ε + |ε_l| with ε_l a parameter initialised to 1e-4.
-The TLU replaces the activation (``spec.includes_activation``).
+The TLU replaces the activation (``spec.includes_activation``). (N, C, H, W) inputs run through
+:class:`FilterResponseNormFunction` (closed-form backward); (N, C) inputs, where everything is
+per value, through a few autograd ops (:func:`filter_response_norm_flat`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from normbench.norms.spec import NormSpec, check_dims
 
 
 class FilterResponseNormFunction(torch.autograd.Function):
-    """FRN + TLU with its backward in closed form: 4 passes forward, 8 backward.
+    """FRN + TLU on (N, C, H, W) with its backward in closed form: 4 passes forward, 8 backward.
 
     Per (n, c), with m = H·W, s = (ν² + ε)^(-1/2), g = ∂L/∂z · [y > τ] and t = Σ_{h,w} g·x::
 
@@ -45,23 +47,18 @@ class FilterResponseNormFunction(torch.autograd.Function):
         eps_l: torch.Tensor | None,
         eps: float,
     ) -> torch.Tensor:
-        flat = x.dim() == 2  # (N, C): ν² = x², every tensor below is (N, C)
-        xf = x if flat else x.reshape(x.shape[0], x.shape[1], -1)
+        xf = x.reshape(x.shape[0], x.shape[1], -1)
         z = torch.empty_like(x, memory_format=torch.contiguous_format)
         zf = z.view(xf.shape)
-        if flat:
-            nu2 = x.square()
-        else:  # x² goes through z's buffer: no temporary
-            nu2 = torch.mul(xf, xf, out=zf).sum(2).mul_(1.0 / xf.shape[2])
+        nu2 = torch.mul(xf, xf, out=zf).sum(2).mul_(1.0 / xf.shape[2])  # x² in z's buffer
         nu2 = nu2.add_(eps) if eps_l is None else nu2.add_(eps_l.abs().add_(eps))
         s = nu2.rsqrt_()  # (N, C)
-        a = s if weight is None else s * weight
-        a = a if flat else a.unsqueeze(-1)
+        a = (s if weight is None else s * weight).unsqueeze(-1)
         if bias is None:
             torch.mul(xf, a, out=zf)
         else:
-            torch.addcmul(_channels(bias, flat), xf, a, out=zf)
-        zf.clamp_min_(_channels(tau, flat))
+            torch.addcmul(bias.view(1, -1, 1), xf, a, out=zf)
+        zf.clamp_min_(tau.view(1, -1, 1))
         ctx.save_for_backward(x, z, s, weight, tau, eps_l)
         ctx.set_materialize_grads(False)
         return z
@@ -72,34 +69,46 @@ class FilterResponseNormFunction(torch.autograd.Function):
         if grad_z is None:
             return (None,) * 6
         x, z, s, weight, tau, eps_l = ctx.saved_tensors
-        flat = x.dim() == 2
-        shape = x.shape if flat else (x.shape[0], x.shape[1], -1)
+        shape = (x.shape[0], x.shape[1], -1)
         xf, dzf = x.reshape(shape), grad_z.reshape(shape)
-        dims = (0,) if flat else (0, 2)
-        g = torch.sub(z.view(xf.shape), _channels(tau, flat))  # buffer of g, then of ∂L/∂x
+        g = torch.sub(z.view(xf.shape), tau.view(1, -1, 1))  # buffer of g, then of ∂L/∂x
         torch.ops.aten.threshold_backward.grad_input(dzf, g, 0.0, grad_input=g)
-        t = g * x if flat else torch.linalg.vecdot(g, xf)  # (N, C)
+        t = torch.linalg.vecdot(g, xf)  # (N, C)
         a = s if weight is None else s * weight  # γ s
-        grad_tau = dzf.sum(dims)
-        sum_g = g.sum(dims)
+        grad_tau = dzf.sum((0, 2))
+        sum_g = g.sum((0, 2))
         grad_tau -= sum_g
         grad_w = grad_b = grad_eps = None
         if weight is not None:
             grad_w, grad_b = (s * t).sum(0), sum_g
-        k = s.square().mul_(t).mul_(a)  # γ s³ t
+        k = (s * s).mul_(t).mul_(a)  # γ s³ t
         if eps_l is not None:
             grad_eps = k.sum(0).mul_(-0.5).mul_(torch.sign(eps_l))
         grad_x = None
         if ctx.needs_input_grad[0]:
-            if not flat:
-                a, k = a.unsqueeze(-1), k.unsqueeze(-1)
-            grad_x = g.mul_(a).addcmul_(xf, k, value=-1.0 / xf[0, 0].numel()).view(x.shape)
+            grad_x = g.mul_(a.unsqueeze(-1)).addcmul_(xf, k.unsqueeze(-1), value=-1 / xf.shape[2])
+            grad_x = grad_x.view(x.shape)
         return grad_x, grad_w, grad_b, grad_tau, grad_eps, None
 
 
-def _channels(t: torch.Tensor, flat: bool) -> torch.Tensor:
-    """A per-channel vector viewed against (N, C) or (N, C, H·W)."""
-    return t.view(1, -1) if flat else t.view(1, -1, 1)
+def filter_response_norm_flat(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    tau: torch.Tensor,
+    eps_l: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    """FRN + TLU on (N, C): ν² = x², so z = max(γ x / sqrt(x² + ε) + β, τ) per value.
+
+    Six ops whose backward autograd runs in C++: for small (N, C) inputs the cost is per-op
+    overhead, and this beats the Python backward of the Function. max(y, τ) is computed as
+    relu(y − τ) + τ (the gradient flows where y > τ, as for the Function).
+    """
+    eps_t = eps if eps_l is None else eps_l.abs() + eps
+    y = x * torch.rsqrt(x * x + eps_t)
+    y = y - tau if weight is None else torch.addcmul(bias - tau, y, weight)
+    return torch.relu(y) + tau
 
 
 class FilterResponseNorm(nn.Module):
@@ -116,9 +125,10 @@ class FilterResponseNorm(nn.Module):
         self.eps_l = nn.Parameter(torch.full((num_channels,), 1e-4)) if learnable_eps else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FilterResponseNormFunction.apply(
-            x, self.weight, self.bias, self.tau, self.eps_l, self.eps
-        )
+        args = (x, self.weight, self.bias, self.tau, self.eps_l, self.eps)
+        if x.dim() == 2:
+            return filter_response_norm_flat(*args)
+        return FilterResponseNormFunction.apply(*args)
 
     def extra_repr(self) -> str:
         return (
