@@ -152,16 +152,22 @@ class EvoNormB0Function(torch.autograd.Function):
     ) -> torch.Tensor:
         n, c = x.shape[:2]
         m_i = _spatial(x)
-        inv_den, mean_i, rstd_i = torch.native_group_norm(x, None, None, n, c, m_i, c, eps)
         size = n // groups
-        xv, rv = grouped_view(x, groups), grouped_view(inv_den, groups)
-        sigma_i = rstd_i.reciprocal().view(groups, size, c, 1)
-        mean_i = mean_i.view(groups, size, c, 1)
+        xv = grouped_view(x, groups)
+        if m_i == 1:  # (N, C): s²_{w,h} = 0, μ_i = x (torch's group norm is slow on it)
+            inv_den, mean_i, var_i = torch.empty_like(x), xv, None
+            sigma_i = torch.full((), math.sqrt(eps), dtype=x.dtype, device=x.device)
+        else:
+            inv_den, mean_i, rstd_i = torch.native_group_norm(x, None, None, n, c, m_i, c, eps)
+            sigma_i = rstd_i.reciprocal().view(groups, size, c, 1)
+            mean_i = mean_i.view(groups, size, c, 1)
+            var_i = rstd_i.pow(-2).sub_(eps).view(groups, size, c, 1)
+        rv = grouped_view(inv_den, groups)
         mean_b = None
         if batch_std is None:
-            var_i = rstd_i.pow(-2).sub_(eps).view(groups, size, c, 1)
             mean_b = mean_i.mean(1, keepdim=True)
-            var_b = (mean_i - mean_b).square_().add_(var_i).mean(1, keepdim=True)
+            var_b = (mean_i - mean_b).square_()
+            var_b = (var_b if var_i is None else var_b.add_(var_i)).mean(1, keepdim=True)
             if running is not None:
                 m_b = size * m_i
                 mean_k, var_k = mean_b.view(groups, c), var_b.view(groups, c)
@@ -196,13 +202,15 @@ class EvoNormB0Function(torch.autograd.Function):
         buf.mul_(rv)  # dy x / den² = −w/γ
         # Instance branch (den > σ_b, i.e. 1/σ_b − 1/den > 0): w there, 0 in the batch branch.
         inst = _threshold_backward(buf, torch.sub(sigma_b.reciprocal(), rv))
-        coef = inst.sum(3, keepdim=True).neg_().mul_(1.0 / xv.shape[3]).div_(sigma_i)
-        shift = coef * mean_i  # W_i/(m_i σ_i) and its μ_i term, divided by γ
+        coef = shift = torch.zeros((), dtype=x.dtype, device=x.device)
+        if xv.shape[3] > 1:  # σ_i depends on x (for (N, C) inputs it is the constant sqrt(ε))
+            coef = inst.sum(3, keepdim=True).neg_().mul_(1.0 / xv.shape[3]).div_(sigma_i)
+            shift = coef * mean_i  # W_i/(m_i σ_i) and its μ_i term, divided by γ
         if mean_b is not None:  # batch statistics: gradient through σ_b
             w_b = inst.sum((1, 3), keepdim=True).sub_(buf.sum((1, 3), keepdim=True))
             coef_b = w_b.mul_(1.0 / (xv.shape[1] * xv.shape[3])).div_(sigma_b)
             coef = coef + coef_b
-            shift = shift.addcmul_(coef_b, mean_b)
+            shift = shift + coef_b * mean_b
         grad_x = torch.mul(dyv, rv, out=buf)  # dy / den, in the buffer no longer needed
         grad_x.addcmul_(inst, v.view(1, 1, c, 1), value=-1.0).addcmul_(xv, coef).sub_(shift)
         if gamma is not None:

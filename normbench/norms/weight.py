@@ -118,14 +118,19 @@ class MeanOnlyBatchNorm(BatchNormBase):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.group_size = group_size
 
-    def _centered(self, x: torch.Tensor, groups: int, factor: float | None) -> torch.Tensor:
-        xv = grouped_view(x, groups)
-        mean = xv.mean(value_dims(xv), keepdim=True)  # (G, 1, C, 1)
+    def _normalized(self, x: torch.Tensor, groups: int, factor: float | None) -> torch.Tensor:
+        """x − μ_k + β over ``groups`` groups; updates μ from the groups' means."""
+        if groups == 1:
+            mean = x.mean(dim=reduce_dims(x))
+            shift, group_mean = channel_view(mean - self.bias, x), mean
+        else:
+            xv = grouped_view(x, groups)
+            mean = xv.mean(value_dims(xv), keepdim=True)  # (G, 1, C, 1)
+            shift, group_mean = mean - self.bias.view(1, 1, -1, 1), mean.view(groups, -1).mean(0)
         if factor is not None:
             with torch.no_grad():
-                group_mean = mean.detach().view(groups, -1).mean(0)
-                self.running_mean.lerp_(group_mean.to(self.running_mean.dtype), factor)
-        return (xv - mean).view(x.shape)
+                self.running_mean.lerp_(group_mean.detach().to(self.running_mean.dtype), factor)
+        return x - shift if groups == 1 else (grouped_view(x, groups) - shift).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -135,13 +140,11 @@ class MeanOnlyBatchNorm(BatchNormBase):
         groups, rest = group_count(n, self.group_size or n)
         check_batch_values(x, self.variant, self.group_size)
         factor = self.running_factor()
-        if rest:
-            check_batch_values(x[n - rest :], self.variant)
-            head = self._centered(x[: n - rest], groups, factor)
-            centered = torch.cat([head, self._centered(x[n - rest :], 1, None)])
-        else:
-            centered = self._centered(x, groups, factor)
-        return centered + channel_view(self.bias, x)
+        if not rest:
+            return self._normalized(x, groups, factor)
+        check_batch_values(x[n - rest :], self.variant)
+        head = self._normalized(x[: n - rest], groups, factor)
+        return torch.cat([head, self._normalized(x[n - rest :], 1, None)])
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, group_size={self.group_size}"
