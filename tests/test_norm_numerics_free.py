@@ -325,3 +325,17 @@ def test_normprop_propagates_unit_variance_through_relu_layers():
             u = layer(h)
             assert abs(u.mean().item()) < 0.05 and abs(u.var().item() - 1) < 0.05
             h = torch.relu(u)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (3, 2, 3, 3)])
+def test_unit_rows_function_matches_normalize_and_gradcheck(shape):
+    from normbench.norms.normprop import UnitRowsFunction
+
+    w = torch.randn(shape, dtype=D, requires_grad=True)
+    rows = w.reshape(shape[0], -1)
+    expected = (1.7 * rows / torch.sqrt((rows**2).sum(1, keepdim=True))).view(shape)
+    got = UnitRowsFunction.apply(w, 1.7)
+    assert_rel(got, expected)
+    g = torch.randn(shape, dtype=D)
+    assert_rel(torch.autograd.grad(got, w, g)[0], torch.autograd.grad(expected, w, g)[0])
+    assert gradcheck(lambda t: UnitRowsFunction.apply(t, 1.7), (w,))
