@@ -61,30 +61,37 @@ class Case:
 
 
 REFERENCE = {"slot": "batch", "weight": "conv+batch"}
+BN_OPS = (
+    "native BN is one fused C++ kernel each way (4 aten ops per step, counted with a dispatch mode)"
+)
 CASES = [
     Case("batch", {"name": "batch"}),
     Case(
         "batch[closed_form]",
         {"name": "batch", "impl": "closed_form"},
-        reason="hand-written autograd.Function: statistics and a fused affine pass forward, two "
-        "reductions and two fused multiply-adds backward, each a separate pass over memory, "
-        "against torch's fused BN kernels",
+        reason="the closed form is a Python autograd.Function by definition: 45 aten ops per "
+        f"step (sums, the per-channel coefficients, two fused multiply-adds, views), each "
+        f"a few µs of dispatch on 100-value vectors, plus the Python backward call; {BN_OPS}",
     ),
     Case(
         "batch_detached",
         {"name": "batch_detached"},
-        reason="an extra statistics pass for the detached statistics before the eval-mode kernel",
+        reason="statistics as constants need torch's BN kernel plus a separate gradient "
+        "multiply (small inputs) or the closed-form Function (large ones)",
     ),
     Case(
         "batch_renorm",
         {"name": "batch_renorm", "warmup_steps": 0},
-        reason="an extra statistics pass for r and d, and small ops for the schedule and clipping",
+        reason="around torch's BN kernel, r and d against the running estimates, the schedule "
+        "step and the corrected affine are ~20 more ops on 100-value vectors (25 aten ops per "
+        f"step), and the backward is a Python autograd.Function; {BN_OPS}",
     ),
     Case(
         "ghost_batch[group_size=4]",
         {"name": "ghost_batch", "group_size": 4},
-        reason="the (G, C, group, ...) layout needs a transposed copy in and out of the "
-        "instance-norm kernel, forward and backward",
+        reason="15 groups of 4 samples: torch's BN kernel needs a transposed (group, G·C) copy in "
+        "and out (3.3x measured), so the closed form runs: 47 aten ops per step on tiny tensors "
+        f"and a Python backward; {BN_OPS}",
     ),
     Case("sync_batch", {"name": "sync_batch"}),
     Case(
@@ -105,20 +112,25 @@ CASES = [
     Case(
         "frn",
         {"name": "frn"},
-        reason="no native kernel: a hand-written autograd.Function with 4 passes forward and about 8 "
-        "backward (mask, x·g reduction, fused multiply-adds, reductions), against BN's fused kernels",
+        reason="no native kernel. (N, C): the per-value formula is 8 autograd ops (34 aten ops per "
+        "step with their backward); (N, C, H, W): a closed-form Function with 4 passes forward "
+        f"and 8 backward; {BN_OPS}",
     ),
     Case(
         "evonorm[S0]",
         {"name": "evonorm", "version": "S0"},
-        reason="no native kernel: grouped variance, sigmoid, three multiplies and addcmul are "
-        "separate passes, each with its own backward",
+        reason="no native kernel: group statistics (torch's group-norm kernel), σ(v x) twice "
+        "(forward, and recomputed backward: exp-heavy), about 18 passes over the tensor and 3 "
+        "new tensors per step against BN's 2 new tensors; 61 aten ops per step on small inputs, "
+        "with a Python backward",
     ),
     Case(
         "evonorm[B0]",
         {"name": "evonorm", "version": "B0"},
-        reason="no native kernel: batch and instance variances, sqrt, addcmul, maximum, divide "
-        "and affine are separate passes, each with its own backward",
+        reason="no native kernel: instance statistics (group-norm kernel), max/reciprocal and "
+        "x/den forward (6 passes, 2 new tensors), a backward split into batch and instance "
+        "branches through a masked copy (17 passes, 2 new tensors); 59-70 aten ops per step, "
+        "with a Python backward",
     ),
     Case("none", {"name": "none"}),
     Case("conv+batch", {"name": "batch"}, "weight"),
@@ -138,7 +150,8 @@ CASES = [
         "normprop",
         {"name": "normprop"},
         "weight",
-        reason="input correction (x − c₁) is an extra pass over the activations",
+        reason="unit-norm rows every step (a closed-form Function) and the input correction "
+        "(x − c₁): 38 aten ops per step against 12 for linear + BN",
     ),
     Case(
         "ws_group",
