@@ -288,7 +288,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="add rows to the existing CSV instead of replacing it (split a long run)")
     parser.add_argument("--conditions", default="", help="free text recorded with the rows (machine load ...)")
     parser.add_argument("--readme-only", action="store_true",
-                        help="only rewrite the README section from the existing CSVs (no timing)")
+                        help="only redraw the PNGs and rewrite the README section from the existing CSVs")
     args = parser.parse_args(argv)
     if args.readme_only:
         return args
@@ -343,7 +343,7 @@ def main(argv: list[str]) -> int:
 
     args = parse_args(argv)
     if args.readme_only:
-        rewrite_readme(args.out)
+        rewrite_readme(args.out, redraw=True)
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

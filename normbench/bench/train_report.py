@@ -49,8 +49,14 @@ def write_outputs(
     print(f"wrote {path}, {path.with_suffix('.png')} and the '{SECTION}' section of {out / 'README.md'}")
 
 
-def rewrite_readme(out: Path) -> None:
-    """Rewrite the ``bench train`` section of ``<out>/README.md`` from the CSVs in ``out``."""
+def rewrite_readme(out: Path, redraw: bool = False) -> None:
+    """Rewrite the ``bench train`` section of ``<out>/README.md`` from the CSVs in ``out``
+    (with ``redraw``, their PNGs too)."""
+    if redraw:
+        for path in sorted(out.glob("iteration-*.csv")):
+            rows = read_rows(path)
+            if rows:
+                plot(rows, path.with_suffix(".png"))
     update_section(out / "README.md", SECTION, readme_section(out))
 
 
@@ -102,7 +108,7 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     fig.suptitle(
         f"normbench bench train: {head['model']} width {head['width']} {head['stem']} stem, batch "
         f"{head['batch']}, {head['image_size']}px; {head['device_name']}, torch {head['torch']}, "
-        f"{head['threads']} threads, {head['date']}", fontsize=9)
+        f"torch threads: {head['threads']}, {head['date']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -233,7 +239,8 @@ def _claim(out: Path) -> list[str]:
             f"AMP; data share of an in-memory dataset under {DATA_TARGET:.0%}): not measured yet, no "
             "GPU was available. On a GPU machine: `normbench bench train --gpu-defaults --modes "
             "eager-fp32,eager-bf16` then `normbench bench train --gpu-defaults --modes "
-            "compiled-fp32,compiled-bf16 --append` (each under 10 minutes on one GPU).",
+            "compiled-fp32,compiled-bf16 --append` (two runs, so that the compiling of the second "
+            "does not hold up the eager numbers).",
             "",
         ]
     return lines
