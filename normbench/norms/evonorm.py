@@ -76,14 +76,15 @@ class EvoNormS0Function(torch.autograd.Function):
     ) -> torch.Tensor:
         n, c = x.shape[:2]
         y, mean, rstd = torch.native_group_norm(x, None, None, n, c, _spatial(x), groups, eps)
-        xf, yf = x.reshape(n, c, -1), y.view(n, c, -1)
-        a = rstd.repeat_interleave(c // groups, dim=1)  # s per (n, c)
-        a = a if weight is None else a.mul_(weight)
-        torch.mul(xf, v.view(1, -1, 1), out=yf).sigmoid_().mul_(xf)  # h = x σ(v x)
+        shape = (n, groups, c // groups, -1)  # (N, g, C/g, H·W): statistics broadcast per group
+        xg, yg = x.reshape(shape), y.view(shape)
+        a = rstd.view(n, groups, 1, 1)  # s
+        a = a if weight is None else a * weight.view(1, groups, -1, 1)
+        torch.mul(xg, v.view(1, groups, -1, 1), out=yg).sigmoid_().mul_(xg)  # h = x σ(v x)
         if bias is None:
-            yf.mul_(a.unsqueeze(-1))
+            yg.mul_(a)
         else:
-            torch.addcmul(bias.view(1, -1, 1), yf, a.unsqueeze(-1), out=yf)
+            torch.addcmul(bias.view(1, groups, -1, 1), yg, a, out=yg)
         ctx.save_for_backward(x, mean, rstd, v, weight)
         ctx.groups = groups
         ctx.set_materialize_grads(False)
@@ -96,28 +97,24 @@ class EvoNormS0Function(torch.autograd.Function):
             return (None,) * 6
         x, mean, rstd, v, weight = ctx.saved_tensors
         n, c = x.shape[:2]
-        groups, per_group = ctx.groups, c // ctx.groups
-        xf, dyf = x.reshape(n, c, -1), grad_y.reshape(n, c, -1)
-        s = rstd.repeat_interleave(per_group, dim=1)  # (N, C)
-        a = s if weight is None else s * weight
-        grad_b = dyf.sum((0, 2)) if weight is not None else None
-        sig = torch.mul(xf, v.view(1, -1, 1)).sigmoid_()
-        buf = torch.mul(dyf, xf).mul_(sig)  # dy·h
-        d1 = buf.sum(2)  # (N, C)
+        groups = ctx.groups
+        shape = (n, groups, c // groups, -1)
+        xg, dyg = x.reshape(shape), grad_y.reshape(shape)
+        per_channel = (1, groups, -1, 1)
+        s = rstd.view(n, groups, 1, 1)
+        a = s if weight is None else s * weight.view(per_channel)  # γ s
+        grad_b = dyg.sum((0, 3)).view(-1) if weight is not None else None
+        vg = v.view(per_channel)
+        sig = torch.mul(xg, vg).sigmoid_()
+        buf = torch.mul(dyg, xg).mul_(sig)  # dy·h
+        d1 = buf.sum(3, keepdim=True)  # (N, g, C/g, 1)
         buf.addcmul_(buf, sig, value=-1.0)  # w = dy·x·σ(1 − σ)
-        t = d1 if weight is None else d1 * weight
-        k = (
-            t.view(n, groups, per_group)
-            .sum(2)
-            .mul_(rstd.pow(3))
-            .mul_(1 / (per_group * xf.shape[2]))
-        )
-        k = k.repeat_interleave(per_group, dim=1).unsqueeze(-1)  # s³T/m per (n, c)
-        shift = k * mean.repeat_interleave(per_group, dim=1).unsqueeze(-1)
-        grad_x = sig.mul_(dyf).addcmul_(buf, v.view(1, -1, 1)).mul_(a.unsqueeze(-1))
-        grad_x.addcmul_(xf, k, value=-1.0).add_(shift)
-        grad_v = (a * buf.mul_(xf).sum(2)).sum(0)
-        grad_w = (s * d1).sum(0) if weight is not None else None
+        t = d1 if weight is None else d1 * weight.view(per_channel)
+        k = t.sum(2, keepdim=True).mul_(s.pow(3)).mul_(1 / (xg.shape[2] * xg.shape[3]))
+        shift = k * mean.view(n, groups, 1, 1)  # s³T/m and its μ term per (n, g)
+        grad_x = sig.mul_(dyg).addcmul_(buf, vg).mul_(a).addcmul_(xg, k, value=-1.0).add_(shift)
+        grad_v = (a * buf.mul_(xg).sum(3, keepdim=True)).sum((0, 3)).view(-1)
+        grad_w = (s * d1).sum((0, 3)).view(-1) if weight is not None else None
         return grad_x.view(x.shape), grad_v, grad_w, grad_b, None, None
 
 
