@@ -121,7 +121,7 @@ CASES = [
         {"name": "evonorm", "version": "S0"},
         reason="no native kernel: group statistics (torch's group-norm kernel), σ(v x) twice "
         "(forward, and recomputed backward: exp-heavy), about 18 passes over the tensor and 3 "
-        "new tensors per step against BN's 2 new tensors; 61 aten ops per step on small inputs, "
+        "new tensors per step against BN's 2 new tensors; 48 aten ops per step on small inputs, "
         "with a Python backward",
     ),
     Case(
