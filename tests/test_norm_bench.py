@@ -46,6 +46,7 @@ def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
     assert "normbench bench norms" in readme and "| 4x8x4x4 | frn |" in readme
     assert "Conditions: shared VM, 2 cores busy" in readme and "load average" in readme
     assert rows[0]["conditions"] == "shared VM, 2 cores busy" and rows[0]["load_start"]
+    assert rows[0]["command"].endswith("--conditions 'shared VM, 2 cores busy'")  # shell-quoted
 
 
 def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ import datetime as dt
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -333,7 +334,7 @@ def main(argv: list[str]) -> int:
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     out.mkdir(parents=True, exist_ok=True)
-    command = "normbench bench norms " + " ".join(argv)
+    command = shlex.join(["normbench", "bench", "norms", *argv])
     for device in _devices(args.device):
         env = {**environment(device), "load_start": _load(), "conditions": args.conditions}
         print(
