@@ -314,7 +314,10 @@ def _brn_verdict(pts: pd.DataFrame, ns: list[int], top: int, claim: str) -> Verd
     )
     if same.seeds:
         verdict += (
-            "; BRN ≈ BN at normal batch" if not same.significant else "; BRN ≠ BN at normal batch"
+            "; BRN ≈ BN at normal batch"
+            if not same.significant
+            else f"; at normal batch BRN is {'worse' if same.mean > 0 else 'better'} than BN by "
+            f"{abs(same.mean):.1f} (not ≈)"
         )
     return Verdict(claim, "; ".join(parts) + tail, verdict)
 
@@ -349,3 +352,40 @@ def _number(value: str) -> float:
         return float(value)
     except ValueError:
         return float("inf")
+
+
+def comparison_table(cur: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    """Paper's and our error per norm × images per device, and GN − BN."""
+    ns = sorted(set(cur["images"]), reverse=True)
+    rows = []
+    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
+        paper = GN_PAPER["table2"].get(norm) or (
+            {32: GN_PAPER["table1"][norm]} if norm in GN_PAPER["table1"] else GN_PAPER.get(norm, {})
+        )
+        rows.append({"": f"{NORM_LABEL[norm]}, paper", **{str(n): _num(paper.get(n)) for n in ns}})
+        row = {"": f"{NORM_LABEL[norm]}, ours"}
+        for n in ns:
+            c = cur[(cur["norm"] == norm) & (cur["images"] == n)]
+            if c.empty:
+                row[str(n)] = "–"
+            else:
+                c = c.iloc[0]
+                row[str(n)] = f"{c['mean']:.2f} ± {c['std']:.2f}" + ("" if c["measured"] else " ≡")
+        rows.append(row)
+    if {"batch", "group"} <= set(cur["norm"]):
+        paper = {
+            n: GN_PAPER["table2"]["group"][n] - GN_PAPER["table2"]["batch"][n]
+            for n in GN_PAPER["table2"]["batch"]
+        }
+        rows.append({"": "GN − BN, paper", **{str(n): _num(paper.get(n), signed=True) for n in ns}})
+        rows.append(
+            {
+                "": "GN − BN, ours (paired by seed, ± se)",
+                **{str(n): paired(pts, ("batch", n), ("group", n)).text() for n in ns},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    return "–" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")

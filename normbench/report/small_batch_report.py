@@ -25,10 +25,10 @@ from normbench.report.small_batch import (  # noqa: E402
     NORM_COLOR,
     NORM_LABEL,
     NORM_ORDER,
+    comparison_table,
     curve,
     expand_independent,
     images_per_device,
-    paired,
     points,
     training_commands,
     verdicts,
@@ -85,43 +85,6 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
-
-
-def comparison_table(cur: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
-    """Paper's and our error per norm × images per device, and GN − BN."""
-    ns = sorted(set(cur["images"]), reverse=True)
-    rows = []
-    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
-        paper = GN_PAPER["table2"].get(norm) or (
-            {32: GN_PAPER["table1"][norm]} if norm in GN_PAPER["table1"] else GN_PAPER.get(norm, {})
-        )
-        rows.append({"": f"{NORM_LABEL[norm]}, paper", **{str(n): _num(paper.get(n)) for n in ns}})
-        row = {"": f"{NORM_LABEL[norm]}, ours"}
-        for n in ns:
-            c = cur[(cur["norm"] == norm) & (cur["images"] == n)]
-            if c.empty:
-                row[str(n)] = "–"
-            else:
-                c = c.iloc[0]
-                row[str(n)] = f"{c['mean']:.2f} ± {c['std']:.2f}" + ("" if c["measured"] else " ≡")
-        rows.append(row)
-    if {"batch", "group"} <= set(cur["norm"]):
-        paper = {
-            n: GN_PAPER["table2"]["group"][n] - GN_PAPER["table2"]["batch"][n]
-            for n in GN_PAPER["table2"]["batch"]
-        }
-        rows.append({"": "GN − BN, paper", **{str(n): _num(paper.get(n), signed=True) for n in ns}})
-        rows.append(
-            {
-                "": "GN − BN, ours (paired by seed, ± se)",
-                **{str(n): paired(pts, ("batch", n), ("group", n)).text() for n in ns},
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _num(v: float | None, signed: bool = False) -> str:
-    return "–" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -239,9 +202,16 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
     hardware = sorted(
         {
             f"{e.get('device_name')} ({e.get('device')}, {e.get('cpu_count')} CPUs, "
-            f"{e.get('threads')} thread(s) per run, torch {e.get('torch')}, git {e.get('git')})"
+            f"{e.get('threads')} thread(s) per run, torch {e.get('torch')})"
             for e in env
         }
+    )
+    revisions = sorted({str(e.get("git")) for e in env})
+    code = (
+        f"git {revisions[0]}"
+        if len(revisions) == 1
+        else f"{len(revisions)} git revisions ({', '.join(revisions)}): the checkout moved on while "
+        "the runs were made"
     )
     dates = sorted(r.summary.get("finished_at", "") for r in done if r.summary.get("finished_at"))
     lines = [
@@ -254,7 +224,7 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
         "```",
         "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}",
         "```\n",
-        f"- Hardware: {'; '.join(hardware) or 'unknown'}",
+        f"- Hardware: {'; '.join(hardware) or 'unknown'}; code: {code}",
         f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} (python {sys.version.split()[0]})\n",
     ]
@@ -281,11 +251,18 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
             )
         per_df = pd.DataFrame(per).sort_values(["norm", "N", "seed"], ascending=[True, False, True])
         walls = [r.summary["wall_time_s"] for r in done if r.summary.get("wall_time_s")]
+        starts = sorted(r.summary["started_at"] for r in done if r.summary.get("started_at"))
+        span = ""
+        if starts and dates:
+            elapsed = datetime.fromisoformat(dates[-1]) - datetime.fromisoformat(starts[0])
+            span = (
+                f"; {elapsed.total_seconds() / 60:.0f} min from the first start to the last finish"
+            )
         if walls:
             lines.append(
                 f"Wall time per complete run: mean {sum(walls) / len(walls):.0f} s, "
-                f"min {min(walls):.0f} s, max {max(walls):.0f} s, total {sum(walls) / 60:.0f} min "
-                "(runs shared the machine with other work; times include evaluation).\n"
+                f"min {min(walls):.0f} s, max {max(walls):.0f} s, sum {sum(walls) / 60:.0f} min{span} "
+                "(times include evaluation and vary with the load other work put on the machine).\n"
             )
         lines += ["Every run:\n", _md(per_df)]
     failed = [r for r in runs if r.status != "complete"]
@@ -319,6 +296,19 @@ def _independence(pts: pd.DataFrame) -> list[str]:
                 f"for the same seed: {spread:.3f} points (0 expected in ghost mode)."
             )
     return lines
+
+
+def _short_training(raw: pd.DataFrame) -> list[str]:
+    """A caveat when the runs are far shorter than the paper's 100 epochs."""
+    epochs = raw["epochs"].dropna()
+    if epochs.empty or epochs.max() >= 10:
+        return []
+    return [
+        f"These runs train for {epochs.max():.2g} epoch(s), not 100: every model is far from "
+        "converged. What depends on the batch statistics (BN and BRN against N) is measured as it "
+        "stands at that point; gaps between norms at large N mostly say how fast each trains "
+        "early, not where it would end.\n"
+    ]
 
 
 def _in_short(cur: pd.DataFrame) -> list[str]:
@@ -359,6 +349,7 @@ def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) ->
         "differs from the paper, and *Commands* for how to make it again.\n",
         "![val error vs images per device](small_batch.png)\n",
         *_in_short(cur),
+        *_short_training(raw),
         "## Val error (%) per norm and images per device N\n",
         f"Error = median validation error of a run's last {LAST_EVALS} evaluations (the paper: median of the "
         f"final 5 epochs). Ours: mean ± std over {seeds} seed(s). ≡: not run at this N; the number of the "
