@@ -130,32 +130,36 @@ class GroupedBatchNormFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         xv = grouped_view(x, groups)
         m = xv.shape[1] * xv.shape[3]
-        total, squares = _sums(xv)  # m·μ_k and m·σ²_k
-        invstd = squares.mul_(1.0 / m).add_(eps).rsqrt_()
+        if groups == 1 and x.numel() < LARGE_INPUT:  # one op: fewest for small inputs
+            mean, var = (
+                t.view(1, 1, -1, 1) for t in torch.batch_norm_update_stats(x, None, None, 0)
+            )
+        else:
+            total, squares = _sums(xv)  # m·μ_k and m·σ²_k
+            mean, var = total.mul_(1.0 / m), squares.mul_(1.0 / m)
+        invstd = torch.add(var, eps).rsqrt_()
         gamma, beta = _per_channel(weight), _per_channel(bias)
         scale = invstd if gamma is None else invstd * gamma
         r = d = None
         if renorm is not None:
-            r, d = renorm(total.view(groups, -1).mul(1.0 / m), invstd.view(groups, -1))
-            r, d = r.view(total.shape), d.view(total.shape)
+            r, d = renorm(mean.view(groups, -1), invstd.view(groups, -1))
+            r, d = r.view(mean.shape), d.view(mean.shape)
             scale = scale * r
             shift = d if gamma is None else d * gamma
             shift = shift if beta is None else shift.add_(beta)
-            shift = shift.addcmul_(total, scale, value=-1.0 / m)
+            shift = shift.addcmul_(mean, scale, value=-1.0)
         elif beta is None:
-            shift = torch.mul(total, scale).mul_(-1.0 / m)
+            shift = torch.mul(mean, scale).neg_()
         else:
-            shift = torch.addcmul(beta, total, scale, value=-1.0 / m)
+            shift = torch.addcmul(beta, mean, scale, value=-1.0)
         # y is created with x's shape and written through a view: a custom Function must not
         # return a view (in-place ops on it, such as an in-place ReLU, would be refused).
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
         torch.addcmul(shift, xv, scale, out=y.view(xv.shape))
-        if running is not None:  # σ²_k + ε = 1/invstd², unbiased: m/(m − 1) σ²_k
-            var = invstd.view(groups, -1).pow(-2).sub_(eps)
-            update_running_estimates(
-                running, total.view(groups, -1), var, 1.0 / m, m / max(m - 1, 1)
-            )
-        ctx.save_for_backward(x, total, invstd, scale, r, d)
+        if running is not None:
+            mean_k, var_k = mean.view(groups, -1), var.view(groups, -1)
+            update_running_estimates(running, mean_k, var_k, 1.0, m / max(m - 1, 1))
+        ctx.save_for_backward(x, mean, invstd, scale, r, d)
         ctx.groups, ctx.detached, ctx.affine = groups, detached, weight is not None
         ctx.set_materialize_grads(False)
         return y
@@ -166,7 +170,7 @@ class GroupedBatchNormFunction(torch.autograd.Function):
         none = (None,) * 8
         if grad_y is None:
             return none
-        x, total, invstd, scale, r, d = ctx.saved_tensors
+        x, mean, invstd, scale, r, d = ctx.saved_tensors
         xv = grouped_view(x, ctx.groups)
         dyv = grouped_view(grad_y, ctx.groups)
         dims = value_dims(xv)
@@ -174,7 +178,7 @@ class GroupedBatchNormFunction(torch.autograd.Function):
         sum_dy = dyv.sum(dims, keepdim=True)
         buffer = dyv * xv
         # Σ dy·(x − μ) = Σ dy·x − μ Σ dy;  Σ dy·x̂ is that times 1/σ.
-        sum_dy_xhat = torch.addcmul(buffer.sum(dims, keepdim=True), total, sum_dy, value=-inv_m)
+        sum_dy_xhat = torch.addcmul(buffer.sum(dims, keepdim=True), mean, sum_dy, value=-1.0)
         sum_dy_xhat.mul_(invstd)
         grad_x = None
         if ctx.needs_input_grad[0]:
@@ -183,7 +187,7 @@ class GroupedBatchNormFunction(torch.autograd.Function):
             else:
                 # a·(dy − Σdy/m − x̂ Σdy x̂/m) = a·dy + k₁·x + k₀ with x̂ = (x − μ)/σ expanded.
                 k1 = (invstd * sum_dy_xhat).mul_(scale)  # −m·k₁
-                k0 = torch.addcmul(scale * sum_dy, k1, total, value=-inv_m).mul_(-inv_m)
+                k0 = torch.addcmul(scale * sum_dy, k1, mean, value=-1.0).mul_(-inv_m)
                 torch.addcmul(k0, xv, k1, value=-inv_m, out=buffer)
                 buffer.addcmul_(dyv, scale)
             grad_x = buffer.view(x.shape)
