@@ -70,7 +70,7 @@ CASES = [
     Case(
         "batch[closed_form]",
         {"name": "batch", "impl": "closed_form"},
-        reason="the closed form is a Python autograd.Function by definition: 45 aten ops per "
+        reason="the closed form is a Python autograd.Function by definition: 41 aten ops per "
         f"step (sums, the per-channel coefficients, two fused multiply-adds, views), each "
         f"a few µs of dispatch on 100-value vectors, plus the Python backward call; {BN_OPS}",
     ),

@@ -199,17 +199,19 @@ class EvoNormB0Function(torch.autograd.Function):
         buf.mul_(rv)  # dy x / den² = −w/γ
         # Instance branch (den > σ_b, i.e. 1/σ_b − 1/den > 0): w there, 0 in the batch branch.
         inst = _threshold_backward(buf, torch.sub(sigma_b.reciprocal(), rv))
-        coef = shift = torch.zeros((), dtype=x.dtype, device=x.device)
+        coef = shift = None  # per (n, c): the terms through σ_i and σ_b, divided by γ
         if xv.shape[3] > 1:  # σ_i depends on x (for (N, C) inputs it is the constant sqrt(ε))
             coef = inst.sum(3, keepdim=True).neg_().mul_(1.0 / xv.shape[3]).div_(sigma_i)
-            shift = coef * mean_i  # W_i/(m_i σ_i) and its μ_i term, divided by γ
+            shift = coef * mean_i  # W_i/(m_i σ_i) and its μ_i term
         if mean_b is not None:  # batch statistics: gradient through σ_b
             w_b = inst.sum((1, 3), keepdim=True).sub_(buf.sum((1, 3), keepdim=True))
             coef_b = w_b.mul_(1.0 / (xv.shape[1] * xv.shape[3])).div_(sigma_b)
-            coef = coef + coef_b
-            shift = shift + coef_b * mean_b
+            coef = coef_b if coef is None else coef + coef_b
+            shift = coef_b * mean_b if shift is None else shift.addcmul_(coef_b, mean_b)
         grad_x = torch.mul(dyv, rv, out=buf)  # dy / den, in the buffer no longer needed
-        grad_x.addcmul_(inst, v.view(1, 1, c, 1), value=-1.0).addcmul_(xv, coef).sub_(shift)
+        grad_x.addcmul_(inst, v.view(1, 1, c, 1), value=-1.0)
+        if coef is not None:
+            grad_x.addcmul_(xv, coef).sub_(shift)
         if gamma is not None:
             grad_x.mul_(gamma)
         grad_v = inst.mul_(xv).sum((0, 1, 3)).neg_()
