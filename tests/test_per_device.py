@@ -17,7 +17,9 @@ from .test_train_cli import FAST
 
 def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100):
     return OmegaConf.create({"per_device": {"images": images, "mode": mode},
-                             "dataset": {"batch_size": batch}, "optim": {"lr": lr},
+                             "dataset": {"batch_size": batch},
+                             "optim": {"lr": lr, "milestones": [30, 60]},
+                             "norm": {"name": "batch_renorm", "warmup_steps": 5, "r_max": 3.0},
                              "trainer": {"steps": steps}})
 
 
@@ -33,6 +35,14 @@ def test_true_mode_scales_lr_linearly_and_keeps_epochs():
     assert r.lr == pytest.approx(0.1 * 4 / 32)
     assert (cfg.dataset.batch_size, cfg.trainer.steps) == (4, 800)
     assert cfg.optim.lr == pytest.approx(0.0125)
+    assert list(cfg.optim.milestones) == [240, 480]  # step counts scale with the steps
+    assert (cfg.norm.warmup_steps, cfg.norm.r_max) == (40, 3.0)
+
+
+def test_ghost_mode_leaves_step_counts_alone():
+    cfg = _cfg(4)
+    apply_per_device(cfg)
+    assert list(cfg.optim.milestones) == [30, 60] and cfg.norm.warmup_steps == 5
 
 
 def test_null_images_changes_nothing():

@@ -7,8 +7,9 @@ per GPU. ``per_device.images=N`` reproduces that on one device in one of two way
   variant that normalizes with batch statistics computes them over consecutive groups of N
   samples (ghost batches), exactly as N images on each of ``batch_size / N`` devices would.
 - ``per_device.mode=real``: the batch itself becomes N, with the linear learning-rate scaling
-  rule ``lr = optim.lr · N / dataset.batch_size`` and ``trainer.steps`` scaled by
-  ``dataset.batch_size / N``, so that every setting sees the same number of epochs.
+  rule ``lr = optim.lr · N / dataset.batch_size`` and every step count — ``trainer.steps``,
+  ``optim.milestones`` and the norm's ``*_steps`` knobs (Batch Renorm's r/d schedule) — scaled
+  by ``dataset.batch_size / N``, so that every setting sees the same number of epochs.
 
 Variants whose statistics do not involve other samples (GN, LN, IN, …) are unaffected by the
 ghost mode: their result is independent of N by construction.
@@ -72,10 +73,16 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
     """Resolve ``per_device.*`` and write the effective batch, lr and steps back into ``cfg``."""
     resolved = resolve_per_device(cfg)
     if resolved.mode == "real" and resolved.images is not None:
+        factor = resolved.steps // int(cfg.trainer.steps)
         with open_dict(cfg):
             cfg.dataset.batch_size = resolved.batch_size
             cfg.optim.lr = resolved.lr
             cfg.trainer.steps = resolved.steps
+            if cfg.optim.get("milestones"):
+                cfg.optim.milestones = [int(m) * factor for m in cfg.optim.milestones]
+            for key in [k for k in cfg.norm if str(k).endswith("_steps")]:
+                if isinstance(cfg.norm[key], int) and not isinstance(cfg.norm[key], bool):
+                    cfg.norm[key] = cfg.norm[key] * factor
         log.info("per_device.mode=real: batch %d, lr %.4g, %d steps (linear scaling rule)",
                  resolved.batch_size, resolved.lr, resolved.steps)
     return resolved
