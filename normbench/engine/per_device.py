@@ -12,7 +12,8 @@ per GPU. ``per_device.images=N`` reproduces that on one device in one of two way
   by ``dataset.batch_size / N``, so that every setting sees the same number of epochs.
 
 Variants whose statistics do not involve other samples (GN, LN, IN, …) are unaffected by the
-ghost mode: their result is independent of N by construction.
+ghost mode: their result is independent of N by construction. ``sync_batch`` is unchanged too:
+synchronized BN shares its statistics across devices, simulated ones included.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
             for key in [k for k in cfg.norm if str(k).endswith("_steps")]:
                 if isinstance(cfg.norm[key], int) and not isinstance(cfg.norm[key], bool):
                     cfg.norm[key] = cfg.norm[key] * factor
-        log.info("per_device.mode=real: batch %d, lr %.4g, %d steps (linear scaling rule)",
-                 resolved.batch_size, resolved.lr, resolved.steps)
+        log.info(
+            "per_device.mode=real: batch %d, lr %.4g, %d steps (linear scaling rule)",
+            resolved.batch_size,
+            resolved.lr,
+            resolved.steps,
+        )
     return resolved
