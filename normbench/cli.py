@@ -48,12 +48,17 @@ def _train(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="normbench report", description=(
-        "Collect run directories (searched recursively) and draw the study's figure, "
-        "the CSV it plotted and a README table beside the paper's numbers."))
+    parser = argparse.ArgumentParser(
+        prog="normbench report",
+        description=(
+            "Collect run directories (searched recursively) and draw the study's figure, "
+            "the CSV it plotted and a README table beside the paper's numbers."
+        ),
+    )
     parser.add_argument("dirs", nargs="+", help="run or sweep directories")
-    parser.add_argument("--out", default=None,
-                        help="output directory (default: <first DIR>/report)")
+    parser.add_argument(
+        "--out", default=None, help="output directory (default: <first DIR>/report)"
+    )
     args = parser.parse_args(argv)
     from normbench.report.make import make_report
 
@@ -62,11 +67,17 @@ def _report(argv: list[str]) -> int:
 
 
 def _data(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="normbench data", description=(
-        "List every dataset: whether and where it was found, and how to get it."))
-    parser.add_argument("--root", default=None, help="data root to search (default: $NORMBENCH_DATA or ./data)")
+    parser = argparse.ArgumentParser(
+        prog="normbench data",
+        description=("List every dataset: whether and where it was found, and how to get it."),
+    )
+    parser.add_argument(
+        "--root", default=None, help="data root to search (default: $NORMBENCH_DATA or ./data)"
+    )
     parser.add_argument("--check", metavar="NAME", help="exit 0 if dataset NAME is found, 1 if not")
-    parser.add_argument("--download", metavar="NAME", help="download dataset NAME into --root (needs network)")
+    parser.add_argument(
+        "--download", metavar="NAME", help="download dataset NAME into --root (needs network)"
+    )
     args = parser.parse_args(argv)
     from normbench.data.datasets import data_command
 

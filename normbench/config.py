@@ -116,9 +116,17 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 POSITIVE = (
-    "trainer.steps", "trainer.eval_every", "trainer.log_every", "trainer.ckpt_every",
-    "trainer.eval_batch_size", "trainer.threads", "trainer.stop_after", "probes.batch_size",
-    "probes.saturation", "optim.lr", "dataset.batch_size",
+    "trainer.steps",
+    "trainer.eval_every",
+    "trainer.log_every",
+    "trainer.ckpt_every",
+    "trainer.eval_batch_size",
+    "trainer.threads",
+    "trainer.stop_after",
+    "probes.batch_size",
+    "probes.saturation",
+    "optim.lr",
+    "dataset.batch_size",
 )
 NON_NEGATIVE = ("probes.every", "probes.hist_every", "optim.momentum", "optim.weight_decay")
 

@@ -65,7 +65,9 @@ class CsvLog:
 class Recorder:
     """Writes one run's metrics, activation statistics, summary and TensorBoard events."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = CsvLog(self.run_dir / "metrics.csv")
@@ -99,9 +101,14 @@ class Recorder:
 
     def activation_rows(self, step: int, rows: list[dict[str, Any]]) -> None:
         self.activations.append([{"step": step, **r} for r in rows])
-        self.scalars(step, {
-            f"act/{r['layer']}/{k}": r[k] for r in rows for k in ("unit_p15", "unit_p50", "unit_p85", "saturated")
-        })
+        self.scalars(
+            step,
+            {
+                f"act/{r['layer']}/{k}": r[k]
+                for r in rows
+                for k in ("unit_p15", "unit_p50", "unit_p85", "saturated")
+            },
+        )
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's hyper-parameters and final metrics in TensorBoard's HPARAMS tab."""
@@ -109,7 +116,9 @@ class Recorder:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        clean = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()
+        }
         exp, ssi, sei = hparams_summary(clean, metrics)
         for summary in (exp, ssi, sei):
             self.writer.file_writer.add_summary(summary)

@@ -32,7 +32,9 @@ def pytest_collection_modifyitems(config, items):
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
     """Write ``array`` in the IDX format, written out here from the format's definition."""
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
-    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
     if compress:
         path = path.with_name(path.name + ".gz")
@@ -42,7 +44,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
     return path
 
 
-def make_idx_dataset(folder: Path, n_train: int = 240, n_val: int = 120, compress: bool = True) -> dict:
+def make_idx_dataset(
+    folder: Path, n_train: int = 240, n_val: int = 120, compress: bool = True
+) -> dict:
     """Four tiny MNIST-format files whose labels are learnable (class = brightest image quarter)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

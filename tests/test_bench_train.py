@@ -14,8 +14,24 @@ from normbench.bench.readme_sections import read_section, update_section
 from normbench.bench.train_report import COLUMNS
 from normbench.probes.timing import STEP_SCOPE, ModuleScopes, module_share
 
-TINY = ["--width", "0.0625", "--batch", "4", "--image-size", "8", "--train-size", "32",
-        "--steps", "1", "--repeats", "1", "--warmup", "1", "--threads", "1"]
+TINY = [
+    "--width",
+    "0.0625",
+    "--batch",
+    "4",
+    "--image-size",
+    "8",
+    "--train-size",
+    "32",
+    "--steps",
+    "1",
+    "--repeats",
+    "1",
+    "--warmup",
+    "1",
+    "--threads",
+    "1",
+]
 
 
 def _rows(path):
@@ -30,27 +46,47 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     (out / "README.md").write_text("# Benchmarks\n\nA note by hand.\n\n" + other)
     # 16x16 images, batch 8: steps long enough that the attribution's own overhead (a few µs of
     # hooks per norm slot) is a small share of them
-    code, stdout, err = run_cli("bench", "train", *TINY, "--batch", "8", "--image-size", "16",
-                                "--variants", "none,batch,group", "--modes", "eager-fp32,eager-bf16",
-                                "--out", str(out))
+    code, stdout, err = run_cli(
+        "bench",
+        "train",
+        *TINY,
+        "--batch",
+        "8",
+        "--image-size",
+        "16",
+        "--variants",
+        "none,batch,group",
+        "--modes",
+        "eager-fp32,eager-bf16",
+        "--out",
+        str(out),
+    )
     assert code == 0, stdout + err
     assert "repeat 1/1 [eager-bf16]" in err and "[eager-fp32] batch: profiling" in err  # progress
     rows = _rows(out / "iteration-cpu.csv")
     assert list(rows[0]) == COLUMNS
     got = [(r["mode"], r["variant"]) for r in rows]
-    assert got == [(m, v) for m in ("eager-fp32", "eager-bf16")
-                   for v in ("identity", "none", "batch", "group[num_groups=4]")]
+    assert got == [
+        (m, v)
+        for m in ("eager-fp32", "eager-bf16")
+        for v in ("identity", "none", "batch", "group[num_groups=4]")
+    ]
     for r in rows:
         for key in ("norm_share_profiled", "norm_share_differential", "data_share"):
             assert 0.0 <= float(r[key]) <= 1.0, (key, r)
         assert float(r["step_ms"]) > 0 and float(r["images_per_s"]) > 0
         assert r["precision"] == r["mode"].split("-")[1] and r["device"] == "cpu"
     for r in rows:
-        if r["variant"] in ("identity", "none"):  # identity slots: nothing in the ranges, no backward
+        if r["variant"] in (
+            "identity",
+            "none",
+        ):  # identity slots: nothing in the ranges, no backward
             assert float(r["norm_bwd_ms"]) == 0.0 and float(r["norm_share_profiled"]) < 0.03
             assert float(r["hook_overhead_ms"]) > 0
             if r["variant"] == "identity":  # the baseline of both measures
-                assert float(r["norm_share_differential"]) == 0.0 == float(r["norm_ms_differential"])
+                assert (
+                    float(r["norm_share_differential"]) == 0.0 == float(r["norm_ms_differential"])
+                )
                 assert float(r["norm_share_profiled"]) < 1e-6
         else:  # the backward of the norm layers was found
             assert float(r["norm_bwd_ms"]) > 0 and float(r["norm_share_profiled"]) > 0
@@ -61,19 +97,29 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     assert section is not None and "normbench bench train" in section and "quarter" in section
     assert "| eager-bf16 | batch |" in section and "### cpu:" in section
     # a second run replaces its own section only, and --append keeps earlier rows
-    code, _, err = run_cli("bench", "train", *TINY, "--modes", "eager-fp32", "--out", str(out), "--append")
+    code, _, err = run_cli(
+        "bench", "train", *TINY, "--modes", "eager-fp32", "--out", str(out), "--append"
+    )
     assert code == 0, err
     assert len(_rows(out / "iteration-cpu.csv")) == len(rows) + 2  # identity and batch
     readme = (out / "README.md").read_text()
     assert readme.count("<!-- bench train -->") == 1 and other in readme
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--variants", "batch,bogus"],
-     "unknown variant(s) 'bogus' in --variants; known variants: batch, batch_detached,"),
-    (["--modes", "jit-fp64"], "--modes: unknown jit-fp64; known modes: eager-fp32, eager-bf16,"),
-    (["--batch", "0"], "--batch must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--variants", "batch,bogus"],
+            "unknown variant(s) 'bogus' in --variants; known variants: batch, batch_detached,",
+        ),
+        (
+            ["--modes", "jit-fp64"],
+            "--modes: unknown jit-fp64; known modes: eager-fp32, eager-bf16,",
+        ),
+        (["--batch", "0"], "--batch must be >= 1"),
+    ],
+)
 def test_bad_options_are_clear_errors(run_cli, tmp_path, args, message):
     code, out, err = run_cli("bench", "train", *TINY, *args, "--out", str(tmp_path / "o"))
     assert code == 2 and message in out + err
@@ -82,9 +128,15 @@ def test_bad_options_are_clear_errors(run_cli, tmp_path, args, message):
 
 def test_module_share_links_backward_nodes_to_the_scoped_modules():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Flatten(),
-                          nn.Linear(8 * 8 * 8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.GroupNorm(2, 8),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+    )
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
     with ModuleScopes([model[1], model[4]]), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(2):
@@ -93,7 +145,10 @@ def test_module_share_links_backward_nodes_to_the_scoped_modules():
     share = module_share(prof.events(), cuda=False)
     # BN's running-statistics update creates no autograd node; the conv after it must not be
     # taken for the norm's backward, nor the ReLU.
-    assert sorted(set(share.backward_nodes)) == ["NativeBatchNormBackward0", "NativeGroupNormBackward0"]
+    assert sorted(set(share.backward_nodes)) == [
+        "NativeBatchNormBackward0",
+        "NativeGroupNormBackward0",
+    ]
     assert len(share.backward_nodes) == 4  # two layers, two steps
     assert 0 < share.share < 1 and share.forward_s > 0 and share.backward_s > 0
     assert not model[1]._forward_hooks and not model[1]._forward_pre_hooks  # hooks removed
@@ -105,11 +160,17 @@ def test_readme_sections_replace_only_their_own_text(tmp_path):
     path = tmp_path / "README.md"
     update_section(path, "bench train", "first")
     assert path.read_text() == "<!-- bench train -->\nfirst\n<!-- /bench train -->\n"
-    path.write_text("# Title\n\n" + path.read_text() + "\nhand note\n\n<!-- bench norms -->\nN\n<!-- /bench norms -->\n")
+    path.write_text(
+        "# Title\n\n"
+        + path.read_text()
+        + "\nhand note\n\n<!-- bench norms -->\nN\n<!-- /bench norms -->\n"
+    )
     update_section(path, "bench train", "second\nline")
     update_section(path, "bench models", "M")
     text = path.read_text()
-    assert text.startswith("# Title\n\n<!-- bench train -->\nsecond\nline\n<!-- /bench train -->\n\nhand note")
+    assert text.startswith(
+        "# Title\n\n<!-- bench train -->\nsecond\nline\n<!-- /bench train -->\n\nhand note"
+    )
     assert "<!-- bench norms -->\nN\n<!-- /bench norms -->" in text
     assert text.endswith("<!-- bench models -->\nM\n<!-- /bench models -->\n")
     assert read_section(path, "bench norms") == "N" and read_section(path, "nope") is None
@@ -117,13 +178,17 @@ def test_readme_sections_replace_only_their_own_text(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_mode_reports_the_differential_share_only(run_cli, tmp_path):
-    code, out, err = run_cli("bench", "train", *TINY, "--modes", "compiled-fp32", "--out", str(tmp_path))
+    code, out, err = run_cli(
+        "bench", "train", *TINY, "--modes", "compiled-fp32", "--out", str(tmp_path)
+    )
     if code != 0 and "could not build" in out + err:
         pytest.skip("torch.compile cannot build here")
     assert code == 0, out + err
     rows = _rows(tmp_path / "iteration-cpu.csv")
     assert [r["variant"] for r in rows] == ["identity", "batch"]
-    assert all(r["norm_share_profiled"] == "" and "differential share only" in r["note"] for r in rows)
+    assert all(
+        r["norm_share_profiled"] == "" and "differential share only" in r["note"] for r in rows
+    )
     assert all(0 <= float(r["norm_share_differential"]) <= 1 for r in rows)
 
 
@@ -132,12 +197,16 @@ def test_bench_models_rewrites_only_its_marked_section(run_cli, tmp_path):
         "date,device_name,torch,threads,model,batch,image_size,repeats,ms_ours,ms_torchvision,ratio,"
         "within_target,max_abs_diff,conditions,command\n"
         "2026-01-01,Some CPU,2.0,1,resnet50,8,224,15,110.0,100.0,1.100,True,0.00e+00,idle,"
-        "normbench bench models\n")
+        "normbench bench models\n"
+    )
     (tmp_path / "README.md").write_text("<!-- bench train -->\nT\n<!-- /bench train -->\n")
     code, out, err = run_cli("bench", "models", "--readme-only", "--out", str(tmp_path))
     assert code == 0, out + err
     section = read_section(tmp_path / "README.md", "bench models")
-    assert "| 2026-01-01 | Some CPU | 2.0 | 1 | resnet50 | 8 | 3x224x224 | 110.0 | 100.0 | 1.100 |" in section
+    assert (
+        "| 2026-01-01 | Some CPU | 2.0 | 1 | resnet50 | 8 | 3x224x224 | 110.0 | 100.0 | 1.100 |"
+        in section
+    )
     assert read_section(tmp_path / "README.md", "bench train") == "T"
 
 
@@ -153,8 +222,15 @@ def test_identity_baseline_is_the_normalized_network_without_its_norm_layers():
 
     from normbench.bench.train import build_setup, synthetic_data
 
-    args = argparse.Namespace(model="resnet50", width=0.0625, stem="cifar", batch=4, image_size=8,
-                              train_size=8, channels_last=False)
+    args = argparse.Namespace(
+        model="resnet50",
+        width=0.0625,
+        stem="cifar",
+        batch=4,
+        image_size=8,
+        train_size=8,
+        channels_last=False,
+    )
     data = synthetic_data(args, torch.device("cpu"))
     base = build_setup(args, "identity", "eager-fp32", data, torch.device("cpu")).model
     bn = build_setup(args, "batch", "eager-fp32", data, torch.device("cpu"))

@@ -41,24 +41,38 @@ def test_config_dir_is_the_checkout_tree():
 
 def test_common_knobs_exist():
     cfg = _compose([])
-    for key in ("trainer.steps", "trainer.eval_every", "trainer.device", "dataset.root", "dataset.batch_size", "seed"):
+    for key in (
+        "trainer.steps",
+        "trainer.eval_every",
+        "trainer.device",
+        "dataset.root",
+        "dataset.batch_size",
+        "seed",
+    ):
         assert OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
 
 
 def test_bn_fig1_is_the_paper_setup():
     cfg = _compose(["experiment=bn_fig1"])
-    assert (cfg.trainer.steps, cfg.dataset.batch_size, list(cfg.model.hidden)) == (50000, 60, [100, 100, 100])
+    assert (cfg.trainer.steps, cfg.dataset.batch_size, list(cfg.model.hidden)) == (
+        50000,
+        60,
+        [100, 100, 100],
+    )
     assert cfg.model.activation == "sigmoid"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("trainer.steps=-3", "trainer.steps must be > 0"),
-    ("trainer.steps=abc", "bad value for trainer.steps"),
-    ("trainer.device=tpu", "trainer.device='tpu' is not one of auto, cpu, cuda"),
-    ("optim.lr=0", "optim.lr must be > 0"),
-    ("probes.every=-1", "probes.every must be >= 0"),
-    ("dataset.batch_size=0", "dataset.batch_size must be > 0"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.steps=-3", "trainer.steps must be > 0"),
+        ("trainer.steps=abc", "bad value for trainer.steps"),
+        ("trainer.device=tpu", "trainer.device='tpu' is not one of auto, cpu, cuda"),
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("probes.every=-1", "probes.every must be >= 0"),
+        ("dataset.batch_size=0", "dataset.batch_size must be > 0"),
+    ],
+)
 def test_bad_values_are_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate(_compose([override]))
@@ -88,12 +102,20 @@ def test_small_batch_experiment_is_the_gn_setup_at_cpu_scale(norm):
     images = [int(n) for n in params["per_device.images"].split(",")]
     assert images == [32, 16, 8, 4, 2] and len(params["seed"].split(",")) >= 2
     assert all(cfg.dataset.batch_size % n == 0 for n in images)
-    assert (cfg.model.name, cfg.model.stem, cfg.model.zero_init_last_norm) == ("resnet50", "cifar", True)
+    assert (cfg.model.name, cfg.model.stem, cfg.model.zero_init_last_norm) == (
+        "resnet50",
+        "cifar",
+        True,
+    )
     assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.schedule) == (0.9, 1e-4, "step")
-    assert cfg.optim.lr == pytest.approx(0.1 * cfg.dataset.batch_size / 256)  # the paper's linear rule
+    assert cfg.optim.lr == pytest.approx(
+        0.1 * cfg.dataset.batch_size / 256
+    )  # the paper's linear rule
     assert all(0 < m < cfg.trainer.steps for m in cfg.optim.milestones)
     assert cfg.trainer.steps // cfg.trainer.eval_every >= 5  # median of the last 5 evaluations
-    if norm == "group":  # every channel count splits into G groups, with the paper's channels per group
+    if (
+        norm == "group"
+    ):  # every channel count splits into G groups, with the paper's channels per group
         channels = resnet50_channels(cfg.model.width)
         assert all(c % cfg.norm.num_groups == 0 for c in channels)
         assert cfg.norm.num_groups == 32 * cfg.model.width
@@ -111,7 +133,11 @@ def test_gn_paper_imagenet_experiment_is_the_paper_setup(norm):
     validate(cfg)
     assert cfg.norm.name == norm
     assert (cfg.dataset.name, cfg.dataset.size, cfg.dataset.batch_size) == ("imagefolder", 224, 256)
-    assert (cfg.model.width, cfg.model.stem, cfg.model.zero_init_last_norm) == (1.0, "imagenet", True)
+    assert (cfg.model.width, cfg.model.stem, cfg.model.zero_init_last_norm) == (
+        1.0,
+        "imagenet",
+        True,
+    )
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1e-4)
     per_epoch = 1_281_167 // 256
     assert cfg.trainer.steps == 100 * per_epoch and cfg.trainer.eval_every == per_epoch
@@ -121,4 +147,10 @@ def test_gn_paper_imagenet_experiment_is_the_paper_setup(norm):
         assert cfg.norm.num_groups == 32
     if norm == "batch_renorm":
         assert (cfg.norm.r_max, cfg.norm.d_max) == (1.5, 0.5)
-        assert 0 < cfg.norm.warmup_steps < cfg.norm.d_max_steps < cfg.norm.r_max_steps < cfg.trainer.steps
+        assert (
+            0
+            < cfg.norm.warmup_steps
+            < cfg.norm.d_max_steps
+            < cfg.norm.r_max_steps
+            < cfg.trainer.steps
+        )

@@ -13,8 +13,15 @@ from tests.conftest import make_idx_dataset
 
 
 def _cfg(name: str, root, **kw):
-    base = {"name": name, "root": str(root), "batch_size": 8, "val_split": "test", "holdout_size": 50,
-            "standardize": False, "download": False}
+    base = {
+        "name": name,
+        "root": str(root),
+        "batch_size": 8,
+        "val_split": "test",
+        "holdout_size": 50,
+        "standardize": False,
+        "download": False,
+    }
     return OmegaConf.create({**base, **kw})
 
 
@@ -39,7 +46,11 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset(_cfg("mnist", tmp_path / "nowhere"), torch.device("cpu"))
     msg = str(err.value)
-    assert "mnist not found" in msg and "normbench data --download mnist" in msg and "dataset.root" in msg
+    assert (
+        "mnist not found" in msg
+        and "normbench data --download mnist" in msg
+        and "dataset.root" in msg
+    )
 
 
 def test_unknown_dataset_lists_known_ones(tmp_path):
@@ -51,8 +62,11 @@ def test_unknown_dataset_lists_known_ones(tmp_path):
 
 def test_holdout_and_standardize(tmp_path):
     make_idx_dataset(tmp_path / "mnist", n_train=200, n_val=20)
-    splits = load_dataset(_cfg("mnist", tmp_path, val_split="holdout", holdout_size=50),
-                          torch.device("cpu"), standardize=True)
+    splits = load_dataset(
+        _cfg("mnist", tmp_path, val_split="holdout", holdout_size=50),
+        torch.device("cpu"),
+        standardize=True,
+    )
     assert len(splits.train_x) == 150 and len(splits.val_x) == 50
     x = splits.train_x.double()
     assert abs(x.mean().item()) < 1e-5 and abs(x.std().item() - 1) < 1e-4

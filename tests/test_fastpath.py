@@ -19,10 +19,22 @@ from normbench.probes.timing import PhaseTimer, images_per_s
 CPU = torch.device("cpu")
 # A tiny ResNet-50 on small synthetic RGB images, two steps, everything logged and probed.
 TINY_CNN = [
-    "dataset=synthetic", "dataset.image_shape=[3,8,8]", "dataset.num_train=64", "dataset.num_val=32",
-    "dataset.batch_size=8", "model=resnet50", "model.width=0.0625", "model.stem=cifar",
-    "trainer.steps=2", "trainer.eval_every=1", "trainer.log_every=1", "trainer.eval_batch_size=16",
-    "trainer.threads=1", "probes.every=1", "probes.hist_every=0", "probes.batch_size=16",
+    "dataset=synthetic",
+    "dataset.image_shape=[3,8,8]",
+    "dataset.num_train=64",
+    "dataset.num_val=32",
+    "dataset.batch_size=8",
+    "model=resnet50",
+    "model.width=0.0625",
+    "model.stem=cifar",
+    "trainer.steps=2",
+    "trainer.eval_every=1",
+    "trainer.log_every=1",
+    "trainer.eval_batch_size=16",
+    "trainer.threads=1",
+    "probes.every=1",
+    "probes.hist_every=0",
+    "probes.batch_size=16",
 ]
 FAST = ["trainer.amp=bf16", "trainer.channels_last=true"]
 
@@ -75,8 +87,9 @@ def test_channels_last_may_change_on_resume_but_amp_may_not(run_cli, tmp_path):
     assert run_cli("train", *args, "hydra.run.dir=r", "trainer.stop_after=2")[0] == 0
     code, out, err = run_cli("train", *args, "hydra.run.dir=r", "trainer.amp=bf16")
     assert code == 2 and "trainer.amp" in out + err and "trainer.resume=never" in out + err
-    code, out, err = run_cli("train", *args, "hydra.run.dir=r", "trainer.channels_last=true",
-                             "+dataset.num_workers=3")
+    code, out, err = run_cli(
+        "train", *args, "hydra.run.dir=r", "trainer.channels_last=true", "+dataset.num_workers=3"
+    )
     assert code == 0 and "resuming" in out + err, out + err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["step"] == 4
 
@@ -92,7 +105,11 @@ def test_fast_path_unit_behaviour():
     with pytest.raises(ConfigError, match="trainer.amp='fp16'"):
         FastPath.from_config(OmegaConf.create({"amp": "fp16"}), CPU)
     fast = FastPath.from_config(OmegaConf.create({"amp": "bf16", "channels_last": True}), CPU)
-    assert fast.precision == "bf16" and fast.as_dict() == {"amp": "bf16", "channels_last": True, "compile": False}
+    assert fast.precision == "bf16" and fast.as_dict() == {
+        "amp": "bf16",
+        "channels_last": True,
+        "compile": False,
+    }
     model = _tiny_resnet()
     assert fast.prepare_model(model) is model
     assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -134,8 +151,9 @@ def test_compiled_run_checkpoints_the_plain_module_and_resumes_either_way(run_cl
     if reason:
         pytest.skip(reason)
     args = [*TINY_CNN, "trainer.steps=4", "trainer.eval_every=2", "probes.every=2"]
-    code, out, err = run_cli("train", *args, "trainer.compile=true", "hydra.run.dir=c",
-                             "trainer.stop_after=2")
+    code, out, err = run_cli(
+        "train", *args, "trainer.compile=true", "hydra.run.dir=c", "trainer.stop_after=2"
+    )
     assert code == 0, out + err
     state = torch.load(tmp_path / "c" / "ckpt" / "last.pt", weights_only=False)
     assert not any(k.startswith("_orig_mod") for k in state["model"])

@@ -17,7 +17,11 @@ def test_paper_mlp_shape_and_bias_rule():
     for norm, has_bias in (("none", True), ("batch", False)):
         model = MLP(build_norm_spec({"name": norm}), 784, 10, [100, 100, 100])
         linears = [layer.linear for layer in model.hidden]
-        assert [(m.in_features, m.out_features) for m in linears] == [(784, 100), (100, 100), (100, 100)]
+        assert [(m.in_features, m.out_features) for m in linears] == [
+            (784, 100),
+            (100, 100),
+            (100, 100),
+        ]
         assert all((m.bias is not None) == has_bias for m in linears)
         assert model.head.out_features == 10 and model.head.bias is not None
         assert model(torch.rand(5, 1, 28, 28)).shape == (5, 10)
@@ -37,7 +41,9 @@ CNN_ONLY = {"instance"}
 @pytest.mark.parametrize("norm", sorted(set(known_norms()) - CNN_ONLY))
 def test_every_registered_norm_trains_the_mlp(norm):
     torch.manual_seed(0)
-    cfg = OmegaConf.create({"name": "mlp", "hidden": [32, 32], "activation": "sigmoid", "init_std": 0.1})
+    cfg = OmegaConf.create(
+        {"name": "mlp", "hidden": [32, 32], "activation": "sigmoid", "init_std": 0.1}
+    )
     model = build_model(cfg, build_norm_spec({"name": norm}), 3, (1, 4, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
@@ -54,7 +60,12 @@ def test_unknown_model_and_activation_are_clear_errors():
     with pytest.raises(ConfigError, match="Known models: mlp"):
         build_model(OmegaConf.create({"name": "resnet1000"}), spec, 10, (1, 28, 28))
     with pytest.raises(ConfigError, match="model.activation='swish'"):
-        build_model(OmegaConf.create({"name": "mlp", "hidden": [4], "activation": "swish"}), spec, 10, (1, 2, 2))
+        build_model(
+            OmegaConf.create({"name": "mlp", "hidden": [4], "activation": "swish"}),
+            spec,
+            10,
+            (1, 2, 2),
+        )
 
 
 def test_slot_with_its_own_nonlinearity_replaces_the_activation():

@@ -12,10 +12,21 @@ from tests.test_train_cli import FAST
 
 # Overrides that make every shipped experiment a seconds-long run of its own model: generated data
 # in memory (ImageNet's image folders included), the test split, a batch every N divides, few steps.
-SMOKE = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_val=64", "dataset.batch_size=16",
-         "dataset.val_split=test", "per_device.images=null", "trainer.steps=6", "trainer.eval_every=3",
-         "trainer.log_every=3", "trainer.threads=1", "probes.every=3", "probes.batch_size=32",
-         "probes.hist_every=0"]
+SMOKE = [
+    "dataset=synthetic",
+    "dataset.num_train=128",
+    "dataset.num_val=64",
+    "dataset.batch_size=16",
+    "dataset.val_split=test",
+    "per_device.images=null",
+    "trainer.steps=6",
+    "trainer.eval_every=3",
+    "trainer.log_every=3",
+    "trainer.threads=1",
+    "probes.every=3",
+    "probes.batch_size=32",
+    "probes.hist_every=0",
+]
 
 
 def test_smoke_multirun_every_experiment(run_cli, tmp_path):
@@ -29,11 +40,23 @@ def test_smoke_multirun_every_experiment(run_cli, tmp_path):
 
 def test_a_failed_run_does_not_stop_the_sweep(run_cli, tmp_path):
     # batch size 1 under BN in training cannot work; the norm=none job must still run.
-    code, out, err = run_cli("train", "-m", "norm=batch,none", *FAST, "dataset.batch_size=1",
-                             "trainer.steps=4", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.num}")
+    code, out, err = run_cli(
+        "train",
+        "-m",
+        "norm=batch,none",
+        *FAST,
+        "dataset.batch_size=1",
+        "trainer.steps=4",
+        "hydra.sweep.dir=sweep",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    )
     assert code == 0
-    status = {" ".join(yaml.safe_load((p.parent / ".hydra/overrides.yaml").read_text())):
-              json.loads(p.read_text())["status"] for p in (tmp_path / "sweep").rglob("summary.json")}
+    status = {
+        " ".join(yaml.safe_load((p.parent / ".hydra/overrides.yaml").read_text())): json.loads(
+            p.read_text()
+        )["status"]
+        for p in (tmp_path / "sweep").rglob("summary.json")
+    }
     assert any("norm=batch" in k and v == "failed" for k, v in status.items()), status
     assert any("norm=none" in k and v == "complete" for k, v in status.items()), status
     assert "the sweep goes on" in out + err
@@ -50,8 +73,11 @@ def test_report_draws_figure_1(run_cli, tmp_path):
     acc = pd.read_csv(rep / "fig1_accuracy.csv")
     assert set(acc["norm"]) == {"none", "batch"} and (acc["seeds"] == 2).all()
     # the plotted mean is the mean of the runs' own metrics
-    runs = [p.parent for p in (tmp_path / "runs" / "bn_fig1").rglob("summary.json")
-            if json.loads(p.read_text())["norm"] == "batch"]
+    runs = [
+        p.parent
+        for p in (tmp_path / "runs" / "bn_fig1").rglob("summary.json")
+        if json.loads(p.read_text())["norm"] == "batch"
+    ]
     assert len(runs) == 2
     last = [1 - pd.read_csv(r / "metrics.csv")["val_error"].iloc[-1] for r in runs]
     got = acc[(acc["norm"] == "batch") & (acc["step"] == 40)]["mean"].iloc[0]

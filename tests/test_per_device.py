@@ -16,11 +16,15 @@ from .test_train_cli import FAST
 
 
 def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100):
-    return OmegaConf.create({"per_device": {"images": images, "mode": mode},
-                             "dataset": {"batch_size": batch},
-                             "optim": {"lr": lr, "milestones": [30, 60]},
-                             "norm": {"name": "batch_renorm", "warmup_steps": 5, "r_max": 3.0},
-                             "trainer": {"steps": steps}})
+    return OmegaConf.create(
+        {
+            "per_device": {"images": images, "mode": mode},
+            "dataset": {"batch_size": batch},
+            "optim": {"lr": lr, "milestones": [30, 60]},
+            "norm": {"name": "batch_renorm", "warmup_steps": 5, "r_max": 3.0},
+            "trainer": {"steps": steps},
+        }
+    )
 
 
 def test_ghost_mode_keeps_batch_lr_and_steps():
@@ -50,11 +54,14 @@ def test_null_images_changes_nothing():
     assert (r.images, r.batch_size, r.lr, r.steps) == (None, 32, 0.1, 100)
 
 
-@pytest.mark.parametrize("images,mode,message", [
-    (5, "ghost", "does not divide dataset.batch_size=32"),
-    (0, "ghost", "positive integer"),
-    (4, "fake", "per_device.mode='fake'"),
-])
+@pytest.mark.parametrize(
+    "images,mode,message",
+    [
+        (5, "ghost", "does not divide dataset.batch_size=32"),
+        (0, "ghost", "positive integer"),
+        (4, "fake", "per_device.mode='fake'"),
+    ],
+)
 def test_bad_per_device_is_a_clear_error(images, mode, message):
     with pytest.raises(ConfigError, match=message):
         resolve_per_device(_cfg(images, mode))
@@ -68,11 +75,22 @@ def test_batch_norm_per_device_is_ghost_batch_and_group_norm_is_unchanged():
 
 
 def test_train_with_images_per_device_records_it(run_cli, tmp_path):
-    code, out, err = run_cli("train", "experiment=bn_fig1", "norm=batch", *FAST,
-                             "per_device.images=4", "per_device.mode=real")
+    code, out, err = run_cli(
+        "train",
+        "experiment=bn_fig1",
+        "norm=batch",
+        *FAST,
+        "per_device.images=4",
+        "per_device.mode=real",
+    )
     assert code == 0, out + err
     (run,) = (tmp_path / "runs" / "bn_fig1").iterdir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["per_device"] == {"images": 4, "mode": "real", "batch_size": 4,
-                                     "lr": pytest.approx(0.5 * 4 / 16), "steps": 160}
+    assert summary["per_device"] == {
+        "images": 4,
+        "mode": "real",
+        "batch_size": 4,
+        "lr": pytest.approx(0.5 * 4 / 16),
+        "steps": 160,
+    }
     assert summary["step"] == 160

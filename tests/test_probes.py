@@ -16,12 +16,19 @@ def _expected_rows(pre_acts: list[np.ndarray], saturation: float) -> list[dict]:
     rows = []
     for z in pre_acts:
         per_unit = np.quantile(z, [0.15, 0.5, 0.85], axis=0)  # (3, units)
-        rows.append({
-            "p15": np.quantile(z, 0.15), "p50": np.quantile(z, 0.5), "p85": np.quantile(z, 0.85),
-            "unit_p15": np.median(per_unit[0]), "unit_p50": np.median(per_unit[1]),
-            "unit_p85": np.median(per_unit[2]), "mean": z.mean(), "std": z.std(ddof=1),
-            "saturated": np.mean(np.abs(z) > saturation),
-        })
+        rows.append(
+            {
+                "p15": np.quantile(z, 0.15),
+                "p50": np.quantile(z, 0.5),
+                "p85": np.quantile(z, 0.85),
+                "unit_p15": np.median(per_unit[0]),
+                "unit_p50": np.median(per_unit[1]),
+                "unit_p85": np.median(per_unit[2]),
+                "mean": z.mean(),
+                "std": z.std(ddof=1),
+                "saturated": np.mean(np.abs(z) > saturation),
+            }
+        )
     return rows
 
 
@@ -34,7 +41,10 @@ def _forward_by_hand(model: MLP, x: np.ndarray, bn: bool, eps: float = 1e-5) -> 
         if layer.linear.bias is not None:
             z = z + layer.linear.bias.detach().double().numpy()
         if bn:  # the probe batch's own statistics (biased variance), as in training
-            g, b = layer.norm.weight.detach().double().numpy(), layer.norm.bias.detach().double().numpy()
+            g, b = (
+                layer.norm.weight.detach().double().numpy(),
+                layer.norm.bias.detach().double().numpy(),
+            )
             z = (z - z.mean(0)) / np.sqrt(z.var(0) + eps) * g + b
         out.append(z)
         h = 1.0 / (1.0 + np.exp(-z))
@@ -68,7 +78,9 @@ def test_probe_eval_mode_uses_running_statistics():
     model.hidden[0].norm.running_mean.fill_(2.0)
     model.hidden[0].norm.running_var.fill_(4.0)
     x = torch.randn(64, 6)
-    rows = ActivationProbe(model, x, 4.0, mode="eval").summarize(ActivationProbe(model, x, 4.0, "eval").capture())
+    rows = ActivationProbe(model, x, 4.0, mode="eval").summarize(
+        ActivationProbe(model, x, 4.0, "eval").capture()
+    )
     z = x.double() @ model.hidden[0].linear.weight.detach().double().T
     expected = ((z - 2.0) / np.sqrt(4.0 + 1e-5)).numpy()
     assert rows[0]["mean"] == pytest.approx(expected.mean(), abs=1e-5)
@@ -79,7 +91,9 @@ def test_relu_saturation_is_the_inactive_fraction():
     x = torch.randn(100, 10)
     probe = ActivationProbe(model, x, 4.0, mode="eval")
     z = model.hidden[0].linear(x).detach()
-    assert probe.summarize(probe.capture())[0]["saturated"] == pytest.approx((z <= 0).float().mean().item())
+    assert probe.summarize(probe.capture())[0]["saturated"] == pytest.approx(
+        (z <= 0).float().mean().item()
+    )
 
 
 def test_phase_timer_accumulates_and_windows():

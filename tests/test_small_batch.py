@@ -15,8 +15,12 @@ NS = (32, 16, 8, 4, 2)
 
 def _table(errors: dict[str, dict[int, tuple[float, ...]]]) -> pd.DataFrame:
     """Per-seed errors {norm: {N: (seed 0, seed 1, ...)}} as the report's points table."""
-    rows = [{"norm": norm, "images": n, "seed": s, "error": e, "independent": norm != "batch"}
-            for norm, by_n in errors.items() for n, seeds in by_n.items() for s, e in enumerate(seeds)]
+    rows = [
+        {"norm": norm, "images": n, "seed": s, "error": e, "independent": norm != "batch"}
+        for norm, by_n in errors.items()
+        for n, seeds in by_n.items()
+        for s, e in enumerate(seeds)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -36,12 +40,20 @@ def test_bn_rises_and_gn_is_flat_is_shown():
     assert "flat (no significant rise) at N = 16" in _verdict(pts, "BN's error")
     assert _verdict(pts, "GN's error").startswith("shown")
     assert _verdict(pts, "At 2 images").startswith("shown")
-    assert _verdict(pts, "At 32 images per GPU, BN beats").startswith("not shown")  # +0.35: too small
+    assert _verdict(pts, "At 32 images per GPU, BN beats").startswith(
+        "not shown"
+    )  # +0.35: too small
 
 
 def test_bn_flat_and_gn_moving_is_not_shown():
     bn_flat = {n: (24.0 + 0.1 * (n % 3), 24.2) for n in NS}
-    gn_moves = {32: (24.0, 24.2), 16: (24.1, 24.4), 8: (24.9, 25.3), 4: (25.0, 25.1), 2: (25.5, 25.2)}
+    gn_moves = {
+        32: (24.0, 24.2),
+        16: (24.1, 24.4),
+        8: (24.9, 25.3),
+        4: (25.0, 25.1),
+        2: (25.5, 25.2),
+    }
     pts = _table({"batch": bn_flat, "group": gn_moves})
     assert _verdict(pts, "BN's error").startswith("not shown")
     assert _verdict(pts, "GN's error").startswith("not shown")
@@ -61,14 +73,21 @@ def test_a_rise_within_the_seed_spread_is_not_shown():
 def test_an_n_independent_norm_run_once_stands_for_every_n_by_construction():
     pts = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6)}}), list(NS))
     gn = pts[pts["norm"] == "group"]
-    assert sorted(set(gn["images"])) == sorted(NS) and gn[gn["images"] != 32]["measured"].eq(False).all()
+    assert (
+        sorted(set(gn["images"])) == sorted(NS)
+        and gn[gn["images"] != 32]["measured"].eq(False).all()
+    )
     assert _verdict(pts, "GN's error").startswith("holds by construction, not measured")
     # run at both ends: the others are filled from the largest N, and the ends are compared
-    pts = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (24.4, 24.6)}}), list(NS))
+    pts = expand_independent(
+        _table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (24.4, 24.6)}}), list(NS)
+    )
     gn = pts[pts["norm"] == "group"]
     assert sorted(gn[gn["measured"]]["images"].unique()) == [2, 32] and len(gn) == 2 * len(NS)
     assert _verdict(pts, "GN's error").startswith("shown, by construction: identical at N = 32, 2")
-    moved = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (25.4, 25.6)}}), list(NS))
+    moved = expand_independent(
+        _table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (25.4, 25.6)}}), list(NS)
+    )
     assert _verdict(moved, "GN's error").startswith("not shown")
 
 
@@ -77,32 +96,63 @@ def test_batch_renorm_recovering_part_of_the_loss_is_shown():
     pts = _table({"batch": BN_RISES, "batch_renorm": brn})
     v = [x for x in verdicts(pts) if x.claim.startswith("Batch Renorm")][0]
     assert v.verdict.startswith("shown") and "BRN ≈ BN at normal batch" in v.verdict
-    all_back = _table({"batch": BN_RISES, "batch_renorm": {32: (24.0, 24.3), 4: (24.0, 24.3), 2: (24.0, 24.3)}})
+    all_back = _table(
+        {"batch": BN_RISES, "batch_renorm": {32: (24.0, 24.3), 4: (24.0, 24.3), 2: (24.0, 24.3)}}
+    )
     v = [x for x in verdicts(all_back) if x.claim.startswith("Batch Renorm")][0]
     assert v.verdict.startswith("not shown")
 
 
-SWEEP = ["dataset=synthetic", "dataset.num_train=256", "dataset.num_val=128", "dataset.batch_size=16",
-         "model.hidden=[32,32]", "trainer.steps=12", "trainer.eval_every=2", "trainer.log_every=6",
-         "probes.every=0", "probes.batch_size=32", "trainer.threads=1", "optim.lr=0.1"]
+SWEEP = [
+    "dataset=synthetic",
+    "dataset.num_train=256",
+    "dataset.num_val=128",
+    "dataset.batch_size=16",
+    "model.hidden=[32,32]",
+    "trainer.steps=12",
+    "trainer.eval_every=2",
+    "trainer.log_every=6",
+    "probes.every=0",
+    "probes.batch_size=32",
+    "trainer.threads=1",
+    "optim.lr=0.1",
+]
 
 
 def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
-    code, out, err = run_cli("train", "-m", "name=sb", "norm=batch,layer", "per_device.images=8,4",
-                             "seed=0,1", *SWEEP)
+    code, out, err = run_cli(
+        "train", "-m", "name=sb", "norm=batch,layer", "per_device.images=8,4", "seed=0,1", *SWEEP
+    )
     assert code == 0, out + err
     # an unfinished run: listed in the report, left out of the numbers
-    code, out, err = run_cli("train", "name=sb", "norm=batch", "per_device.images=2", "seed=0",
-                             "trainer.stop_after=4", *SWEEP)
+    code, out, err = run_cli(
+        "train",
+        "name=sb",
+        "norm=batch",
+        "per_device.images=2",
+        "seed=0",
+        "trainer.stop_after=4",
+        *SWEEP,
+    )
     assert code == 0, out + err
     code, out, err = run_cli("report", "runs/sb", "--out", "rep")
     assert code == 0, out + err
     rep = tmp_path / "rep"
-    for name in ("small_batch.png", "small_batch_curve.csv", "small_batch_points.csv", "runs.csv", "README.md"):
+    for name in (
+        "small_batch.png",
+        "small_batch_curve.csv",
+        "small_batch_points.csv",
+        "runs.csv",
+        "README.md",
+    ):
         assert (rep / name).is_file(), name
     cur = pd.read_csv(rep / "small_batch_curve.csv")
     assert sorted(zip(cur["norm"], cur["images"], strict=True)) == [
-        ("batch", 4), ("batch", 8), ("layer", 4), ("layer", 8)]
+        ("batch", 4),
+        ("batch", 8),
+        ("layer", 4),
+        ("layer", 8),
+    ]
     assert (cur["seeds"] == 2).all() and cur["measured"].all()
     # a run's error is the median of its last 5 evaluations (after step 0), in %
     pts = pd.read_csv(rep / "small_batch_points.csv")
@@ -112,15 +162,27 @@ def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
         assert len(m) == 7  # steps 0, 2, ..., 12
         assert p["error"] == pytest.approx(100 * m["val_error"].iloc[-5:].median(), abs=1e-3)
     row = cur[(cur["norm"] == "batch") & (cur["images"] == 4)].iloc[0]
-    assert row["mean"] == pytest.approx(pts[(pts["norm"] == "batch") & (pts["images"] == 4)]["error"].mean(), abs=1e-3)
+    assert row["mean"] == pytest.approx(
+        pts[(pts["norm"] == "batch") & (pts["images"] == 4)]["error"].mean(), abs=1e-3
+    )
     # LN ignores the other samples: in ghost mode its runs at N=8 and N=4 are the same computation
     ln = pts[pts["norm"] == "layer"].pivot(index="seed", columns="images", values="error")
     assert (ln[8] == ln[4]).all()
     readme = (rep / "README.md").read_text()
-    for text in ("| BN, paper | 24.8 | 27.3 |", "| BN, ours |", "| LN, paper | – | – |", "| LN, ours |",
-                 "largest difference between N for the same seed: 0.000",
-                 "| claim (paper) | ours | verdict |", "Hardware:", "normbench train -m",
-                 "per_device.images=8,4 seed=0,1", "Runs not complete", "stopped", "wall time (s)"):
+    for text in (
+        "| BN, paper | 24.8 | 27.3 |",
+        "| BN, ours |",
+        "| LN, paper | – | – |",
+        "| LN, ours |",
+        "largest difference between N for the same seed: 0.000",
+        "| claim (paper) | ours | verdict |",
+        "Hardware:",
+        "normbench train -m",
+        "per_device.images=8,4 seed=0,1",
+        "Runs not complete",
+        "stopped",
+        "wall time (s)",
+    ):
         assert text in readme, text
     stopped = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "sb").rglob("summary.json")]
     assert sum(s["status"] == "stopped" for s in stopped) == 1

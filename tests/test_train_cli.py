@@ -8,9 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-FAST = ["dataset=synthetic", "dataset.num_train=256", "dataset.num_val=128", "dataset.batch_size=16",
-        "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10", "probes.every=10",
-        "probes.hist_every=20", "probes.batch_size=64", "model.hidden=[32,32,32]"]
+FAST = [
+    "dataset=synthetic",
+    "dataset.num_train=256",
+    "dataset.num_val=128",
+    "dataset.batch_size=16",
+    "trainer.steps=40",
+    "trainer.eval_every=20",
+    "trainer.log_every=10",
+    "probes.every=10",
+    "probes.hist_every=20",
+    "probes.batch_size=64",
+    "model.hidden=[32,32,32]",
+]
 
 
 def _metrics(run_dir: Path) -> pd.DataFrame:
@@ -23,9 +33,18 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     run_dirs = list((tmp_path / "runs" / "bn_fig1").iterdir())
     assert len(run_dirs) == 1
     run = run_dirs[0]
-    assert "norm=batch" in (run / ".hydra" / "overrides.yaml").read_text() and "step 40/40" in out + err
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "activations.csv",
-                 "summary.json", "ckpt/last.pt"):
+    assert (
+        "norm=batch" in (run / ".hydra" / "overrides.yaml").read_text()
+        and "step 40/40" in out + err
+    )
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "metrics.csv",
+        "activations.csv",
+        "summary.json",
+        "ckpt/last.pt",
+    ):
         assert (run / name).is_file(), name
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].tolist() == [0, 20, 40]
@@ -36,7 +55,9 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     assert ((acts["unit_p15"] <= acts["unit_p50"]) & (acts["unit_p50"] <= acts["unit_p85"])).all()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["step"] == 40
-    assert summary["num_params"] == 784 * 32 + 32 * 32 * 2 + 32 * 10 + 10 + 3 * 2 * 32  # BN: no linear bias
+    assert (
+        summary["num_params"] == 784 * 32 + 32 * 32 * 2 + 32 * 10 + 10 + 3 * 2 * 32
+    )  # BN: no linear bias
     assert {"train_step", "data", "eval", "probe"} <= set(summary["time_s"])
     assert {"git", "torch", "device", "threads"} <= set(summary["environment"])
 
@@ -48,7 +69,9 @@ def test_tensorboard_has_scalars_and_histograms(run_cli, tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb_run" / "tb"), size_guidance={"histograms": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"val/error", "train/loss", "time/step_ms", "act/hidden.2.act/unit_p50"} <= set(tags["scalars"])
+    assert {"val/error", "train/loss", "time/step_ms", "act/hidden.2.act/unit_p50"} <= set(
+        tags["scalars"]
+    )
     assert "act_hist/hidden.2.act" in tags["histograms"]
     assert [e.step for e in acc.Scalars("val/error")] == [0, 20, 40]
 
@@ -82,13 +105,16 @@ def test_resume_refuses_a_changed_config(run_cli):
     assert code == 2 and "optim.lr" in out + err and "trainer.resume=never" in out + err
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["norm=foo"], 1, "Could not find 'norm/foo'"),
-    (["norm.name=foo"], 2, "Unknown normalization 'foo'. Known variants:"),
-    (["trainer.stepz=5"], 1, "Key 'stepz' is not in struct"),
-    (["trainer.steps=0"], 2, "trainer.steps must be > 0"),
-    (["dataset=mnist", "dataset.root=empty", "dataset.download=false"], 2, "mnist not found"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["norm=foo"], 1, "Could not find 'norm/foo'"),
+        (["norm.name=foo"], 2, "Unknown normalization 'foo'. Known variants:"),
+        (["trainer.stepz=5"], 1, "Key 'stepz' is not in struct"),
+        (["trainer.steps=0"], 2, "trainer.steps must be > 0"),
+        (["dataset=mnist", "dataset.root=empty", "dataset.download=false"], 2, "mnist not found"),
+    ],
+)
 def test_user_errors_are_one_clear_message(run_cli, args, code, message):
     got, out, err = run_cli("train", "trainer.steps=2", *args)
     assert got == code and message in out + err
@@ -111,7 +137,9 @@ def test_missing_fashion_mnist_download_failure_is_clear(run_cli, monkeypatch, t
         raise OSError("network is unreachable")
 
     monkeypatch.setattr("torchvision.datasets.FashionMNIST", offline)
-    code, out, err = run_cli("train", "dataset=fashion_mnist", "dataset.root=empty", "trainer.steps=2")
+    code, out, err = run_cli(
+        "train", "dataset=fashion_mnist", "dataset.root=empty", "trainer.steps=2"
+    )
     assert code == 2 and "could not download fashion_mnist" in out + err
     assert "apt-get install dataset-fashion-mnist" in out + err
 
@@ -123,6 +151,13 @@ def test_data_command_lists_datasets(run_cli, data_root):
 
 
 def test_trains_on_generated_idx_files(run_cli, data_root):
-    code, out, err = run_cli("train", "dataset=fashion_mnist", f"dataset.root={data_root}", "trainer.steps=30",
-                             "trainer.eval_every=30", "probes.every=0", "hydra.run.dir=idx")
+    code, out, err = run_cli(
+        "train",
+        "dataset=fashion_mnist",
+        f"dataset.root={data_root}",
+        "trainer.steps=30",
+        "trainer.eval_every=30",
+        "probes.every=0",
+        "hydra.run.dir=idx",
+    )
     assert code == 0 and str(data_root / "fashion_mnist") in out + err

@@ -164,7 +164,8 @@ def main(argv: list[str]) -> int:
         "--conditions", default="", help="free text recorded with the row (e.g. machine load)"
     )
     parser.add_argument(
-        "--readme-only", action="store_true",
+        "--readme-only",
+        action="store_true",
         help="only rewrite the README section from the existing CSVs (no timing)",
     )
     args = parser.parse_args(argv)
@@ -216,6 +217,9 @@ def main(argv: list[str]) -> int:
     path = args.out / f"models-{device.type}.csv"
     append_rows(rows, path)
     update_section(args.out / "README.md", "bench models", readme_section(args.out))
-    print(f"appended {len(rows)} row(s) to {path}; rewrote the 'bench models' section of "
-          f"{args.out / 'README.md'}", file=sys.stderr)
+    print(
+        f"appended {len(rows)} row(s) to {path}; rewrote the 'bench models' section of "
+        f"{args.out / 'README.md'}",
+        file=sys.stderr,
+    )
     return 0

@@ -65,15 +65,33 @@ MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
 # norm's shift makes redundant, so the normalized networks have none).
 BASELINE = "identity"
 CPU_DEFAULTS: dict[str, Any] = {
-    "model": "resnet50", "width": 0.25, "stem": "cifar", "batch": 16, "image_size": 32,
-    "steps": 3, "repeats": 5, "warmup": 2, "train_size": 512, "device": "cpu",
-    "variants": "batch", "modes": ",".join(MODES), "channels_last": False,
+    "model": "resnet50",
+    "width": 0.25,
+    "stem": "cifar",
+    "batch": 16,
+    "image_size": 32,
+    "steps": 3,
+    "repeats": 5,
+    "warmup": 2,
+    "train_size": 512,
+    "device": "cpu",
+    "variants": "batch",
+    "modes": ",".join(MODES),
+    "channels_last": False,
 }
 # The issue's GPU acceptance items: ResNet-50 (CIFAR stem, width 1, batch 128) in fp32 and
 # bf16, and the data share of an in-memory dataset of CIFAR-10's size.
 GPU_DEFAULTS: dict[str, Any] = {
-    **CPU_DEFAULTS, "width": 1.0, "batch": 128, "steps": 10, "repeats": 5, "warmup": 5,
-    "train_size": 50000, "device": "cuda", "variants": "batch,group", "channels_last": True,
+    **CPU_DEFAULTS,
+    "width": 1.0,
+    "batch": 128,
+    "steps": 10,
+    "repeats": 5,
+    "warmup": 5,
+    "train_size": 50000,
+    "device": "cuda",
+    "variants": "batch,group",
+    "channels_last": True,
 }
 SGD = {"lr": 1e-3, "momentum": 0.9}  # small steps: no variant (norm=none included) diverges
 
@@ -100,7 +118,9 @@ class Setup:
         return train_step(self.step_model, self.fast.prepare_input(x), y, self.optimizer, self.fast)
 
 
-def build_setup(args: argparse.Namespace, variant: str, mode: str, data: Any, device: torch.device) -> Setup:
+def build_setup(
+    args: argparse.Namespace, variant: str, mode: str, data: Any, device: torch.device
+) -> Setup:
     """Model, optimizer and loader of ``variant`` in ``mode`` (``eager-fp32`` ...)."""
     torch.manual_seed(0)
     if variant == BASELINE:
@@ -111,7 +131,12 @@ def build_setup(args: argparse.Namespace, variant: str, mode: str, data: Any, de
     model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
     model = build_model(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
     compiled, precision = mode.split("-")
-    fast = FastPath(device, None if precision == "fp32" else precision, args.channels_last, compiled == "compiled")
+    fast = FastPath(
+        device,
+        None if precision == "fp32" else precision,
+        args.channels_last,
+        compiled == "compiled",
+    )
     step_model = fast.prepare_model(model)
     optimizer = torch.optim.SGD(model.parameters(), **SGD)
     loader = data.train_loader(args.batch, seed=0)
@@ -191,8 +216,10 @@ def run_all(
         setups[mode] = []
         for variant in variants:
             setup = build_setup(args, variant, mode, data, device)
-            log(f"[{mode}] {setup.label}: {args.warmup} warm-up step(s)"
-                + (" (compiling)" if setup.fast.compile else ""))
+            log(
+                f"[{mode}] {setup.label}: {args.warmup} warm-up step(s)"
+                + (" (compiling)" if setup.fast.compile else "")
+            )
             warm_up(setup, args.warmup, device)
             log(f"[{mode}] {setup.label}: warm-up took {setup.warmup_s:.1f} s")
             setups[mode].append(setup)
@@ -200,8 +227,10 @@ def run_all(
         for mode, group in setups.items():
             for setup in group:
                 timed(setup, args.steps, device)
-            log(f"repeat {r + 1}/{args.repeats} [{mode}]: " + ", ".join(
-                f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in group))
+            log(
+                f"repeat {r + 1}/{args.repeats} [{mode}]: "
+                + ", ".join(f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in group)
+            )
     rows = []
     for mode, group in setups.items():
         for setup in group:
@@ -217,13 +246,25 @@ def _row(
     step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
     pairs = list(zip(setup.step_s, baseline.step_s, strict=True))
     row: dict[str, Any] = {
-        "variant": setup.label, "mode": mode, "precision": setup.fast.precision,
-        "compiled": setup.fast.compile, "step_ms": 1000 * step_s, "images_per_s": args.batch / step_s,
-        "data_ms": 1000 * data_s, "data_share": data_s / step_s, "warmup_s": setup.warmup_s,
+        "variant": setup.label,
+        "mode": mode,
+        "precision": setup.fast.precision,
+        "compiled": setup.fast.compile,
+        "step_ms": 1000 * step_s,
+        "images_per_s": args.batch / step_s,
+        "data_ms": 1000 * data_s,
+        "data_share": data_s / step_s,
+        "warmup_s": setup.warmup_s,
         "norm_ms_differential": 1000 * statistics.median(v - b for v, b in pairs),
-        "norm_share_differential": min(1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))),
-        "profiled_step_ms": math.nan, "norm_fwd_ms": math.nan, "norm_bwd_ms": math.nan,
-        "hook_overhead_ms": math.nan, "norm_share_profiled": math.nan, "note": "",
+        "norm_share_differential": min(
+            1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))
+        ),
+        "profiled_step_ms": math.nan,
+        "norm_fwd_ms": math.nan,
+        "norm_bwd_ms": math.nan,
+        "hook_overhead_ms": math.nan,
+        "norm_share_profiled": math.nan,
+        "note": "",
     }
     if setup.fast.compile:
         row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
@@ -261,11 +302,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Share of training-step time in normalization layers (forward + backward), "
         "eager vs compiled, fp32 vs bf16; images/s, step ms and the data share of the step.",
     )
-    parser.add_argument("--gpu-defaults", action="store_true", help=(
-        "the GPU acceptance setting: --device cuda --width 1 --batch 128 --channels-last "
-        f"--steps {GPU_DEFAULTS['steps']} --repeats {GPU_DEFAULTS['repeats']} --warmup "
-        f"{GPU_DEFAULTS['warmup']} --train-size 50000 --variants {GPU_DEFAULTS['variants']} "
-        "(explicit options still win)"))
+    parser.add_argument(
+        "--gpu-defaults",
+        action="store_true",
+        help=(
+            "the GPU acceptance setting: --device cuda --width 1 --batch 128 --channels-last "
+            f"--steps {GPU_DEFAULTS['steps']} --repeats {GPU_DEFAULTS['repeats']} --warmup "
+            f"{GPU_DEFAULTS['warmup']} --train-size 50000 --variants {GPU_DEFAULTS['variants']} "
+            "(explicit options still win)"
+        ),
+    )
     parser.add_argument("--model", choices=sorted(CNNS), help="default: resnet50")
     parser.add_argument("--width", type=float, help="channel multiplier (default 0.25; GPU 1)")
     parser.add_argument("--stem", choices=["cifar", "imagenet"], help="default: cifar")
@@ -275,20 +321,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="steps per timed repeat and per profile")
     parser.add_argument("--repeats", type=int, help="timed repeats (median)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (compile happens here)")
-    parser.add_argument("--variants", help=(
-        f"comma-separated norm variants (default: batch); the baseline {BASELINE!r} (identity "
-        "slots, no conv bias) is always added"))
+    parser.add_argument(
+        "--variants",
+        help=(
+            f"comma-separated norm variants (default: batch); the baseline {BASELINE!r} (identity "
+            "slots, no conv bias) is always added"
+        ),
+    )
     parser.add_argument("--modes", help=f"comma-separated, from {', '.join(MODES)} (default: all)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu (GPU defaults: cuda)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels_last model and batches (default: off on CPU, on with --gpu-defaults)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], help="default: cpu (GPU defaults: cuda)"
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last model and batches (default: off on CPU, on with --gpu-defaults)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/bench"), help="output directory")
-    parser.add_argument("--append", action="store_true",
-                        help="add rows to the existing CSV instead of replacing it (split a long run)")
-    parser.add_argument("--conditions", default="", help="free text recorded with the rows (machine load ...)")
-    parser.add_argument("--readme-only", action="store_true",
-                        help="only redraw the PNGs and rewrite the README section from the existing CSVs")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add rows to the existing CSV instead of replacing it (split a long run)",
+    )
+    parser.add_argument(
+        "--conditions", default="", help="free text recorded with the rows (machine load ...)"
+    )
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="only redraw the PNGs and rewrite the README section from the existing CSVs",
+    )
     args = parser.parse_args(argv)
     if args.readme_only:
         return args
@@ -307,7 +373,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.mode_list if m not in MODES]
     if unknown or not args.mode_list:
-        parser.error(f"--modes: unknown {', '.join(unknown) or '(none)'}; known modes: {', '.join(MODES)}")
+        parser.error(
+            f"--modes: unknown {', '.join(unknown) or '(none)'}; known modes: {', '.join(MODES)}"
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available; use --device cpu")
     if args.train_size < args.batch:
@@ -328,12 +396,24 @@ def _variants(text: str) -> list[str]:
 
 def synthetic_data(args: argparse.Namespace, device: torch.device) -> Any:
     """A CIFAR-shaped in-memory dataset on ``device`` with on-device crop (4 px) and flip."""
-    cfg = OmegaConf.create({
-        "name": "synthetic", "root": "data", "batch_size": args.batch, "val_split": "test",
-        "holdout_size": 1, "standardize": False, "download": False, "num_train": args.train_size,
-        "num_val": args.batch, "num_classes": 10, "image_shape": [3, args.image_size, args.image_size],
-        "augment": True, "crop_padding": min(4, args.image_size - 1), "flip": True,
-    })
+    cfg = OmegaConf.create(
+        {
+            "name": "synthetic",
+            "root": "data",
+            "batch_size": args.batch,
+            "val_split": "test",
+            "holdout_size": 1,
+            "standardize": False,
+            "download": False,
+            "num_train": args.train_size,
+            "num_val": args.batch,
+            "num_classes": 10,
+            "image_shape": [3, args.image_size, args.image_size],
+            "augment": True,
+            "crop_padding": min(4, args.image_size - 1),
+            "flip": True,
+        }
+    )
     return load_dataset(cfg, device)
 
 
@@ -350,17 +430,27 @@ def main(argv: list[str]) -> int:
     device = torch.device(args.device)
     env = environment(device)
     scale = {
-        "model": args.model, "width": args.width, "stem": args.stem, "batch": args.batch,
-        "image_size": args.image_size, "channels_last": args.channels_last, "steps": args.steps,
-        "repeats": args.repeats, "warmup": args.warmup,
+        "model": args.model,
+        "width": args.width,
+        "stem": args.stem,
+        "batch": args.batch,
+        "image_size": args.image_size,
+        "channels_last": args.channels_last,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
     }
-    _log(f"bench train on {device.type} ({env['device_name']}, torch {env['torch']}, {env['threads']} "
-         f"threads): {args.model} width {args.width} {args.stem} stem, batch {args.batch}, "
-         f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
-         f"modes {', '.join(args.mode_list)}")
+    _log(
+        f"bench train on {device.type} ({env['device_name']}, torch {env['torch']}, {env['threads']} "
+        f"threads): {args.model} width {args.width} {args.stem} stem, batch {args.batch}, "
+        f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
+        f"modes {', '.join(args.mode_list)}"
+    )
     data = synthetic_data(args, device)
     start = time.perf_counter()
-    rows = [{**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)]
+    rows = [
+        {**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)
+    ]
     _log(f"measured in {time.perf_counter() - start:.0f} s")
     command = "normbench bench train " + shlex.join(argv)
     write_outputs(rows, env, args.out, device.type, command, args.conditions, args.append)

@@ -15,28 +15,74 @@ from normbench.bench.readme_sections import update_section
 SECTION = "bench train"
 DATA_TARGET = 0.05  # issue 4: data loading under 5% of step time for in-memory datasets
 COLUMNS = [
-    "date", "device", "device_name", "cpu", "torch", "threads", "git",
-    "model", "width", "stem", "batch", "image_size", "channels_last", "steps", "repeats", "warmup",
-    "variant", "mode", "precision", "compiled",
-    "step_ms", "images_per_s", "data_ms", "data_share",
-    "profiled_step_ms", "norm_fwd_ms", "norm_bwd_ms", "hook_overhead_ms", "norm_share_profiled",
-    "norm_ms_differential", "norm_share_differential",
-    "warmup_s", "note", "conditions", "command",
+    "date",
+    "device",
+    "device_name",
+    "cpu",
+    "torch",
+    "threads",
+    "git",
+    "model",
+    "width",
+    "stem",
+    "batch",
+    "image_size",
+    "channels_last",
+    "steps",
+    "repeats",
+    "warmup",
+    "variant",
+    "mode",
+    "precision",
+    "compiled",
+    "step_ms",
+    "images_per_s",
+    "data_ms",
+    "data_share",
+    "profiled_step_ms",
+    "norm_fwd_ms",
+    "norm_bwd_ms",
+    "hook_overhead_ms",
+    "norm_share_profiled",
+    "norm_ms_differential",
+    "norm_share_differential",
+    "warmup_s",
+    "note",
+    "conditions",
+    "command",
 ]
-FLOATS = {"step_ms": 2, "images_per_s": 1, "data_ms": 3, "data_share": 4, "profiled_step_ms": 2,
-          "norm_fwd_ms": 3, "norm_bwd_ms": 3, "hook_overhead_ms": 3, "norm_share_profiled": 4, "norm_ms_differential": 2,
-          "norm_share_differential": 4, "warmup_s": 1}
+FLOATS = {
+    "step_ms": 2,
+    "images_per_s": 1,
+    "data_ms": 3,
+    "data_share": 4,
+    "profiled_step_ms": 2,
+    "norm_fwd_ms": 3,
+    "norm_bwd_ms": 3,
+    "hook_overhead_ms": 3,
+    "norm_share_profiled": 4,
+    "norm_ms_differential": 2,
+    "norm_share_differential": 4,
+    "warmup_s": 1,
+}
 
 
 def write_outputs(
-    rows: list[dict[str, Any]], env: dict[str, Any], out: Path, device: str, command: str,
-    conditions: str, append: bool,
+    rows: list[dict[str, Any]],
+    env: dict[str, Any],
+    out: Path,
+    device: str,
+    command: str,
+    conditions: str,
+    append: bool,
 ) -> None:
     """Write (or extend, with ``append``) the CSV, redraw its PNG, rewrite the README section."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"iteration-{device}.csv"
     date = dt.date.today().isoformat()
-    new = [{**env, **row, "date": date, "conditions": conditions, "command": command} for row in rows]
+    new = [
+        {**env, **row, "date": date, "conditions": conditions, "command": command} for row in rows
+    ]
     old = read_rows(path) if append and path.exists() else []
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -46,7 +92,9 @@ def write_outputs(
     all_rows = read_rows(path)
     plot(all_rows, path.with_suffix(".png"))
     rewrite_readme(out)
-    print(f"wrote {path}, {path.with_suffix('.png')} and the '{SECTION}' section of {out / 'README.md'}")
+    print(
+        f"wrote {path}, {path.with_suffix('.png')} and the '{SECTION}' section of {out / 'README.md'}"
+    )
 
 
 def rewrite_readme(out: Path, redraw: bool = False) -> None:
@@ -93,10 +141,18 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 2), sharey=True)
     prof = [_num(r["norm_share_profiled"]) for r in rows]
     diff = [_num(r["norm_share_differential"]) for r in rows]
-    ax1.barh([y - 0.2 for y in ys], [0 if math.isnan(v) else 100 * v for v in prof], 0.4,
-             label="profiled (norm ranges + linked backward)")
-    ax1.barh([y + 0.2 for y in ys], [100 * v for v in diff], 0.4,
-             label="differential (vs identity baseline)")
+    ax1.barh(
+        [y - 0.2 for y in ys],
+        [0 if math.isnan(v) else 100 * v for v in prof],
+        0.4,
+        label="profiled (norm ranges + linked backward)",
+    )
+    ax1.barh(
+        [y + 0.2 for y in ys],
+        [100 * v for v in diff],
+        0.4,
+        label="differential (vs identity baseline)",
+    )
     ax1.axvline(25, color="k", ls="--", lw=1, label='"about a quarter" claim')
     ax1.set_yticks(list(ys), labels, fontsize=7)
     ax1.invert_yaxis()
@@ -108,7 +164,9 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     fig.suptitle(
         f"normbench bench train: {head['model']} width {head['width']} {head['stem']} stem, batch "
         f"{head['batch']}, {head['image_size']}px; {head['device_name']}, torch {head['torch']}, "
-        f"torch threads: {head['threads']}, {head['date']}", fontsize=9)
+        f"torch threads: {head['threads']}, {head['date']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -160,7 +218,8 @@ def _device_block(path: Path, rows: list[dict[str, str]]) -> list[str]:
     lines = [
         f"### {head['device']}: {head['device_name']}",
         "",
-        f"Hardware: {head['device_name']}" + (f" (host CPU {head['cpu']})" if head["device"] != "cpu" else "")
+        f"Hardware: {head['device_name']}"
+        + (f" (host CPU {head['cpu']})" if head["device"] != "cpu" else "")
         + f"; torch threads: {head['threads']}; torch {head['torch']}; {head['date']}; git {head['git']}.",
         f"Scale: {head['model']} width {head['width']}, {head['stem']} stem, batch {head['batch']}, "
         f"{head['image_size']}x{head['image_size']} synthetic images, channels_last "
@@ -205,7 +264,7 @@ def _short(command: str) -> str:
 
 def _claim(out: Path) -> list[str]:
     lines = [
-        "### Beside the claim \"BN costs about a quarter of ResNet-50 training time\"",
+        '### Beside the claim "BN costs about a quarter of ResNet-50 training time"',
         "",
         "PAPERS.md (section 8) traces the claim, usually attributed to Jung et al. (SysML 2019, "
         "arXiv 1807.01702) on a Titan X Pascal: that paper's headline is a 25.7% *speed-up* of "
@@ -223,8 +282,9 @@ def _claim(out: Path) -> list[str]:
                 continue
             found = True
             profiled = _pct(r["norm_share_profiled"])
-            share = (f"{profiled} of the step profiled, " if profiled != "-" else "") + \
-                f"{_pct(r['norm_share_differential'])} differential"
+            share = (
+                f"{profiled} of the step profiled, " if profiled != "-" else ""
+            ) + f"{_pct(r['norm_share_differential'])} differential"
             lines.append(
                 f"- {r['device']} ({r['device_name']}), {r['model']} width {r['width']} batch "
                 f"{r['batch']}, {r['mode']}: BN {share}; {_num(r['images_per_s']):.0f} images/s, "

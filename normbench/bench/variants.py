@@ -61,7 +61,11 @@ def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any],
     label = name
     for key in ("num_groups", "groups"):
         if key in cfg and any(c % cfg[key] for c in channels):
-            fitted = next(g for g in (32, 16, 8, 4, 2, 1) if g <= cfg[key] and not any(c % g for c in channels))
+            fitted = next(
+                g
+                for g in (32, 16, 8, 4, 2, 1)
+                if g <= cfg[key] and not any(c % g for c in channels)
+            )
             cfg[key] = fitted
             label = f"{name}[{key}={fitted}]"
     return cfg, label

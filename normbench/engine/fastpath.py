@@ -46,7 +46,9 @@ class FastPath:
             amp = None
         elif amp not in AMP_MODES:
             raise ConfigError(f"trainer.amp={amp!r} is not one of false, {', '.join(AMP_MODES)}.")
-        return cls(device, amp, bool(tcfg.get("channels_last", False)), bool(tcfg.get("compile", False)))
+        return cls(
+            device, amp, bool(tcfg.get("channels_last", False)), bool(tcfg.get("compile", False))
+        )
 
     def autocast(self) -> AbstractContextManager[Any]:
         """The autocast context of forward and loss (a no-op in fp32)."""
@@ -71,7 +73,11 @@ class FastPath:
 
     def as_dict(self) -> dict[str, Any]:
         """The flags as recorded in summary.json's environment."""
-        return {"amp": self.amp or False, "channels_last": self.channels_last, "compile": self.compile}
+        return {
+            "amp": self.amp or False,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
 
     @property
     def precision(self) -> str:

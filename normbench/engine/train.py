@@ -36,9 +36,17 @@ log = logging.getLogger("normbench")
 
 # Keys that may differ between an interrupted run and its resumption: where and how fast it
 # runs, not what it computes (trainer.amp changes the arithmetic, so it may not change).
-RESUMABLE_CHANGES = ("trainer.resume", "trainer.device", "trainer.threads", "trainer.stop_after",
-                     "trainer.channels_last", "trainer.compile", "dataset.root", "dataset.num_workers",
-                     "logging")
+RESUMABLE_CHANGES = (
+    "trainer.resume",
+    "trainer.device",
+    "trainer.threads",
+    "trainer.stop_after",
+    "trainer.channels_last",
+    "trainer.compile",
+    "dataset.root",
+    "dataset.num_workers",
+    "logging",
+)
 
 
 def hydra_main(argv: list[str]) -> int:
@@ -47,7 +55,9 @@ def hydra_main(argv: list[str]) -> int:
 
     register_resolvers()
     sys.argv = ["normbench train", *argv]
-    main = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(hydra_task)
+    main = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(
+        hydra_task
+    )
     main()
     return 0
 
@@ -81,7 +91,9 @@ def hydra_task(cfg: DictConfig) -> dict[str, Any] | None:
 def _mark_failed(run_dir: Path, err: BaseException) -> None:
     from normbench.logging import write_json_atomic
 
-    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+    write_json_atomic(
+        run_dir / "summary.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    )
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -95,8 +107,12 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose value differs between two plain configs (ignoring resumable keys)."""
     flat_a, flat_b = _flatten(old), _flatten(new)
     keys = sorted(set(flat_a) | set(flat_b))
-    return [k for k in keys if flat_a.get(k) != flat_b.get(k)
-            and not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)]
+    return [
+        k
+        for k in keys
+        if flat_a.get(k) != flat_b.get(k)
+        and not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)
+    ]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -120,10 +136,17 @@ class Trainer:
         self.fast = FastPath.from_config(self.tcfg, self.device)
         seed_everything(cfg.seed, self.tcfg.deterministic, self.tcfg.threads)
         self.spec = build_norm_spec(cfg.norm, images_per_device=self.per_device.images)
-        self.data = load_dataset(cfg.dataset, self.device,
-                                 standardize=cfg.dataset.standardize or self.spec.standardize_input)
-        self.model = build_model(cfg.model, self.spec, self.data.num_classes, self.data.in_shape).to(self.device)
-        self.train_model = self.fast.prepare_model(self.model)  # compiled or self.model; shares parameters
+        self.data = load_dataset(
+            cfg.dataset,
+            self.device,
+            standardize=cfg.dataset.standardize or self.spec.standardize_input,
+        )
+        self.model = build_model(
+            cfg.model, self.spec, self.data.num_classes, self.data.in_shape
+        ).to(self.device)
+        self.train_model = self.fast.prepare_model(
+            self.model
+        )  # compiled or self.model; shares parameters
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.tcfg.steps)
         self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
@@ -141,11 +164,19 @@ class Trainer:
     # --- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "loader": self.loader.state_dict(),
-            "rng": rng_state(), "timer": self.timer.state_dict(), "wall": self.prior_wall + self._wall(),
-            "best_val_error": self.best_val_error, "last_eval": self.last_eval,
-            "loss_sum": self.loss_sum, "loss_count": self.loss_count, "config": _plain(self.cfg),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loader": self.loader.state_dict(),
+            "rng": rng_state(),
+            "timer": self.timer.state_dict(),
+            "wall": self.prior_wall + self._wall(),
+            "best_val_error": self.best_val_error,
+            "last_eval": self.last_eval,
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+            "config": _plain(self.cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -186,19 +217,31 @@ class Trainer:
         self.step_at_start = self.step
         self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, resume_step)
         if self.step >= self.tcfg.steps:
-            log.info("%s is already complete (%d steps); trainer.resume=never trains it again",
-                     self.run_dir, self.step)
+            log.info(
+                "%s is already complete (%d steps); trainer.resume=never trains it again",
+                self.run_dir,
+                self.step,
+            )
             self.recorder.close()
             return self._summary("complete")
         self.recorder.summary(self._summary("running"))
-        log.info("run dir %s | %s on %s | %d parameters | data %s", self.run_dir, self.spec,
-                 self.device, self._num_params(), self.data.source)
+        log.info(
+            "run dir %s | %s on %s | %d parameters | data %s",
+            self.run_dir,
+            self.spec,
+            self.device,
+            self._num_params(),
+            self.data.source,
+        )
         if self.step == 0:
             self._evaluate()
             self._probe()
         status = "complete"
-        last = self.tcfg.steps if self.tcfg.stop_after is None else min(
-            self.tcfg.steps, self.step + self.tcfg.stop_after)
+        last = (
+            self.tcfg.steps
+            if self.tcfg.stop_after is None
+            else min(self.tcfg.steps, self.step + self.tcfg.stop_after)
+        )
         try:
             self._train_until(last)
             if last < self.tcfg.steps:
@@ -210,14 +253,22 @@ class Trainer:
         summary = self._summary(status)
         self.recorder.summary(summary)
         if status == "complete":
-            self.recorder.hparams(self._hparams(), {"hparam/val_error": summary["final"]["val_error"]})
+            self.recorder.hparams(
+                self._hparams(), {"hparam/val_error": summary["final"]["val_error"]}
+            )
         self.recorder.close()
         if status == "interrupted":
             raise KeyboardInterrupt
         return summary
 
     def _train_until(self, last: int) -> None:
-        model, opt, sched, loader, timer = self.train_model, self.optimizer, self.scheduler, self.loader, self.timer
+        model, opt, sched, loader, timer = (
+            self.train_model,
+            self.optimizer,
+            self.scheduler,
+            self.loader,
+            self.timer,
+        )
         cfg, fast = self.cfg, self.fast
         window_loss = torch.zeros((), device=self.device)
         window_n = 0
@@ -254,30 +305,59 @@ class Trainer:
             step_ms = 1000 * (window.get("train_step", 0) + window.get("data", 0)) / window_n
             data_ms = 1000 * window.get("data", 0) / window_n
             ips = images_per_s(window, window_n * self.cfg.dataset.batch_size)
-            self.recorder.scalars(step, {"train/loss": loss, "time/step_ms": step_ms, "time/data_ms": data_ms,
-                                         "time/images_per_s": ips, "train/lr": self.scheduler.get_last_lr()[0]})
+            self.recorder.scalars(
+                step,
+                {
+                    "train/loss": loss,
+                    "time/step_ms": step_ms,
+                    "time/data_ms": data_ms,
+                    "time/images_per_s": ips,
+                    "train/lr": self.scheduler.get_last_lr()[0],
+                },
+            )
             wall = self._wall()
             eta = wall / max(step - self.step_at_start, 1) * (self.tcfg.steps - step)
             val = self.last_eval.get("val_error")
-            log.info("step %d/%d (%3.0f%%) | loss %.4f | val_err %s | %.2f ms/step (data %.2f) | %.0f img/s | "
-                     "%s elapsed, ETA %s", step, self.tcfg.steps, 100 * step / self.tcfg.steps, loss,
-                     f"{100 * val:.2f}%" if val is not None else "-", step_ms, data_ms, ips,
-                     _hms(self.prior_wall + wall), _hms(eta))
+            log.info(
+                "step %d/%d (%3.0f%%) | loss %.4f | val_err %s | %.2f ms/step (data %.2f) | %.0f img/s | "
+                "%s elapsed, ETA %s",
+                step,
+                self.tcfg.steps,
+                100 * step / self.tcfg.steps,
+                loss,
+                f"{100 * val:.2f}%" if val is not None else "-",
+                step_ms,
+                data_ms,
+                ips,
+                _hms(self.prior_wall + wall),
+                _hms(eta),
+            )
 
     def _evaluate(self) -> None:
         with self.timer.phase("eval"):
-            result = evaluate(self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast)
-            train_loss = (self.loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
+            result = evaluate(
+                self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast
+            )
+            train_loss = (
+                (self.loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
+            )
             self.loss_sum.zero_()
             self.loss_count = 0
             self.last_eval = result
             self.best_val_error = min(self.best_val_error, result["val_error"])
-            self.recorder.metrics_row({
-                "step": self.step, "epoch": self.step / self.loader.steps_per_epoch,
-                "train_loss": train_loss, **result, "lr": self.scheduler.get_last_lr()[0],
-                "time": self.prior_wall + self._wall(),
-            })
-            self.recorder.scalars(self.step, {"val/error": result["val_error"], "val/loss": result["val_loss"]})
+            self.recorder.metrics_row(
+                {
+                    "step": self.step,
+                    "epoch": self.step / self.loader.steps_per_epoch,
+                    "train_loss": train_loss,
+                    **result,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "time": self.prior_wall + self._wall(),
+                }
+            )
+            self.recorder.scalars(
+                self.step, {"val/error": result["val_error"], "val/loss": result["val_loss"]}
+            )
 
     def _probe(self) -> None:
         with self.timer.phase("probe"):
@@ -285,7 +365,9 @@ class Trainer:
             self.recorder.activation_rows(self.step, self.probe.summarize(captured))
             hist_every = self.cfg.probes.hist_every
             if hist_every and self.step % hist_every == 0:
-                self.recorder.histograms(self.step, {f"act_hist/{k}": v for k, v in captured.items()})
+                self.recorder.histograms(
+                    self.step, {f"act_hist/{k}": v for k, v in captured.items()}
+                )
                 self.recorder.flush()
 
     # --- summary -------------------------------------------------------------------------
@@ -294,10 +376,20 @@ class Trainer:
 
     def _hparams(self) -> dict[str, Any]:
         c = self.cfg
-        return {"norm": c.norm.name, "model": c.model.name, "dataset": c.dataset.name,
-                "batch_size": c.dataset.batch_size, "images_per_device": self.per_device.images or c.dataset.batch_size,
-                "per_device_mode": self.per_device.mode, "lr": c.optim.lr, "steps": c.trainer.steps, "seed": c.seed,
-                "amp": self.fast.precision, "channels_last": self.fast.channels_last, "compile": self.fast.compile}
+        return {
+            "norm": c.norm.name,
+            "model": c.model.name,
+            "dataset": c.dataset.name,
+            "batch_size": c.dataset.batch_size,
+            "images_per_device": self.per_device.images or c.dataset.batch_size,
+            "per_device_mode": self.per_device.mode,
+            "lr": c.optim.lr,
+            "steps": c.trainer.steps,
+            "seed": c.seed,
+            "amp": self.fast.precision,
+            "channels_last": self.fast.channels_last,
+            "compile": self.fast.compile,
+        }
 
     def _summary(self, status: str) -> dict[str, Any]:
         times = self.timer.state_dict()
@@ -305,13 +397,26 @@ class Trainer:
         shares = {k: v / wall for k, v in times.items()} if wall > 0 else {}
         shares["other"] = max(0.0, 1.0 - sum(shares.values()))
         return {
-            "status": status, "step": self.step, "steps": self.tcfg.steps, "name": self.cfg.name,
-            "norm": self.cfg.norm.name, "seed": self.cfg.seed, "per_device": self.per_device.as_dict(),
-            "final": dict(self.last_eval), "best_val_error": self.best_val_error,
-            "wall_time_s": wall, "time_s": times, "time_share": shares,
-            "ms_per_step": {k: 1000 * times[k] / self.step for k in ("train_step", "data") if k in times and self.step},
+            "status": status,
+            "step": self.step,
+            "steps": self.tcfg.steps,
+            "name": self.cfg.name,
+            "norm": self.cfg.norm.name,
+            "seed": self.cfg.seed,
+            "per_device": self.per_device.as_dict(),
+            "final": dict(self.last_eval),
+            "best_val_error": self.best_val_error,
+            "wall_time_s": wall,
+            "time_s": times,
+            "time_share": shares,
+            "ms_per_step": {
+                k: 1000 * times[k] / self.step
+                for k in ("train_step", "data")
+                if k in times and self.step
+            },
             "images_per_s": images_per_s(times, self.step * self.cfg.dataset.batch_size),
-            "num_params": self._num_params(), "run_dir": str(self.run_dir),
+            "num_params": self._num_params(),
+            "run_dir": str(self.run_dir),
             "started_at": self.started_at,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {**environment(self.device), **self.fast.as_dict()},
@@ -325,5 +430,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def _hms(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
         else f"{seconds // 60}:{seconds % 60:02d}"
+    )

@@ -20,7 +20,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReL
 class HiddenLayer(nn.Module):
     """``act(norm(W u [+ b]))``: one hidden layer; ``act`` is the probed nonlinearity."""
 
-    def __init__(self, spec: NormSpec, in_features: int, out_features: int, activation: str) -> None:
+    def __init__(
+        self, spec: NormSpec, in_features: int, out_features: int, activation: str
+    ) -> None:
         super().__init__()
         self.linear = spec.linear(in_features, out_features, bias=not spec.has_shift)
         self.norm = spec.layer(out_features, dims=1)
@@ -46,7 +48,8 @@ class MLP(nn.Module):
         super().__init__()
         widths = [in_features, *hidden]
         self.hidden = nn.ModuleList(
-            HiddenLayer(spec, a, b, activation) for a, b in zip(widths[:-1], widths[1:], strict=True)
+            HiddenLayer(spec, a, b, activation)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
         self.head = spec.linear(widths[-1], num_classes, bias=True)
         if init_std is not None:

@@ -28,7 +28,9 @@ MAX_VALUES = 1 << 20  # torch.quantile's input limit is 2**24; subsample evenly 
 class ActivationProbe:
     """Captures and summarizes the inputs of a model's nonlinearities on a fixed batch."""
 
-    def __init__(self, model: nn.Module, inputs: torch.Tensor, saturation: float, mode: str) -> None:
+    def __init__(
+        self, model: nn.Module, inputs: torch.Tensor, saturation: float, mode: str
+    ) -> None:
         self.model = model
         self.inputs = inputs
         self.saturation = saturation
@@ -78,7 +80,17 @@ class ActivationProbe:
             else:
                 saturated = (x.abs() > self.saturation).float().mean()
             stats = torch.stack([*pooled, *per_unit, x.mean(), x.std(), saturated]).tolist()
-            keys = ("p15", "p50", "p85", "unit_p15", "unit_p50", "unit_p85", "mean", "std", "saturated")
+            keys = (
+                "p15",
+                "p50",
+                "p85",
+                "unit_p15",
+                "unit_p50",
+                "unit_p85",
+                "mean",
+                "std",
+                "saturated",
+            )
             rows.append({"layer": name, **dict(zip(keys, stats, strict=True))})
         return rows
 

@@ -178,7 +178,7 @@ def module_share(events: Sequence[Any], cuda: bool, name: str = NORM_SCOPE) -> M
         total = sum(e.cpu_time_total for e in steps)
         fwd = sum(e.cpu_time_total for e in scopes)
         bwd = sum(e.cpu_time_total for e in norm_nodes)
-    names = tuple(e.name[len(_BACKWARD_NODE):] for e in norm_nodes)
+    names = tuple(e.name[len(_BACKWARD_NODE) :] for e in norm_nodes)
     return ModuleShare(total / 1e6, fwd / 1e6, bwd / 1e6, names, len(scopes))
 
 

@@ -46,7 +46,9 @@ def find_run_dirs(dirs: list[str | Path]) -> list[Path]:
     found: set[Path] = set()
     for d in map(Path, dirs):
         if not d.exists():
-            raise NormbenchError(f"{d} does not exist; pass run or sweep directories (e.g. runs/bn_fig1).")
+            raise NormbenchError(
+                f"{d} does not exist; pass run or sweep directories (e.g. runs/bn_fig1)."
+            )
         found.update(p.parent.parent for p in d.rglob(".hydra/config.yaml"))
     if not found:
         raise NormbenchError(
@@ -66,8 +68,17 @@ def load_run(path: Path) -> Run:
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
     summary_file = path / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "no summary"}
-    return Run(path, config, overrides or [], summary, _csv(path / "metrics.csv"), _csv(path / "activations.csv"))
+    summary = (
+        json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "no summary"}
+    )
+    return Run(
+        path,
+        config,
+        overrides or [],
+        summary,
+        _csv(path / "metrics.csv"),
+        _csv(path / "activations.csv"),
+    )
 
 
 def collect(dirs: list[str | Path]) -> list[Run]:
@@ -80,11 +91,19 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for r in runs:
         s = r.summary
-        rows.append({
-            "run": str(r.path), "name": r.name, "norm": r.norm, "seed": r.seed, "status": r.status,
-            "step": s.get("step"), "val_error": s.get("final", {}).get("val_error"),
-            "best_val_error": s.get("best_val_error"), "wall_time_s": s.get("wall_time_s"),
-            **{f"ms_{k}": v for k, v in s.get("ms_per_step", {}).items()},
-            **{f"share_{k}": v for k, v in s.get("time_share", {}).items()},
-        })
+        rows.append(
+            {
+                "run": str(r.path),
+                "name": r.name,
+                "norm": r.norm,
+                "seed": r.seed,
+                "status": r.status,
+                "step": s.get("step"),
+                "val_error": s.get("final", {}).get("val_error"),
+                "best_val_error": s.get("best_val_error"),
+                "wall_time_s": s.get("wall_time_s"),
+                **{f"ms_{k}": v for k, v in s.get("ms_per_step", {}).items()},
+                **{f"share_{k}": v for k, v in s.get("time_share", {}).items()},
+            }
+        )
     return pd.DataFrame(rows)

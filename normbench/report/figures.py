@@ -34,7 +34,9 @@ def accuracy_curves(runs: list[Run]) -> pd.DataFrame:
 
 def last_hidden_layer(runs: list[Run]) -> str:
     """Name of the last probed nonlinearity (the paper's 'last hidden layer')."""
-    layers = [r.activations["layer"].drop_duplicates().tolist() for r in runs if not r.activations.empty]
+    layers = [
+        r.activations["layer"].drop_duplicates().tolist() for r in runs if not r.activations.empty
+    ]
     if not layers:
         raise ValueError("no activations.csv with rows among these runs (probes.every=0?)")
     return layers[0][-1]
@@ -42,7 +44,9 @@ def last_hidden_layer(runs: list[Run]) -> str:
 
 def percentile_curves(runs: list[Run], layer: str) -> pd.DataFrame:
     """Typical-unit 15/50/85th percentiles of ``layer``'s input per (norm, step), mean over seeds."""
-    frames = [r.activations.assign(norm=r.norm, seed=r.seed) for r in runs if not r.activations.empty]
+    frames = [
+        r.activations.assign(norm=r.norm, seed=r.seed) for r in runs if not r.activations.empty
+    ]
     df = pd.concat(frames)
     df = df[df["layer"] == layer]
     return df.groupby(["norm", "step"])[list(PERCENTILES)].mean().reset_index()
@@ -65,17 +69,26 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
         ax.fill_between(a["step"], a["min"], a["max"], color=color, alpha=0.25, linewidth=0)
     lo = acc[acc["step"] >= acc["step"].max() * 0.02]["min"].min() if not acc.empty else 0
     ax.set_ylim(max(0.0, lo - 0.02), None)
-    ax.set(title="(a) test accuracy (band: min–max over seeds)", xlabel="training step", ylabel="accuracy")
+    ax.set(
+        title="(a) test accuracy (band: min–max over seeds)",
+        xlabel="training step",
+        ylabel="accuracy",
+    )
     ax.legend(loc="lower right")
     ylim = (pct[list(PERCENTILES)].min().min(), pct[list(PERCENTILES)].max().max())
     pad = 0.05 * (ylim[1] - ylim[0])
     for ax, norm, panel in zip(axes[1:], norms, "bcdef", strict=False):
         p = pct[pct["norm"] == norm]
         for col, style in zip(PERCENTILES, (":", "-", "--"), strict=True):
-            ax.plot(p["step"], p[col], style, color=NORM_COLORS.get(norm, "k"), label=col.split("_")[1])
+            ax.plot(
+                p["step"], p[col], style, color=NORM_COLORS.get(norm, "k"), label=col.split("_")[1]
+            )
         title = {"none": "without BN", "batch": "with BN"}.get(norm, norm)
-        ax.set(title=f"({panel}) {title}: sigmoid input, {layer}", xlabel="training step",
-               ylim=(ylim[0] - pad, ylim[1] + pad))
+        ax.set(
+            title=f"({panel}) {title}: sigmoid input, {layer}",
+            xlabel="training step",
+            ylim=(ylim[0] - pad, ylim[1] + pad),
+        )
         ax.legend(title="percentile", loc="upper right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)

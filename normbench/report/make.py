@@ -44,10 +44,13 @@ def make_report(dirs: list[str], out: str | None) -> Path:
         tables["final"] = final_by_configuration(done)
         _write_tables(tables, out_dir)
         varying = ", ".join(sorted(varying_keys(done) - {"seed"})) or "nothing but the seed"
-        text = (f"# Report: {', '.join(sorted(names)) or 'no complete runs'} — runs differ in {varying}\n\n"
-                "![](val_error.png)\n\n"
-                "Final validation error per configuration (mean ± std over seeds):\n\n"
-                + _md(tables["final"]) + "\n")
+        text = (
+            f"# Report: {', '.join(sorted(names)) or 'no complete runs'} — runs differ in {varying}\n\n"
+            "![](val_error.png)\n\n"
+            "Final validation error per configuration (mean ± std over seeds):\n\n"
+            + _md(tables["final"])
+            + "\n"
+        )
     text += _runs_section(runs, dirs, out_dir)
     (out_dir / "README.md").write_text(text)
     print(f"report: {len(done)}/{len(runs)} complete runs -> {out_dir}/README.md")
@@ -83,14 +86,23 @@ def final_by_configuration(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for r in runs:
         o = _overrides(r)
-        rows.append({**{k: o.get(k, "") for k in keys}, "val_error": r.summary["final"]["val_error"],
-                     "best": r.summary.get("best_val_error")})
+        rows.append(
+            {
+                **{k: o.get(k, "") for k in keys},
+                "val_error": r.summary["final"]["val_error"],
+                "best": r.summary.get("best_val_error"),
+            }
+        )
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     g = df.groupby(keys, sort=True) if keys else df.groupby(lambda _: "all")
-    out = g.agg(seeds=("val_error", "size"), final_mean=("val_error", "mean"),
-                final_std=("val_error", "std"), best_mean=("best", "mean")).reset_index()
+    out = g.agg(
+        seeds=("val_error", "size"),
+        final_mean=("val_error", "mean"),
+        final_std=("val_error", "std"),
+        best_mean=("best", "mean"),
+    ).reset_index()
     return out.round(4)
 
 
@@ -106,7 +118,9 @@ def steps_to_reach(runs: list[Run], thresholds: tuple[float, ...]) -> pd.DataFra
                 hit = r.metrics[1.0 - r.metrics["val_error"] >= thr]["step"]
                 steps.append(int(hit.iloc[0]) if len(hit) else None)
             ok = steps and all(s is not None for s in steps)
-            row[f"steps, {NORM_LABEL[norm]}"] = f"{sum(steps) / len(steps):,.0f}" if ok else "not reached"
+            row[f"steps, {NORM_LABEL[norm]}"] = (
+                f"{sum(steps) / len(steps):,.0f}" if ok else "not reached"
+            )
         rows.append(row)
     df = pd.DataFrame(rows)
     reached_any = (df.iloc[:, 1:] != "not reached").any(axis=1)
@@ -120,7 +134,9 @@ def accuracy_at(acc: pd.DataFrame, steps: tuple[int, ...]) -> pd.DataFrame:
         row: dict[str, object] = {"step": f"{step:,}"}
         for norm in ("none", "batch"):
             a = acc[(acc["norm"] == norm) & (acc["step"] == step)]
-            row[NORM_LABEL[norm]] = f"{a['mean'].iloc[0]:.4f} ± {a['std'].iloc[0]:.4f}" if len(a) else "-"
+            row[NORM_LABEL[norm]] = (
+                f"{a['mean'].iloc[0]:.4f} ± {a['std'].iloc[0]:.4f}" if len(a) else "-"
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -147,15 +163,17 @@ def drift(pct: pd.DataFrame) -> pd.DataFrame:
         max_move = max((p[c] - first[c]).abs().max() for c in PERCENTILES)
         after = p[p["step"] >= p["step"].max() * 0.1]  # the paper's figure: drift after the start
         late_move = max((after[c] - after[c].iloc[0]).abs().max() for c in PERCENTILES)
-        rows.append({
-            "": NORM_LABEL[norm],
-            "p15 / p50 / p85 at step 0": " / ".join(f"{first[c]:+.2f}" for c in PERCENTILES),
-            "at the last step": " / ".join(f"{last[c]:+.2f}" for c in PERCENTILES),
-            "largest move of a percentile from step 0": f"{max_move:.2f}",
-            "from 10% of training on": f"{late_move:.2f}",
-            "spread p85−p15: start → end": f"{first['unit_p85'] - first['unit_p15']:.2f} → "
-                                          f"{last['unit_p85'] - last['unit_p15']:.2f}",
-        })
+        rows.append(
+            {
+                "": NORM_LABEL[norm],
+                "p15 / p50 / p85 at step 0": " / ".join(f"{first[c]:+.2f}" for c in PERCENTILES),
+                "at the last step": " / ".join(f"{last[c]:+.2f}" for c in PERCENTILES),
+                "largest move of a percentile from step 0": f"{max_move:.2f}",
+                "from 10% of training on": f"{late_move:.2f}",
+                "spread p85−p15: start → end": f"{first['unit_p85'] - first['unit_p15']:.2f} → "
+                f"{last['unit_p85'] - last['unit_p15']:.2f}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -168,21 +186,31 @@ def _bn_fig1_report(runs: list[Run], out_dir: Path) -> str:
     reach = steps_to_reach(runs, ACCURACY_THRESHOLDS)
     moves = drift(pct)
     both = reach[(reach.iloc[:, 1:] != "not reached").all(axis=1)]
-    faster = [float(b.replace(",", "")) <= float(n.replace(",", "")) for n, b in zip(both.iloc[:, 1], both.iloc[:, 2], strict=True)]
+    faster = [
+        float(b.replace(",", "")) <= float(n.replace(",", ""))
+        for n, b in zip(both.iloc[:, 1], both.iloc[:, 2], strict=True)
+    ]
     stable = None
     if len(moves) == 2:
         stable = float(moves.iloc[1]["largest move of a percentile from step 0"]) < float(
-            moves.iloc[0]["largest move of a percentile from step 0"])
+            moves.iloc[0]["largest move of a percentile from step 0"]
+        )
     cfg = runs[0].config
     seeds = sorted({r.seed for r in runs})
-    verdict_speed = (f"{'holds' if all(faster) else 'does not hold'} for {sum(faster)} of {len(faster)} "
-                     "accuracy levels both reach" if faster else "no accuracy level reached by both")
+    verdict_speed = (
+        f"{'holds' if all(faster) else 'does not hold'} for {sum(faster)} of {len(faster)} "
+        "accuracy levels both reach"
+        if faster
+        else "no accuracy level reached by both"
+    )
     verdict_drift = {True: "holds", False: "does not hold", None: "needs both norms"}[stable]
     if len(moves) == 2:
         late = [float(moves.iloc[i]["from 10% of training on"]) for i in (0, 1)]
         if stable and late[1] > late[0]:
-            verdict_drift = (f"holds from step 0; but from 10% of training on BN's percentiles move more "
-                             f"({late[1]:.2f} vs {late[0]:.2f}): the learned γ, β widen the spread")
+            verdict_drift = (
+                f"holds from step 0; but from 10% of training on BN's percentiles move more "
+                f"({late[1]:.2f} vs {late[0]:.2f}): the learned γ, β widen the spread"
+            )
     ahead = higher_throughout(acc)
     lines = [
         "# BN paper Figure 1: sigmoid MLP with and without batch normalization\n",
@@ -196,7 +224,10 @@ def _bn_fig1_report(runs: list[Run], out_dir: Path) -> str:
         f"{ahead[1]} evaluations ({ahead[2]} of them in the last half of training) | "
         f"{'holds' if ahead[0] == ahead[1] else 'does not hold'} |",
         f"| {BN_FIG1['claims'][1]} | largest move of the typical unit's 15/50/85th percentile: "
-        + " vs ".join(f"{row['']} {row['largest move of a percentile from step 0']}" for _, row in moves.iterrows())
+        + " vs ".join(
+            f"{row['']} {row['largest move of a percentile from step 0']}"
+            for _, row in moves.iterrows()
+        )
         + f" | {verdict_drift} |\n",
         "### Steps to reach a test accuracy (first evaluation at or above it; mean over seeds)\n",
         _md(reach),
@@ -218,7 +249,9 @@ def _bn_fig1_report(runs: list[Run], out_dir: Path) -> str:
         f"{cfg['optim']['momentum']}, schedule {cfg['optim']['schedule']}), {cfg['trainer']['steps']:,} steps "
         f"of {cfg['dataset']['batch_size']} |",
         f"| BN | {BN_FIG1['setup']['norm']} | same; momentum {cfg['norm'].get('momentum', '-')}, eps "
-        f"{cfg['norm'].get('eps', '-')} |" if any(r.norm == "batch" for r in runs) else "",
+        f"{cfg['norm'].get('eps', '-')} |"
+        if any(r.norm == "batch" for r in runs)
+        else "",
         f"| seeds | 1 curve | {len(seeds)} seeds ({', '.join(map(str, seeds))}) per norm |",
         f"| probe | {BN_FIG1['setup']['probe']} | median over units of per-unit percentiles, every "
         f"{cfg['probes']['every']} steps |\n",
@@ -243,20 +276,35 @@ def training_command(runs: list[Run]) -> str:
 def _runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
     table = runs_table(runs)
     env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
-    hardware = sorted({f"{e.get('device_name')} ({e.get('device')}, {e.get('threads')} threads, "
-                       f"torch {e.get('torch')}, git {e.get('git')})" for e in env})
+    hardware = sorted(
+        {
+            f"{e.get('device_name')} ({e.get('device')}, {e.get('threads')} threads, "
+            f"torch {e.get('torch')}, git {e.get('git')})"
+            for e in env
+        }
+    )
     dates = sorted(r.summary.get("finished_at", "") for r in runs if r.summary.get("finished_at"))
     lines = ["## Commands, hardware, time\n", "Training:\n", "```", training_command(runs)]
-    lines += ["```\n", "This report:\n", "```",
-              "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}", "```\n"]
-    lines += [f"- Hardware: {'; '.join(hardware) or 'unknown'}",
-              f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
-              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} "
-              f"(python {sys.version.split()[0]})\n"]
+    lines += [
+        "```\n",
+        "This report:\n",
+        "```",
+        "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}",
+        "```\n",
+    ]
+    lines += [
+        f"- Hardware: {'; '.join(hardware) or 'unknown'}",
+        f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} "
+        f"(python {sys.version.split()[0]})\n",
+    ]
     if not table.empty and "wall_time_s" in table:
         shares = [c for c in table.columns if c.startswith("share_")]
-        agg = table.groupby("norm").agg(runs=("seed", "size"), wall_time_s=("wall_time_s", "mean"),
-                                        **{c: (c, "mean") for c in shares + [c for c in table.columns if c.startswith("ms_")]})
+        agg = table.groupby("norm").agg(
+            runs=("seed", "size"),
+            wall_time_s=("wall_time_s", "mean"),
+            **{c: (c, "mean") for c in shares + [c for c in table.columns if c.startswith("ms_")]},
+        )
         agg = agg.reset_index()
         fmt = agg.copy()
         fmt["wall_time_s"] = agg["wall_time_s"].map("{:.1f}".format)
@@ -264,9 +312,12 @@ def _runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
             fmt[c] = agg[c].map(lambda v: f"{100 * v:.1f}%")
         for c in (c for c in agg.columns if c.startswith("ms_")):
             fmt[c] = agg[c].map("{:.3f}".format)
-        lines += ["Wall time per run and where it went (mean over runs; `train_step` = forward, backward "
-                  "and optimizer step; `data` = batch indexing; `eval`, `probe`, `checkpoint`, `logging`; "
-                  "`other` = setup and everything untimed):\n", _md(fmt)]
+        lines += [
+            "Wall time per run and where it went (mean over runs; `train_step` = forward, backward "
+            "and optimizer step; `data` = batch indexing; `eval`, `probe`, `checkpoint`, `logging`; "
+            "`other` = setup and everything untimed):\n",
+            _md(fmt),
+        ]
     failed = [r for r in runs if r.status != "complete"]
     if failed:
         lines += ["Runs not complete (left out of the figures):\n"]

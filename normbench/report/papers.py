@@ -35,19 +35,19 @@ GN_PAPER = {
         "model": "ResNet-50 (25.6M parameters), GN with G = 32",
         "devices": "8 GPUs, BN statistics per GPU (not synchronized); batch = 8 x images per GPU",
         "optim": "SGD momentum 0.9, weight decay 1e-4 (gamma and beta included), lr 0.1 x N/32, "
-                 "100 epochs, lr /10 at epochs 30, 60, 90",
+        "100 epochs, lr /10 at epochs 30, 60, 90",
         "init": "He init; gamma = 1, except 0 in the last norm of each residual block",
         "metric": "median top-1 val error of the final 5 epochs",
     },
     "claims": {
         "bn_rise": "BN's error is flat down to about 16 images per GPU, rises noticeably at 8 and "
-                   "sharply at 4 and 2 (23.6 → 24.8 → 27.3 → 34.7)",
+        "sharply at 4 and 2 (23.6 → 24.8 → 27.3 → 34.7)",
         "gn_flat": "GN's error stays flat (within about ±0.2) across images per GPU",
         "bn_beats_gn": "At 32 images per GPU, BN beats GN by about 0.5 (on CIFAR-scale data the "
-                       "authors' own reproduction has GN about 1 point behind BN)",
+        "authors' own reproduction has GN about 1 point behind BN)",
         "ln_in": "At 32 images per GPU, LN is worse than GN and IN is much worse (25.3, 28.4 vs 24.1)",
         "gn_wins_small": "At 2 images per GPU, GN has 10.6 lower error than BN",
         "brn": "Batch Renorm recovers part, not all, of BN's small-batch loss (4 per GPU: BRN 26.3 "
-               "vs BN 27.3 and GN 24.2); at normal batch BRN ≈ BN (Ioffe 2017)",
+        "vs BN 27.3 and GN 24.2); at normal batch BRN ≈ BN (Ioffe 2017)",
     },
 }
