@@ -323,3 +323,28 @@ def test_group_count_that_does_not_divide_the_width_names_the_channels(norm):
     ):
         cnn("resnet50", norm, 10, width=1 / 16, stem="cifar")
     cnn("resnet50", norm, 10, width=0.5, stem="cifar")  # 32 divides every channel count at 0.5
+
+
+@pytest.mark.parametrize("model_name", ["mlp_sigmoid", "resnet50", "vgg16"])
+@pytest.mark.parametrize(
+    "norm,head_standardized",
+    [({"name": "ws_group", "num_groups": 4}, False), ({"name": "weight"}, True)],
+)
+def test_output_layer_follows_the_papers(model_name, norm, head_standardized):
+    """WS standardizes the convolutions but leaves the classifier plain (Qiao et al.); Weight
+    Normalization reparametrizes every layer, the output layer included (Salimans & Kingma)."""
+    from torch.nn.utils import parametrize
+
+    spec = build_norm_spec(norm)
+    in_shape = (1, 28, 28) if model_name == "mlp_sigmoid" else (3, 32, 32)
+    overrides = (
+        {"hidden": [8, 8]} if model_name == "mlp_sigmoid" else {"width": 0.0625, "stem": "cifar"}
+    )
+    cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "model" / f"{model_name}.yaml"), overrides)
+    model = build_model(cfg, spec, 10, in_shape)
+    head = [m for m in model.modules() if getattr(m, "out_features", None) == 10][-1]
+    # A parametrized or weight-normalized layer is a subclass; a plain output layer is nn.Linear.
+    assert (type(head) is not nn.Linear) == head_standardized
+    if model_name != "mlp_sigmoid" and norm["name"] == "ws_group":
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert all(parametrize.is_parametrized(c) for c in convs)

@@ -51,7 +51,7 @@ class MLP(nn.Module):
             HiddenLayer(spec, a, b, activation)
             for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.head = spec.linear(widths[-1], num_classes, bias=True)
+        self.head = spec.classifier(widths[-1], num_classes)
         if init_std is not None:
             self._init_gaussian(init_std)
 

@@ -155,7 +155,7 @@ class ResNet50(nn.Module):
                 channels = planes * EXPANSION
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = spec.linear(channels, num_classes, bias=True)
+        self.fc = spec.classifier(channels, num_classes)
         self.num_features = channels
         self._initialize(zero_init_last_norm)
 

@@ -100,11 +100,11 @@ class VGG16(nn.Module):
                 spec.linear(hidden, hidden),
                 ReLU(),
                 nn.Dropout(dropout),
-                spec.linear(hidden, num_classes),
+                spec.classifier(hidden, num_classes),
             )
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(spec.linear(channels, num_classes))
+            self.classifier = nn.Sequential(spec.classifier(channels, num_classes))
         self._initialize()
 
     def _initialize(self) -> None:

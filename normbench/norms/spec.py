@@ -75,6 +75,11 @@ class NormSpec:
         """Return the fully connected weight layer."""
         return nn.Linear(in_features, out_features, bias=bias)
 
+    def classifier(self, in_features: int, num_classes: int) -> nn.Module:
+        """Return the network's output layer (logits). By default the variant's :meth:`linear`;
+        variants whose paper leaves the output layer alone return a plain ``nn.Linear``."""
+        return self.linear(in_features, num_classes, bias=True)
+
     def conv(
         self,
         in_channels: int,

@@ -1,12 +1,12 @@
 """``norm=ws_group``: Weight Standardization with Group Normalization (Qiao et al., arXiv 1903.10520).
 
-Every convolution (and fully connected) weight is standardized per output unit i over its
+Every convolution and hidden fully connected weight is standardized per output unit i over its
 fan-in (in·kh·kw values), as a torch parametrization, so the optimizer sees W and the layer
 uses Ŵ::
 
     Ŵ_i = (W_i − mean(W_i)) / sqrt(var(W_i) + ε_ws)          (biased variance)
 
-The norm slot is Group Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and
+The output layer (``classifier``) stays a plain linear layer. The norm slot is Group Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and
 ``eps``. Ŵ is computed with torch's native layer-norm kernel on the (out, fan-in) view of W.
 """
 
@@ -58,6 +58,11 @@ class WSGroupNormSpec(GroupNormSpec):
 
     def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
         return standardize_weight(super().linear(in_features, out_features, bias), self.ws_eps)
+
+    def classifier(self, in_features: int, num_classes: int) -> nn.Module:
+        """The output layer stays plain: the paper standardizes the convolutions, and a
+        standardized output layer could not scale its logits."""
+        return nn.Linear(in_features, num_classes)
 
     def conv(
         self,
