@@ -15,10 +15,10 @@ from normbench.norms.ghost_batch import GhostBatchNorm
 from .test_train_cli import FAST
 
 
-def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100):
+def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100, devices=1):
     return OmegaConf.create(
         {
-            "per_device": {"images": images, "mode": mode},
+            "per_device": {"images": images, "mode": mode, "devices": devices},
             "dataset": {"batch_size": batch},
             "optim": {"lr": lr, "milestones": [30, 60]},
             "norm": {"name": "batch_renorm", "warmup_steps": 5, "r_max": 3.0},
@@ -55,16 +55,30 @@ def test_null_images_changes_nothing():
 
 
 @pytest.mark.parametrize(
-    "images,mode,message",
+    "images,mode,devices,message",
     [
-        (5, "ghost", "does not divide dataset.batch_size=32"),
-        (0, "ghost", "positive integer"),
-        (4, "fake", "per_device.mode='fake'"),
+        (5, "ghost", 1, "does not divide dataset.batch_size=32"),
+        (0, "ghost", 1, "positive integer"),
+        (4, "fake", 1, "per_device.mode='fake'"),
+        (4, "real", 0, "per_device.devices must be a positive integer"),
+        (4, "real", 3, "= 12 does not divide dataset.batch_size=32"),
+        (4, "ghost", 3, "applies to per_device.mode=real"),
     ],
 )
-def test_bad_per_device_is_a_clear_error(images, mode, message):
+def test_bad_per_device_is_a_clear_error(images, mode, devices, message):
     with pytest.raises(ConfigError, match=message):
-        resolve_per_device(_cfg(images, mode))
+        resolve_per_device(_cfg(images, mode, devices=devices))
+
+
+def test_real_mode_with_devices_is_the_gn_papers_setting():
+    """8 GPUs x N images, lr 0.1 * N / 32, same epochs: from batch 256 at lr 0.1."""
+    cfg = _cfg(2, "real", batch=256, lr=0.1, steps=1000, devices=8)
+    r = apply_per_device(cfg)
+    assert (r.images, r.devices, r.batch_size, r.steps) == (2, 8, 16, 16000)
+    assert r.lr == pytest.approx(0.1 * 2 / 32)
+    assert list(cfg.optim.milestones) == [480, 960]
+    layer = build_norm_spec({"name": "batch"}, images_per_device=r.images).layer(8, 2)
+    assert isinstance(layer, GhostBatchNorm) and layer.group_size == 2
 
 
 def test_batch_norm_per_device_is_ghost_batch_and_group_norm_is_unchanged():
@@ -90,6 +104,7 @@ def test_train_with_images_per_device_records_it(run_cli, tmp_path):
         "images": 4,
         "mode": "real",
         "batch_size": 4,
+        "devices": 1,
         "lr": pytest.approx(0.5 * 4 / 16),
         "steps": 160,
     }

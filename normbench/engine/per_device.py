@@ -6,10 +6,13 @@ per GPU. ``per_device.images=N`` reproduces that on one device in one of two way
 - ``per_device.mode=ghost`` (default): the optimizer batch stays ``dataset.batch_size``; every
   variant that normalizes with batch statistics computes them over consecutive groups of N
   samples (ghost batches), exactly as N images on each of ``batch_size / N`` devices would.
-- ``per_device.mode=real``: the batch itself becomes N, with the linear learning-rate scaling
-  rule ``lr = optim.lr · N / dataset.batch_size`` and every step count — ``trainer.steps``,
-  ``optim.milestones`` and the norm's ``*_steps`` knobs (Batch Renorm's r/d schedule) — scaled
-  by ``dataset.batch_size / N``, so that every setting sees the same number of epochs.
+- ``per_device.mode=real``: the batch itself becomes D·N for ``per_device.devices=D`` (default
+  1: one device holding N images), statistics over groups of N, with the linear learning-rate
+  scaling rule ``lr = optim.lr · D·N / dataset.batch_size`` and every step count —
+  ``trainer.steps``, ``optim.milestones`` and the norm's ``*_steps`` knobs (Batch Renorm's r/d
+  schedule) — scaled by ``dataset.batch_size / (D·N)``, so that every setting sees the same
+  number of epochs. ``devices=8`` with ``dataset.batch_size=256`` is the GN paper's own setting:
+  8 GPUs × N images, lr 0.1·N/32.
 
 Variants whose statistics do not involve other samples (GN, LN, IN, …) are unaffected by the
 ghost mode: their result is independent of N by construction. ``sync_batch`` is unchanged too:
@@ -38,6 +41,7 @@ class PerDevice:
     images: int | None  # samples per normalization group (None: the whole batch)
     mode: str
     batch_size: int  # samples per optimizer step
+    devices: int  # simulated devices (real mode; ghost mode: batch_size / images)
     lr: float
     steps: int
 
@@ -52,12 +56,14 @@ def resolve_per_device(cfg: DictConfig) -> PerDevice:
         ConfigError: an unknown mode, or N that is not a positive divisor of the batch.
     """
     node = cfg.get("per_device") or {}
-    images, mode = node.get("images"), node.get("mode", "ghost")
+    images, mode, devices = node.get("images"), node.get("mode", "ghost"), node.get("devices", 1)
     batch, lr, steps = int(cfg.dataset.batch_size), float(cfg.optim.lr), int(cfg.trainer.steps)
     if mode not in MODES:
         raise ConfigError(f"per_device.mode={mode!r} is not one of {', '.join(MODES)}.")
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ConfigError(f"per_device.devices must be a positive integer, got {devices!r}.")
     if images is None:
-        return PerDevice(None, mode, batch, lr, steps)
+        return PerDevice(None, mode, batch, 1, lr, steps)
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ConfigError(f"per_device.images must be a positive integer or null, got {images!r}.")
     if batch % images:
@@ -66,8 +72,22 @@ def resolve_per_device(cfg: DictConfig) -> PerDevice:
             "simulated device needs the same number of images. Pick a divisor of the batch."
         )
     if mode == "ghost":
-        return PerDevice(images, mode, batch, lr, steps)
-    return PerDevice(images, mode, images, lr * images / batch, steps * (batch // images))
+        if devices not in (1, batch // images):
+            raise ConfigError(
+                f"per_device.devices={devices} applies to per_device.mode=real; in ghost mode the "
+                f"batch sets it (dataset.batch_size / per_device.images = {batch // images})."
+            )
+        return PerDevice(images, mode, batch, batch // images, lr, steps)
+    real_batch = devices * images
+    if batch % real_batch:
+        raise ConfigError(
+            f"per_device.devices={devices} x per_device.images={images} = {real_batch} does not "
+            f"divide dataset.batch_size={batch}, so the epochs cannot be kept equal. Pick devices "
+            "and images whose product divides the batch."
+        )
+    return PerDevice(
+        images, mode, real_batch, devices, lr * real_batch / batch, steps * (batch // real_batch)
+    )
 
 
 def apply_per_device(cfg: DictConfig) -> PerDevice:
@@ -85,7 +105,10 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
                 if isinstance(cfg.norm[key], int) and not isinstance(cfg.norm[key], bool):
                     cfg.norm[key] = cfg.norm[key] * factor
         log.info(
-            "per_device.mode=real: batch %d, lr %.4g, %d steps (linear scaling rule)",
+            "per_device.mode=real: %d device(s) x %d images = batch %d, lr %.4g, %d steps "
+            "(linear scaling rule, same epochs)",
+            resolved.devices,
+            resolved.images,
             resolved.batch_size,
             resolved.lr,
             resolved.steps,
