@@ -22,7 +22,7 @@ def _cfg(images, mode="ghost", batch=32, lr=0.1, steps=100, devices=1):
             "dataset": {"batch_size": batch},
             "optim": {"lr": lr, "milestones": [30, 60]},
             "norm": {"name": "batch_renorm", "warmup_steps": 5, "r_max": 3.0},
-            "trainer": {"steps": steps},
+            "trainer": {"steps": steps, "eval_every": 10},
         }
     )
 
@@ -40,6 +40,7 @@ def test_true_mode_scales_lr_linearly_and_keeps_epochs():
     assert (cfg.dataset.batch_size, cfg.trainer.steps) == (4, 800)
     assert cfg.optim.lr == pytest.approx(0.0125)
     assert list(cfg.optim.milestones) == [240, 480]  # step counts scale with the steps
+    assert cfg.trainer.eval_every == 80  # same number of evaluations
     assert (cfg.norm.warmup_steps, cfg.norm.r_max) == (40, 3.0)
 
 

@@ -9,7 +9,7 @@ per GPU. ``per_device.images=N`` reproduces that on one device in one of two way
 - ``per_device.mode=real``: the batch itself becomes D·N for ``per_device.devices=D`` (default
   1: one device holding N images), statistics over groups of N, with the linear learning-rate
   scaling rule ``lr = optim.lr · D·N / dataset.batch_size`` and every step count —
-  ``trainer.steps``, ``optim.milestones`` and the norm's ``*_steps`` knobs (Batch Renorm's r/d
+  ``trainer.steps``, ``trainer.eval_every``, ``optim.milestones`` and the norm's ``*_steps`` knobs (Batch Renorm's r/d
   schedule) — scaled by ``dataset.batch_size / (D·N)``, so that every setting sees the same
   number of epochs. ``devices=8`` with ``dataset.batch_size=256`` is the GN paper's own setting:
   8 GPUs × N images, lr 0.1·N/32.
@@ -99,6 +99,7 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
             cfg.dataset.batch_size = resolved.batch_size
             cfg.optim.lr = resolved.lr
             cfg.trainer.steps = resolved.steps
+            cfg.trainer.eval_every = int(cfg.trainer.eval_every) * factor
             if cfg.optim.get("milestones"):
                 cfg.optim.milestones = [int(m) * factor for m in cfg.optim.milestones]
             for key in [k for k in cfg.norm if str(k).endswith("_steps")]:

@@ -35,6 +35,22 @@ from normbench.report.small_batch import (  # noqa: E402
 )
 
 
+def _devices_text(modes: list[str], runs: list, batch: int) -> str:
+    """How images per device were simulated, per ``per_device.mode`` (ghost or real)."""
+    if modes != ["real"]:
+        return (
+            f"per_device.mode={'/'.join(modes)}: global batch {batch}, statistics over groups of "
+            "N images (ghost batches), i.e. batch/N simulated devices"
+        )
+    devices = sorted({(r.config.get("per_device") or {}).get("devices", 1) for r in runs})
+    d = "/".join(map(str, devices))
+    return (
+        f"per_device.mode=real with {d} simulated device(s) of N images: batch {d}·N, statistics "
+        f"over groups of N, lr scaled by {d}·N/{batch} and steps and evaluation interval by "
+        f"{batch}/({d}·N) from the reference batch {batch} (same epochs at every N)"
+    )
+
+
 def figure(cur: pd.DataFrame, out_png: Path) -> None:
     """Left: ours (mean line, min–max band over seeds); right: the paper's numbers."""
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -135,8 +151,7 @@ def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
             "devices",
             setup["devices"],
             f"one {runs[0].summary.get('environment', {}).get('device', '?')}; "
-            f"per_device.mode={'/'.join(modes)}: global batch {d['batch_size']}, statistics over groups of "
-            "N images (ghost batches), i.e. batch/N simulated devices",
+            + _devices_text(modes, runs, d["batch_size"]),
         ),
         (
             "optimizer",
