@@ -14,6 +14,16 @@ import torch
 from normbench import cli
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (small tensors; no thread-pool stalls on a shared CPU).
+    Numerical test modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

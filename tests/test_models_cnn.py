@@ -18,13 +18,7 @@ from normbench.probes.activations import ActivationProbe
 TORCHVISION_RESNET50_PARAMS = 25_557_032
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: one intra-op thread keeps timings and load predictable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @torch.no_grad()

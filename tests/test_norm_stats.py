@@ -11,14 +11,7 @@ from normbench.errors import ConfigError
 from normbench.norms import build_norm_spec
 from normbench.norms.stats import bn_layers, recompute_bn_stats, use_batch_stats_at_eval
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool stalls on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 D = torch.float64

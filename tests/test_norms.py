@@ -17,14 +17,7 @@ from normbench.errors import ConfigError
 from normbench.norms import VARIANTS, build_norm_spec, known_norms
 from normbench.norms.spec import NormSpec
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool stalls on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "norm"

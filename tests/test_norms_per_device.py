@@ -51,12 +51,7 @@ IDS = [
 SYNCHRONIZED = {"sync_batch"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def block(spec: NormSpec, dims: int) -> nn.Module:
