@@ -11,3 +11,7 @@ class ConfigError(NormbenchError):
 
 class DataError(NormbenchError):
     """A dataset is missing or malformed."""
+
+
+class DivergedError(NormbenchError):
+    """The training loss became NaN or infinite: the run diverged."""

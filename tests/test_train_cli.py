@@ -161,3 +161,15 @@ def test_trains_on_generated_idx_files(run_cli, data_root):
         "hydra.run.dir=idx",
     )
     assert code == 0 and str(data_root / "fashion_mnist") in out + err
+
+
+def test_a_diverging_run_stops_with_a_clear_message(run_cli, tmp_path):
+    code, out, err = run_cli(
+        "train", "experiment=bn_fig1", "norm=none", *FAST, "optim.lr=1e30", "model.init_std=10"
+    )
+    assert code == 2
+    assert "the run diverged" in out + err and "Lower optim.lr" in out + err
+    assert "Traceback" not in out + err
+    (run,) = (tmp_path / "runs" / "bn_fig1").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "DivergedError" in summary["error"]

@@ -8,6 +8,7 @@ continues from the checkpoint, so an interrupted run (Ctrl-C, a killed job) lose
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import FastPath, train_step
 from normbench.engine.optim import build_optimizer, build_scheduler
 from normbench.engine.per_device import apply_per_device
-from normbench.errors import ConfigError, NormbenchError
+from normbench.errors import ConfigError, DivergedError, NormbenchError
 from normbench.logging import Recorder
 from normbench.models import build_model
 from normbench.norms import build_norm_spec
@@ -302,6 +303,12 @@ class Trainer:
         with self.timer.phase("logging"):
             window = self.timer.window()
             loss = window_loss.item() / window_n
+            if not math.isfinite(loss):
+                raise DivergedError(
+                    f"the training loss became {loss} between steps {step - window_n} and {step}: "
+                    f"the run diverged (norm={self.cfg.norm.name}, optim.lr={self.cfg.optim.lr}). "
+                    "Lower optim.lr, or choose another norm; the run is marked failed."
+                )
             step_ms = 1000 * (window.get("train_step", 0) + window.get("data", 0)) / window_n
             data_ms = 1000 * window.get("data", 0) / window_n
             ips = images_per_s(window, window_n * self.cfg.dataset.batch_size)
