@@ -145,9 +145,8 @@ class Trainer:
         self.model = build_model(
             cfg.model, self.spec, self.data.num_classes, self.data.in_shape
         ).to(self.device)
-        self.train_model = self.fast.prepare_model(
-            self.model
-        )  # compiled or self.model; shares parameters
+        # The compiled module (trainer.compile) or the model itself; they share parameters.
+        self.train_model = self.fast.prepare_model(self.model)
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.tcfg.steps)
         self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
