@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +42,31 @@ def run_id(override_dirname: str) -> str:
     return name or "default"
 
 
+def step_at(steps: Any, fraction: Any) -> int:
+    """``${nb_step_at:${trainer.steps},0.5}``: the step at a fraction of training, rounded up.
+
+    Lets a config place lr drops or a warm-up relative to the run length, so that changing
+    ``trainer.steps`` moves them with it.
+    """
+    try:
+        steps, fraction = int(steps), float(fraction)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"nb_step_at needs a step count and a fraction, got {steps!r} and {fraction!r}."
+        ) from None
+    if steps < 0 or not 0.0 <= fraction <= 1.0:
+        raise ConfigError(
+            f"nb_step_at: steps must be >= 0 and the fraction in [0, 1], got {steps} and {fraction}."
+        )
+    return math.ceil(round(steps * fraction, 9))
+
+
 def register_resolvers() -> None:
     """Register normbench's OmegaConf resolvers (idempotent)."""
     if not OmegaConf.has_resolver("nb_run_id"):
         OmegaConf.register_new_resolver("nb_run_id", run_id)
+    if not OmegaConf.has_resolver("nb_step_at"):
+        OmegaConf.register_new_resolver("nb_step_at", step_at)
 
 
 @dataclass

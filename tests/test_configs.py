@@ -87,6 +87,43 @@ def test_run_id():
     assert run_id(long_a) == run_id(long_a)
 
 
+@pytest.mark.parametrize(
+    ("steps", "fraction", "expected"),
+    [
+        (250, 0.5, 125),
+        (250, 0.75, 188),
+        (250, 0.25, 63),
+        (2000, 0.16, 320),
+        (10, 0.3, 3),
+        (7, 0, 0),
+    ],
+)
+def test_step_at_rounds_a_fraction_of_training_up(steps, fraction, expected):
+    cfg = OmegaConf.create({"steps": steps, "at": f"${{nb_step_at:${{steps}},{fraction}}}"})
+    register_resolvers()
+    assert cfg.at == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["${nb_step_at:100,1.5}", "${nb_step_at:100,x}", "${nb_step_at:-1,0.5}"]
+)
+def test_step_at_rejects_bad_arguments(bad):
+    register_resolvers()
+    with pytest.raises(Exception, match="nb_step_at"):
+        OmegaConf.to_container(OmegaConf.create({"at": bad}), resolve=True)
+
+
+def test_small_batch_schedule_follows_the_run_length():
+    short = _compose(["experiment=small_batch", "sweep/small_batch_norm=batch_renorm"])
+    long = _compose(
+        ["experiment=small_batch", "sweep/small_batch_norm=batch_renorm", "trainer.steps=2000"]
+    )
+    assert list(short.optim.milestones) == [125, 188, 225]
+    assert (short.norm.warmup_steps, short.norm.d_max_steps, short.norm.r_max_steps) == (25, 40, 63)
+    assert list(long.optim.milestones) == [1000, 1500, 1800]
+    assert (long.norm.warmup_steps, long.norm.d_max_steps, long.norm.r_max_steps) == (200, 320, 500)
+
+
 SB_NORMS = ("batch", "group", "layer", "instance", "batch_renorm")
 
 

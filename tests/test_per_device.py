@@ -44,6 +44,18 @@ def test_true_mode_scales_lr_linearly_and_keeps_epochs():
     assert (cfg.norm.warmup_steps, cfg.norm.r_max) == (40, 3.0)
 
 
+def test_real_mode_scales_step_counts_given_relative_to_the_run_length_once():
+    from normbench.config import register_resolvers
+
+    register_resolvers()
+    cfg = _cfg(4, "real", batch=32, steps=100)
+    cfg.optim.milestones = ["${nb_step_at:${trainer.steps},0.5}"]
+    cfg.norm.warmup_steps = "${nb_step_at:${trainer.steps},0.1}"
+    apply_per_device(cfg)
+    assert cfg.trainer.steps == 800
+    assert list(cfg.optim.milestones) == [400] and cfg.norm.warmup_steps == 80  # not 3200 / 640
+
+
 def test_ghost_mode_leaves_step_counts_alone():
     cfg = _cfg(4)
     apply_per_device(cfg)

@@ -95,16 +95,26 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
     resolved = resolve_per_device(cfg)
     if resolved.mode == "real" and resolved.images is not None:
         factor = resolved.steps // int(cfg.trainer.steps)
+        # Read every step count before writing any: a count given relative to the run length
+        # (${nb_step_at:${trainer.steps},0.5}) must resolve against the old length, once.
+        eval_every = int(cfg.trainer.eval_every) * factor
+        milestones = [int(m) * factor for m in cfg.optim.get("milestones") or []]
+        norm_steps = {
+            key: cfg.norm[key] * factor
+            for key in cfg.norm
+            if str(key).endswith("_steps")
+            and isinstance(cfg.norm[key], int)
+            and not isinstance(cfg.norm[key], bool)
+        }
         with open_dict(cfg):
             cfg.dataset.batch_size = resolved.batch_size
             cfg.optim.lr = resolved.lr
             cfg.trainer.steps = resolved.steps
-            cfg.trainer.eval_every = int(cfg.trainer.eval_every) * factor
-            if cfg.optim.get("milestones"):
-                cfg.optim.milestones = [int(m) * factor for m in cfg.optim.milestones]
-            for key in [k for k in cfg.norm if str(k).endswith("_steps")]:
-                if isinstance(cfg.norm[key], int) and not isinstance(cfg.norm[key], bool):
-                    cfg.norm[key] = cfg.norm[key] * factor
+            cfg.trainer.eval_every = eval_every
+            if milestones:
+                cfg.optim.milestones = milestones
+            for key, value in norm_steps.items():
+                cfg.norm[key] = value
         log.info(
             "per_device.mode=real: %d device(s) x %d images = batch %d, lr %.4g, %d steps "
             "(linear scaling rule, same epochs)",
