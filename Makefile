@@ -15,7 +15,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 	@echo "  variables: EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) JOBS=$(JOBS) ARGS='extra Hydra overrides'"
 	@echo "  make sweep: SWEEP=small_batch (GN paper small-batch study -> results/small_batch, JOBS parallel"
-	@echo "  processes); SWEEP=batch_size or lr (configs/sweep/<name>.yaml): that ablation of EXPERIMENT"
+	@echo "  processes; SWEEP=small_batch_long: the same 8x longer); SWEEP=batch_size or lr"
+	@echo "  (configs/sweep/<name>.yaml): that ablation of EXPERIMENT"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "normbench needs Python >= 3.10"'
@@ -39,8 +40,8 @@ test-all: install  ## run every test, slow ones included
 	$(BIN)/pytest -q
 
 sweep: install data  ## small-batch study (GN paper Fig. 1) -> results/small_batch; SWEEP=batch_size: ablation
-ifeq ($(SWEEP),small_batch)
-	NORMBENCH=$(BIN)/normbench JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
+ifneq ($(filter small_batch small_batch_long,$(SWEEP)),)
+	NORMBENCH=$(BIN)/normbench EXPERIMENT=$(SWEEP) JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
 else
 	$(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS)
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP)
