@@ -168,6 +168,41 @@ def test_zero_init_is_optional_and_a_no_op_without_a_scale():
         assert all(isinstance(b.bn3, nn.Identity) for b in model.blocks())
 
 
+@torch.no_grad()
+def test_zero_init_with_weight_norm_zeroes_each_blocks_last_gain_at_the_data_init():
+    model = cnn("resnet50", "weight", 10, (1, 28, 28), width=1 / 16, stem="cifar").train()
+    logits = model(torch.randn(8, 1, 28, 28))  # the data-dependent init runs on this batch
+    for block in model.blocks():
+        assert torch.count_nonzero(block.conv3.parametrizations.weight.original0) == 0
+        assert torch.count_nonzero(block.conv3.bias) == 0
+    h = torch.randn(4, 16, 7, 7)  # layer1's output channels at width 1/16
+    torch.testing.assert_close(model.layer1[1](h), F.relu(h))
+    # the zero came first: the classifier was initialized on the zeroed branches' features,
+    # so its data-dependent init holds (unit std per class over the init batch)
+    torch.testing.assert_close(logits.std(0, correction=0), torch.ones(10), atol=1e-4, rtol=0)
+    plain = cnn(
+        "resnet50", "weight", 10, (1, 28, 28), width=1 / 16, stem="cifar", zero_init_last_norm=False
+    ).train()
+    plain(torch.randn(8, 1, 28, 28))
+    assert all(torch.all(b.conv3.parametrizations.weight.original0 > 0) for b in plain.blocks())
+
+
+def test_weight_norm_resnet_does_not_blow_up_under_momentum_sgd():
+    torch.manual_seed(0)
+    model = cnn("resnet50", "weight", 10, (1, 28, 28), width=1 / 16, stem="cifar").train()
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    # without the zero g (model.zero_init_last_norm=false) the second loss is about 3e5, then nan
+    assert all(torch.isfinite(torch.tensor(losses))) and max(losses) < 100, losses
+
+
 def test_resnet_width_stem_and_input_channels_set_the_shapes():
     model = cnn("resnet50", "batch", 7, (1, 28, 28), width=0.5, stem="imagenet")
     assert (model.conv1.in_channels, model.conv1.out_channels, model.conv1.kernel_size) == (

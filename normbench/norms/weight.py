@@ -45,6 +45,20 @@ class DataDependentInit(nn.Module):
         weight_norm(self, "weight", dim=0)
         self.register_buffer("wn_initialized", torch.tensor(not data_init))
         self._wn_ready = not data_init  # host-side mirror: no device sync per forward
+        self._wn_zero_scale = False
+
+    @torch.no_grad()
+    def zero_init_scale(self) -> None:
+        """Start with g = 0 (and b = 0): the layer outputs zeros, as γ = 0 does in a BN slot.
+
+        For the last layer of a residual branch (``model.zero_init_last_norm``): the block starts
+        as its shortcut. With data-dependent init the zero replaces that init, on the same first
+        batch, so the layers after this one initialize on what it really outputs.
+        """
+        self._wn_zero_scale = True
+        self.parametrizations.weight.original0.zero_()
+        if self.bias is not None:
+            self.bias.zero_()
 
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -57,6 +71,11 @@ class DataDependentInit(nn.Module):
     def initialize_from(self, x: torch.Tensor) -> None:
         """Set g = 1/σ[t] and b = −μ[t]/σ[t] from the batch ``x`` (t the unit-norm response)."""
         params = self.parametrizations.weight
+        if self._wn_zero_scale:
+            self.zero_init_scale()
+            self.wn_initialized.fill_(True)
+            self._wn_ready = True
+            return
         v = params.original1
         norms = v.reshape(v.shape[0], -1).norm(dim=1)
         t = self._direction_response(x, v / norms.view(-1, *([1] * (v.dim() - 1))))
