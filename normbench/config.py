@@ -112,8 +112,10 @@ class OptimConfig:
 
     name: str = "sgd"
     lr: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
+    momentum: float = 0.0  # sgd
+    nesterov: bool = False  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
+    eps: float = 1e-8  # adam
     weight_decay: float = 0.0
     schedule: str = "constant"
     milestones: list[int] = field(default_factory=list)
@@ -132,7 +134,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "trainer.amp": (False, "bf16"),
     "trainer.resume": ("auto", "never"),
     "probes.mode": ("batch_stats", "eval"),
-    "optim.name": ("sgd",),
+    "optim.name": ("sgd", "adam"),
     "optim.schedule": ("constant", "cosine", "step"),
     "dataset.val_split": ("test", "holdout"),
 }

@@ -8,9 +8,22 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from normbench.errors import ConfigError
+
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (optionally with momentum / Nesterov / weight decay)."""
+    """SGD (optionally with momentum / Nesterov / weight decay) or Adam (``optim=adam``)."""
+    if cfg.name == "adam":
+        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(betas)}.")
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=cfg.lr,
+            betas=betas,
+            eps=float(cfg.get("eps", 1e-8)),
+            weight_decay=cfg.weight_decay,
+        )
     return torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
