@@ -48,6 +48,8 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
         assert (run / name).is_file(), name
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].tolist() == [0, 20, 40]
+    last_line = next(line for line in (out + err).splitlines() if "step 40/40" in line)
+    assert f"val_err {100 * metrics['val_error'].iloc[-1]:.2f}%" in last_line  # the step-40 eval
     assert {"epoch", "train_loss", "val_error", "val_loss", "lr", "time"} <= set(metrics.columns)
     acts = pd.read_csv(run / "activations.csv")
     assert sorted(acts["step"].unique()) == [0, 10, 20, 30, 40]

@@ -287,14 +287,14 @@ class Trainer:
             self.loss_sum += detached
             window_n += 1
             self.loss_count += 1
-            if step % self.tcfg.log_every == 0 or step == last:
-                self._log_progress(step, window_loss, window_n)
-                window_loss = torch.zeros((), device=self.device)
-                window_n = 0
             if cfg.probes.every and (step % cfg.probes.every == 0 or step == self.tcfg.steps):
                 self._probe()
             if step % self.tcfg.eval_every == 0 or step == self.tcfg.steps:
                 self._evaluate()
+            if step % self.tcfg.log_every == 0 or step == last:  # after eval: its val_err is current
+                self._log_progress(step, window_loss, window_n)
+                window_loss = torch.zeros((), device=self.device)
+                window_n = 0
             if step % self.tcfg.ckpt_every == 0 and step < last:
                 self.save()
 
