@@ -291,7 +291,8 @@ class Trainer:
                 self._probe()
             if step % self.tcfg.eval_every == 0 or step == self.tcfg.steps:
                 self._evaluate()
-            if step % self.tcfg.log_every == 0 or step == last:  # after eval: its val_err is current
+            # the progress line comes after the evaluation, so its val_err is this step's
+            if step % self.tcfg.log_every == 0 or step == last:
                 self._log_progress(step, window_loss, window_n)
                 window_loss = torch.zeros((), device=self.device)
                 window_n = 0
