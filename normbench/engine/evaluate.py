@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normbench.norms.stats import use_batch_stats_at_eval
+
 if TYPE_CHECKING:
     from normbench.engine.fastpath import FastPath
 
@@ -18,12 +20,29 @@ def evaluate(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     fast: FastPath | None = None,
+    batch_stats: bool = False,
 ) -> dict[str, float]:
     """Top-1 error and mean cross-entropy of ``model`` in eval mode over ``(x, y)`` batches
     (sums stay on the device: one host sync at the end). With ``fast``, inputs take the
-    model's memory format and the forward runs under the training autocast."""
+    model's memory format and the forward runs under the training autocast. With
+    ``batch_stats``, BN layers normalize each batch by its own statistics (prediction-time BN,
+    :func:`~normbench.norms.stats.use_batch_stats_at_eval`) instead of their running ones."""
     was_training = model.training
     model.eval()
+    try:
+        if not batch_stats:
+            return _evaluate(model, batches, fast)
+        with use_batch_stats_at_eval(model):
+            return _evaluate(model, batches, fast)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    fast: FastPath | None,
+) -> dict[str, float]:
     device = next(model.parameters()).device
     totals = torch.zeros(3, device=device)  # wrong, loss sum, count
     for xb, yb in batches:
@@ -37,6 +56,5 @@ def evaluate(
         totals[0] += (logits.argmax(1) != yb).sum()
         totals[1] += F.cross_entropy(logits.float(), yb, reduction="sum")
         totals[2] += len(yb)
-    model.train(was_training)
     wrong, loss_sum, count = totals.tolist()
     return {"val_error": wrong / count, "val_loss": loss_sum / count}
