@@ -186,3 +186,23 @@ def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
         assert text in readme, text
     stopped = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "sb").rglob("summary.json")]
     assert sum(s["status"] == "stopped" for s in stopped) == 1
+    assert "Where BN's penalty comes from" not in readme  # no bn_stats.csv yet
+
+    # scripts/bn_stats_check.py's table, when present, gets its section: means over seeds, in %
+    pd.DataFrame(
+        {
+            "norm": ["batch"] * 4,
+            "images_per_device": [8, 8, 4, 4],
+            "seed": [0, 1, 0, 1],
+            "running": [0.10, 0.12, 0.20, 0.30],
+            "precise": [0.11, 0.13, 0.21, 0.24],
+            "batch": [0.15, 0.17, 0.40, 0.50],
+            "precise_images": [64] * 4,
+        }
+    ).to_csv(rep / "bn_stats.csv", index=False)
+    code, out, err = run_cli("report", "runs/sb", "--out", "rep")
+    assert code == 0, out + err
+    readme = (rep / "README.md").read_text()
+    assert "| BN | 8 | 2 | 11.0 | 12.0 | 16.0 |" in readme
+    assert "| BN | 4 | 2 | 25.0 | 22.5 | 45.0 |" in readme
+    assert readme.index("| BN | 8 | 2 |") < readme.index("| BN | 4 | 2 |")  # N descending

@@ -342,6 +342,55 @@ def _in_short(cur: pd.DataFrame) -> list[str]:
     return [f"**In short** (mean val error %, N = {hi_n} → {lo_n}): " + "; ".join(parts) + ".\n"]
 
 
+BN_STATS = "bn_stats.csv"
+
+
+def _bn_stats(out_dir: Path) -> list[str]:
+    """The section on ``scripts/bn_stats_check.py``'s table, when ``bn_stats.csv`` is in ``out_dir``."""
+    path = out_dir / BN_STATS
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    groups = table.groupby(["norm", "images_per_device"])
+    means = groups[["running", "precise", "batch"]].mean().map(lambda v: f"{100 * v:.1f}")
+    means.insert(0, "seeds", groups.size())
+    means = means.reset_index().sort_values(["norm", "images_per_device"], ascending=[True, False])
+    means["norm"] = means["norm"].map(lambda n: NORM_LABEL.get(n, n))
+    means.columns = [
+        "norm",
+        "N",
+        "seeds",
+        "running stats",
+        "precise stats",
+        "batch stats (groups of N)",
+    ]
+    images = int(table["precise_images"].max())
+    return [
+        "## Where BN's penalty comes from: test-time statistics or learned weights\n",
+        "The final weights of each run re-evaluated with its BN layers normalizing by (a) the running "
+        "averages made in training (what the run reported; last evaluation, not the median of 5), "
+        f"(b) population statistics recomputed over {images:,} training images with the weights frozen "
+        "(Precise BN), (c) each validation batch's own statistics in groups of N (test = training "
+        "conditions). When (b) ≈ (a), the running estimates are not the problem and the error at small "
+        "N is in the weights learned under noisy statistics. Val error %, mean over seeds; per run: "
+        f"[{BN_STATS}]({BN_STATS}); made by `scripts/bn_stats_check.py RUN_DIR... --images {images} "
+        f"--out {out_dir}/{BN_STATS}`.\n",
+        _md(
+            means[
+                [
+                    "norm",
+                    "N",
+                    "seeds",
+                    "running stats",
+                    "precise stats",
+                    "batch stats (groups of N)",
+                ]
+            ]
+        ),
+        "",
+    ]
+
+
 def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
     """Figure, CSVs and README text of a small-batch study (unfinished runs are listed, not used)."""
     done = [r for r in runs if r.status == "complete"]
@@ -381,6 +430,7 @@ def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) ->
         "|---|---|---|",
         *[f"| {v.claim} | {v.ours} | {v.verdict} |" for v in vs],
         "",
+        *_bn_stats(out_dir),
         *_scale(done or runs, pts),
         *_runs_section(runs, pts, dirs, out_dir),
     ]
