@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +31,7 @@ from omegaconf import OmegaConf, open_dict
 
 from normbench.config import register_resolvers
 from normbench.engine.checkpoint import load_checkpoint
+from normbench.engine.environment import cpu_name, git_revision
 from normbench.engine.evaluate import evaluate
 from normbench.engine.train import Trainer
 from normbench.norms.stats import bn_layers, recompute_bn_stats
@@ -63,6 +65,9 @@ def check_run(run_dir: Path, images: int) -> dict[str, object]:
     )
     row["precise"] = evaluate(model, data.val_batches(eval_batch))["val_error"]
     row["precise_images"] = used * batch
+    row["evaluated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["hardware"] = f"{cpu_name()} (cpu, 1 thread, torch {torch.__version__})"
+    row["git"] = git_revision()
     return row
 
 
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(args.runs)}] {run}", file=sys.stderr, flush=True)
         rows.append(check_run(run, args.images))
     table = pd.DataFrame(rows)
-    print(table.drop(columns="run").to_string(index=False))
+    print(table.drop(columns=["run", "evaluated", "hardware", "git"]).to_string(index=False))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

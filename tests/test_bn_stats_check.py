@@ -31,6 +31,7 @@ def test_bn_stats_check_reevaluates_a_finished_run(run_cli, tmp_path):
     assert row["running"] == pytest.approx(reported)  # the final weights and statistics, reloaded
     assert row["bn_layers"] == 3 and row["precise_images"] == 64 and row["step"] == 40
     assert 0.0 <= row["batch"] <= 1.0 and 0.0 <= row["precise"] <= 1.0
+    assert row["evaluated"].startswith("20") and "torch" in row["hardware"]
 
 
 def test_bn_stats_check_names_a_missing_checkpoint(run_cli, tmp_path):

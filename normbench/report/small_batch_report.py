@@ -365,6 +365,10 @@ def _bn_stats(out_dir: Path) -> list[str]:
         "batch stats (groups of N)",
     ]
     images = int(table["precise_images"].max())
+    when = ""
+    if {"evaluated", "hardware"} <= set(table.columns):
+        days = sorted({str(d)[:10] for d in table["evaluated"]})
+        when = f" Evaluated {', '.join(days)} on {'; '.join(sorted(set(table['hardware'])))}."
     return [
         "## Where BN's penalty comes from: test-time statistics or learned weights\n",
         "The final weights of each run re-evaluated with its BN layers normalizing by (a) the running "
@@ -374,7 +378,7 @@ def _bn_stats(out_dir: Path) -> list[str]:
         "conditions). When (b) ≈ (a), the running estimates are not the problem and the error at small "
         "N is in the weights learned under noisy statistics. Val error %, mean over seeds; per run: "
         f"[{BN_STATS}]({BN_STATS}); made by `scripts/bn_stats_check.py RUN_DIR... --images {images} "
-        f"--out {out_dir}/{BN_STATS}`.\n",
+        f"--out {out_dir}/{BN_STATS}`.{when}\n",
         _md(
             means[
                 [
