@@ -27,7 +27,6 @@ import csv
 import datetime as dt
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from normbench.bench.readme_sections import update_section
+from normbench.engine.environment import cpu_name
 from normbench.errors import ConfigError
 from normbench.norms import build_norm_spec
 
@@ -264,17 +264,7 @@ def time_shape(
 
 def environment(device: torch.device) -> dict:
     """Device name, torch version, threads and date recorded beside every row."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "device": device.type,
         "device_name": name,
