@@ -42,26 +42,21 @@ def seed_everything(seed: int, deterministic: bool, threads: int | None) -> None
 
 def git_revision() -> str:
     """The checkout's commit (with ``-dirty`` if modified), or ``unknown`` outside git."""
-    here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        sha = _git("rev-parse", "--short=12", "HEAD", check=True)
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _git(*args: str, check: bool = False) -> str:
+    """Output of ``git ARGS`` run in normbench's own directory."""
+    here = Path(__file__).resolve().parent
+    done = subprocess.run(
+        ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=check
+    )
+    return done.stdout.strip()
 
 
 def cpu_name() -> str:
