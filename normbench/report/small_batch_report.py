@@ -379,18 +379,7 @@ def _bn_stats(out_dir: Path) -> list[str]:
         "N is in the weights learned under noisy statistics. Val error %, mean over seeds; per run: "
         f"[{BN_STATS}]({BN_STATS}); made by `scripts/bn_stats_check.py RUN_DIR... --images {images} "
         f"--out {out_dir}/{BN_STATS}`.{when}\n",
-        _md(
-            means[
-                [
-                    "norm",
-                    "N",
-                    "seeds",
-                    "running stats",
-                    "precise stats",
-                    "batch stats (groups of N)",
-                ]
-            ]
-        ),
+        _md(means),
         "",
     ]
 
