@@ -176,8 +176,7 @@ class ResNet50(nn.Module):
                 nn.init.zeros_(module.bias)
         if zero_init_last_norm:
             for block in self.blocks():
-                if not zero_scale(block.bn3) and hasattr(block.conv3, "zero_init_scale"):
-                    block.conv3.zero_init_scale()  # Weight Norm: its g is the branch's scale
+                zero_scale(block.bn3, block.conv3)
 
     def blocks(self) -> list[Bottleneck]:
         """Every bottleneck block, in forward order."""
@@ -195,13 +194,20 @@ class ResNet50(nn.Module):
 
 
 @torch.no_grad()
-def zero_scale(norm: nn.Module) -> bool:
-    """Set the slot's scale γ (its ``weight`` parameter) to 0; return whether it had one."""
+def zero_scale(norm: nn.Module, weight_layer: nn.Module) -> bool:
+    """Start a residual branch at 0 through its scale; return whether it had one.
+
+    The scale is the norm slot's γ (its ``weight`` parameter) or, for a slot without one, the
+    gain g of a reparametrized weight layer before it (Weight Norm's ``zero_init_scale``).
+    """
     weight = getattr(norm, "weight", None)
-    if not isinstance(weight, nn.Parameter):
-        return False
-    weight.zero_()
-    return True
+    if isinstance(weight, nn.Parameter):
+        weight.zero_()
+        return True
+    if hasattr(weight_layer, "zero_init_scale"):
+        weight_layer.zero_init_scale()
+        return True
+    return False
 
 
 def check_options(width: float, stem: str) -> None:
