@@ -80,6 +80,7 @@ class TrainerConfig:
     threads: int | None = None
     log_every: int = 100
     ckpt_every: int = 5000
+    ckpt_minutes: float = 5.0
     resume: str = "auto"
     eval_batch_size: int = 1000
     stop_after: int | None = None
@@ -144,6 +145,7 @@ POSITIVE = (
     "trainer.eval_every",
     "trainer.log_every",
     "trainer.ckpt_every",
+    "trainer.ckpt_minutes",
     "trainer.eval_batch_size",
     "trainer.threads",
     "trainer.stop_after",
