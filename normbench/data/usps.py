@@ -58,7 +58,7 @@ def read_libsvm_bz2(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 if index.min() < 1 or index.max() > SIDE * SIDE:
                     raise ValueError(f"index outside 1..{SIDE * SIDE}")
                 pixels[row, index - 1] = table[:, 1]
-        except ValueError as err:
+        except (ValueError, OverflowError) as err:
             raise DataError(
                 f"{path}, line {row + 1}: not 'label index:value ...' ({err})"
             ) from None
