@@ -1,17 +1,32 @@
 """``normbench <command> ...``: strips the sub-command and hands the rest to its handler.
 
-``train`` hands everything to Hydra, so ``-m``, ``--cfg job``, ``--info`` and ``--help``
-work behind it exactly as behind a plain Hydra app.
+``train`` is the Hydra application: its overrides are checked first (one line, exit 2, before
+any run directory exists), then everything goes to Hydra, so ``-m``, ``--cfg job``, ``--info``
+and ``--help`` work behind it exactly as behind a plain Hydra app. A multirun runs every job,
+prints a tally and exits 1 when any job failed; a signal stops the whole command after the
+running job has checkpointed (exit 128 + signal number).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import tempfile
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from normbench.errors import NormbenchError
+from normbench.errors import DivergedError, NormbenchError
+
+log = logging.getLogger("normbench")
+
+#: Environment variable naming the file where each job of a multirun appends its outcome
+#: (inherited by launcher worker processes).
+TALLY_ENV = "NORMBENCH_MULTIRUN_TALLY"
 
 USAGE = """usage: normbench <command> [args]
 
@@ -42,9 +57,104 @@ BENCHMARKS = {
 
 
 def _train(argv: list[str]) -> int:
-    from normbench.engine.train import hydra_main
+    import hydra
 
-    return hydra_main(argv)
+    from normbench.config import config_dir, register_resolvers
+    from normbench.precheck import precheck
+
+    precheck(argv)
+    register_resolvers()
+    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
+    fd, tally = tempfile.mkstemp(prefix="normbench-multirun-", suffix=".tsv")
+    os.close(fd)
+    os.environ[TALLY_ENV] = tally
+    sys.argv = ["normbench train", *argv]
+    main = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(
+        hydra_task
+    )
+    try:
+        main()
+    finally:
+        outcomes = Path(tally).read_text().splitlines()
+        Path(tally).unlink(missing_ok=True)
+        os.environ.pop(TALLY_ENV, None)
+    return _report_tally(outcomes) if multirun else 0
+
+
+def hydra_task(cfg: Any) -> dict[str, Any] | None:
+    """One Hydra job, holding its run directory's lock. A user error ends a single run with
+    its message alone (exit 2); in a multirun, a failed run is recorded as failed and the sweep
+    goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from normbench.engine.lock import RunLock, RunLockedError
+    from normbench.engine.train import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        with RunLock(run_dir):
+            try:
+                summary = train(cfg, run_dir)
+            except Exception as err:
+                _mark_failed(run_dir, err)
+                raise
+    except Exception as err:
+        status = "diverged" if isinstance(err, DivergedError) else "failed"
+        if isinstance(err, RunLockedError):
+            status = "locked"
+        _tally(status, run_dir)
+        if isinstance(err, NormbenchError):
+            log.error("error: %s", err)
+        elif multirun:
+            log.exception("run %s failed", run_dir)
+        else:
+            raise
+        if not multirun:
+            raise SystemExit(2) from None
+        log.error("run %s %s; the sweep goes on", run_dir, status)
+        return None
+    _tally("at chance level" if summary.get("at_chance") else summary["status"], run_dir)
+    return summary
+
+
+def _mark_failed(run_dir: Path, err: BaseException) -> None:
+    from normbench.logging import read_summary, write_json_atomic
+
+    summary = read_summary(run_dir / "summary.json")
+    summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+    try:
+        write_json_atomic(run_dir / "summary.json", summary)
+    except NormbenchError:
+        pass  # the directory is not writable: the error itself says so
+
+
+def _tally(status: str, run_dir: Path) -> None:
+    """Append a job's outcome to the multirun's tally file (one short line, one write)."""
+    path = os.environ.get(TALLY_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{status}\t{run_dir}\n")
+
+
+def _report_tally(lines: list[str]) -> int:
+    """Print the multirun's one-line tally and each job that failed or ended at chance level;
+    return 1 if any job failed."""
+    outcomes = [line.split("\t", 1) for line in lines if "\t" in line]
+    flagged = [(s, d) for s, d in outcomes if s == "at chance level"]
+    counts = Counter("complete" if s == "at chance level" else s for s, _ in outcomes)
+    bad = [(s, d) for s, d in outcomes if s not in ("complete", "stopped", "at chance level")]
+    parts = [
+        f"{n} {status}"
+        + (f" ({len(flagged)} at chance level)" if status == "complete" and flagged else "")
+        for status, n in sorted(counts.items())
+    ]
+    print(f"multirun: {len(outcomes)} jobs: {', '.join(parts)}", file=sys.stderr)
+    for status, run_dir in bad + flagged:
+        print(f"  {status}: {run_dir} (see its train.log and summary.json)", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def _report(argv: list[str]) -> int:
@@ -110,11 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"normbench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    from normbench.engine.signals import RunStopped
+
     try:
         return COMMANDS[command](rest) or 0
     except NormbenchError as err:
         print(f"normbench {command}: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as stop:
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(
+            f"normbench {command}: interrupted; a run resumes from its last checkpoint when "
+            "the same command is run again",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -3,10 +3,14 @@
 Hydra already rejects unknown keys and unknown group options (``norm=foo``) with a message
 that lists the choices; :func:`validate` adds type and range checks on the common knobs so
 that a bad value fails at once, naming the key and the fix, not deep inside torch.
+:func:`check_run_name` keeps ``name`` a plain directory under ``runs/``; Hydra calls it
+through the ``nb_run_name`` resolver of ``hydra.run.dir`` before it creates the directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import importlib.resources
 import math
@@ -61,8 +65,69 @@ def step_at(steps: Any, fraction: Any) -> int:
     return math.ceil(round(steps * fraction, 9))
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeding takes 0..2**32-1
+NAME_CHARS = "_-.+=,"  # besides letters and digits
+
+
+def shown(value: Any) -> str:
+    """``value`` as a user types it in an override: ``true``, ``null``, ``'text'``, ``1.5``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_run_name(name: object) -> str:
+    """``name`` as a directory name: one plain path component, so runs stay under ``runs/``.
+
+    Also the ``nb_run_name`` resolver of ``hydra.run.dir`` and ``hydra.sweep.dir``, so that a bad
+    name fails before Hydra creates any directory.
+
+    Raises:
+        ConfigError: empty, ``.``/``..`` or a leading dot, a path separator, or another
+            character than letters, digits and ``_ - . + = ,``.
+    """
+    text = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
+    if (
+        not isinstance(text, str)
+        or not text
+        or text.startswith(".")
+        or not all(ch.isalnum() or ch in NAME_CHARS for ch in text)
+    ):
+        raise ConfigError(
+            f"name={shown(name)} must be a plain directory name under runs/ (letters, digits, "
+            f"{' '.join(NAME_CHARS)}); choose e.g. name=my_study"
+        )
+    return text
+
+
+def unknown_key_message(section: str, key: str, known: list[str], owner: str | None = None) -> str:
+    """One line for an unknown ``section.key``: the close match, or else the section's options.
+
+    Args:
+        section: the dotted prefix as the user types it (``trainer``, ``norm``).
+        key: the unknown key under it.
+        known: the section's option names.
+        owner: how to name the section, when not ``section`` itself (``norm=group``).
+    """
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        hint = f"did you mean {section}.{close[0]}?"
+    elif known:
+        hint = f"its options are: {', '.join(known)}"
+    else:
+        hint = "it takes no options"
+    return (
+        f"{section}.{key} is not an option of {owner or section} ({hint}); "
+        "`normbench train --cfg job` lists every option."
+    )
+
+
 def register_resolvers() -> None:
     """Register normbench's OmegaConf resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("nb_run_name"):
+        OmegaConf.register_new_resolver("nb_run_name", check_run_name)
     if not OmegaConf.has_resolver("nb_run_id"):
         OmegaConf.register_new_resolver("nb_run_id", run_id)
     if not OmegaConf.has_resolver("nb_step_at"):
@@ -157,9 +222,27 @@ POSITIVE = (
 NON_NEGATIVE = ("probes.every", "probes.hist_every", "optim.momentum", "optim.weight_decay")
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` if it is an integer numpy can seed with (0..2**32-1).
+
+    Raises:
+        ConfigError: anything else (negative, too large, a float, a bool, a string).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in 0..{SEED_MAX}, got {shown(seed)}.")
+    return seed
+
+
 def validate(cfg: DictConfig) -> None:
     """Check types and ranges of the common knobs; raise :class:`ConfigError` naming the fix."""
+    check_run_name(cfg.get("name"))
+    check_seed(cfg.get("seed"))
     for section, schema in SCHEMAS.items():
+        known = [f.name for f in dataclasses.fields(schema)]
+        node = cfg.get(section)
+        unknown = [k for k in node if k not in known] if isinstance(node, DictConfig) else []
+        if unknown:
+            raise ConfigError(unknown_key_message(section, str(unknown[0]), known))
         try:
             OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
         except OmegaConfBaseException as err:

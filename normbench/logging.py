@@ -4,27 +4,38 @@
   rows are appended and flushed as they come, so an interrupted run loses nothing;
 - ``summary.json``: final numbers, status and environment, replaced atomically;
 - ``tb/``: TensorBoard scalars, histograms and hparams.
+
+Opened for a run that resumes from its checkpoint at step k, the Recorder drops what a previous
+attempt logged after k from the CSVs and from TensorBoard, so that every (tag, step) is recorded
+exactly once; opened for a fresh start, it removes every earlier file first.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from normbench.files import disk_error, write_atomic
+from normbench.tensorboard_files import compact_event_files
+
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: json.dump(data, f, indent=2, default=str))
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json, or ``{}`` when it is missing or unreadable (cut short by a kill)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class CsvLog:
@@ -40,26 +51,40 @@ class CsvLog:
     def append(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        if self.columns is None:
-            self.columns = list(rows[0])
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writerows(rows)
+        try:
+            if self.columns is None:
+                self.columns = list(rows[0])
+                with self.path.open("w", newline="") as f:
+                    csv.writer(f).writerow(self.columns)
+            with self.path.open("a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+                writer.writerows(rows)
+        except OSError as err:
+            raise disk_error(self.path, err) from None
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (when resuming from a checkpoint at ``step``)."""
         if self.columns is None:
             return
         with self.path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if _step(r) <= step]
+
+        def write(f: Any) -> None:
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        write_atomic(self.path, write)
+
+
+def _step(row: dict[str, str]) -> float:
+    """A row's step; a row cut short by a kill sorts after every checkpoint."""
+    if None in row.values() or None in row:
+        return float("inf")
+    try:
+        return float(row["step"])
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 class Recorder:
@@ -68,23 +93,27 @@ class Recorder:
     def __init__(
         self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None
     ) -> None:
+        """Open the run's files: continue them after ``resume_step``, or start them over (None)."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = CsvLog(self.run_dir / "metrics.csv")
         self.activations = CsvLog(self.run_dir / "activations.csv")
+        tb_dir = self.run_dir / "tb"
         if resume_step is None:
             for log in (self.metrics, self.activations):
                 log.path.unlink(missing_ok=True)
                 log.columns = None
+            shutil.rmtree(tb_dir, ignore_errors=True)
         else:
             self.metrics.truncate_after(resume_step)
             self.activations.truncate_after(resume_step)
+            if tb_dir.is_dir():
+                compact_event_files(tb_dir, resume_step)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events a previous attempt logged after the checkpoint.
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
+            self.writer = SummaryWriter(str(tb_dir))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.writer:
@@ -110,8 +139,9 @@ class Recorder:
             },
         )
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Record the run's hyper-parameters and final metrics in TensorBoard's HPARAMS tab."""
+    def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Record the run's hyper-parameters and final metrics (at ``step``) in TensorBoard's
+        HPARAMS tab."""
         if not self.writer:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -121,9 +151,9 @@ class Recorder:
         }
         exp, ssi, sei = hparams_summary(clean, metrics)
         for summary in (exp, ssi, sei):
-            self.writer.file_writer.add_summary(summary)
+            self.writer.file_writer.add_summary(summary, step)
         for key, value in metrics.items():
-            self.writer.add_scalar(key, value)
+            self.writer.add_scalar(key, value, step)
 
     def summary(self, data: dict[str, Any]) -> None:
         write_json_atomic(self.run_dir / "summary.json", data)

@@ -1,8 +1,16 @@
-"""Checkpoints: everything needed to continue a run exactly where it stopped."""
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds tensors and plain containers only (dict, list, tuple, str, int, float, bool,
+None), so it is read back with ``torch.load(weights_only=True)``: a crafted file cannot run code
+when a run resumes. Writes go to a temporary file that is renamed over the old checkpoint, so a
+crash or a full disk mid-save leaves the previous checkpoint intact and no temporary file behind.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -11,26 +19,98 @@ from typing import Any
 import numpy as np
 import torch
 
+from normbench.errors import NormbenchError
+from normbench.files import disk_error, make_readable
+
+
+class CheckpointError(NormbenchError):
+    """A checkpoint cannot be read (truncated, corrupt, or holding more than plain data)."""
+
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` to ``path`` atomically (a crash mid-save leaves the old checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Save ``state`` to ``path`` atomically (a crash mid-save leaves the old checkpoint).
+
+    Raises:
+        NormbenchError: the directory is not writable or the disk is full (message names the fix).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as err:
+        raise disk_error(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        make_readable(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) or _is_write_failure(err):
+            raise disk_error(path, err) from None
+        raise
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    """torch.save reports a failed write (ENOSPC …) as a RuntimeError from its zip writer."""
+    return isinstance(err, RuntimeError) and (
+        "file write failed" in str(err) or os.strerror(errno.ENOSPC) in str(err)
+    )
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
-    return torch.load(path, map_location=device, weights_only=False)
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only).
+
+    Raises:
+        CheckpointError: the file is empty, truncated, corrupt, or holds other objects.
+    """
+    fix = (
+        "start the run over with trainer.resume=never (the old checkpoint is replaced), "
+        f"or move {path} away"
+    )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (a save was cut off); {fix}.")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"{path} was refused: it holds Python objects other than tensors and plain data "
+                f"({_refused_global(str(err))}), and loading it could run code; it was not written "
+                f"by normbench. {fix[0].upper() + fix[1:]}."
+            ) from None
+        raise CheckpointError(f"{path} is corrupt ({first}); {fix}.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is truncated or corrupt ({first}); {fix}.") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path} is not a normbench checkpoint; {fix}.")
+    return state
+
+
+def _refused_global(message: str) -> str:
+    """The global torch refused, from its ``weights_only`` error text."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+    return "unsupported global"
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every random number generator a run draws from."""
+    """The state of every random number generator a run draws from, as tensors and plain data."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -38,8 +118,18 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore generators saved by :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from normbench.config import config_dir, register_resolvers, validate
+from normbench.config import validate
 from normbench.data.datasets import load_dataset
 from normbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from normbench.engine.environment import environment, seed_everything, select_device
@@ -26,14 +25,18 @@ from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import FastPath, train_step
 from normbench.engine.optim import build_optimizer, build_scheduler
 from normbench.engine.per_device import apply_per_device
-from normbench.errors import ConfigError, DivergedError, NormbenchError
-from normbench.logging import Recorder
+from normbench.engine.signals import RunStopped, StopRequest
+from normbench.errors import ConfigError, DivergedError
+from normbench.logging import Recorder, read_summary
 from normbench.models import build_model
 from normbench.norms import build_norm_spec
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
 
 log = logging.getLogger("normbench")
+
+#: A run whose final accuracy is below CHANCE_MARGIN / classes is flagged as at chance level.
+CHANCE_MARGIN = 1.2
 
 # Keys that may differ between an interrupted run and its resumption: where and how fast it
 # runs, not what it computes (trainer.amp changes the arithmetic, so it may not change).
@@ -42,59 +45,14 @@ RESUMABLE_CHANGES = (
     "trainer.device",
     "trainer.threads",
     "trainer.stop_after",
+    "trainer.ckpt_every",
+    "trainer.ckpt_minutes",
     "trainer.channels_last",
     "trainer.compile",
     "dataset.root",
     "dataset.num_workers",
     "logging",
 )
-
-
-def hydra_main(argv: list[str]) -> int:
-    """Run ``normbench train`` with Hydra on ``argv`` (overrides, -m, --cfg, --help ...)."""
-    import hydra
-
-    register_resolvers()
-    sys.argv = ["normbench train", *argv]
-    main = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(
-        hydra_task
-    )
-    main()
-    return 0
-
-
-def hydra_task(cfg: DictConfig) -> dict[str, Any] | None:
-    """One Hydra job. A user error ends a single run with its message alone (exit 2); in a
-    multirun, a failed run is recorded as failed and the sweep goes on."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    try:
-        return train(cfg, run_dir)
-    except NormbenchError as err:
-        log.error("error: %s", err)
-        _mark_failed(run_dir, err)
-        if multirun:
-            log.error("run %s failed; the sweep goes on", run_dir)
-            return None
-        raise SystemExit(2) from None
-    except Exception as err:
-        if not multirun:
-            raise
-        log.exception("run %s failed; the sweep goes on", run_dir)
-        _mark_failed(run_dir, err)
-        return None
-
-
-def _mark_failed(run_dir: Path, err: BaseException) -> None:
-    from normbench.logging import write_json_atomic
-
-    write_json_atomic(
-        run_dir / "summary.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    )
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -160,6 +118,9 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.loss_sum = torch.zeros((), device=self.device)  # since the last evaluation
         self.loss_count = 0
+        self.window_loss = torch.zeros((), device=self.device)  # since the last progress line
+        self.window_n = 0
+        self.stop = StopRequest()
 
     # --- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -176,6 +137,8 @@ class Trainer:
             "last_eval": self.last_eval,
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
+            "window_loss": self.window_loss,
+            "window_n": self.window_n,
             "config": _plain(self.cfg),
         }
 
@@ -196,34 +159,33 @@ class Trainer:
         self.step, self.prior_wall = state["step"], state["wall"]
         self.best_val_error, self.last_eval = state["best_val_error"], state["last_eval"]
         self.loss_sum, self.loss_count = state["loss_sum"].to(self.device), state["loss_count"]
+        self.window_loss, self.window_n = state["window_loss"].to(self.device), state["window_n"]
 
     def save(self) -> None:
+        """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
+        at or before this step (the CSVs are written row by row)."""
         with self.timer.phase("checkpoint"):
+            self.recorder.flush()
             save_checkpoint(self.ckpt_path, self.state_dict())
+        self.last_save = time.perf_counter()
 
     def _wall(self) -> float:
         return time.perf_counter() - self.t_start
 
     # --- loop ----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train to ``trainer.steps`` (or ``trainer.stop_after`` more steps); return the summary."""
+        """Train to ``trainer.steps`` (or ``trainer.stop_after`` more steps); return the summary.
+
+        Raises:
+            RunStopped: SIGINT or SIGTERM stopped the run (checkpointed at a step boundary).
+        """
         self.t_start = time.perf_counter()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        resume_step = None
-        if self.tcfg.resume == "auto" and self.ckpt_path.exists():
-            self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
-            resume_step = self.step
-            log.info("resuming %s from step %d", self.run_dir, self.step)
+        resume_step = self._restore()
         self.step_at_start = self.step
-        self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, resume_step)
         if self.step >= self.tcfg.steps:
-            log.info(
-                "%s is already complete (%d steps); trainer.resume=never trains it again",
-                self.run_dir,
-                self.step,
-            )
-            self.recorder.close()
-            return self._summary("complete")
+            return self._finished_already()
+        self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, resume_step)
         self.recorder.summary(self._summary("running"))
         log.info(
             "run dir %s | %s on %s | %d parameters | data %s",
@@ -233,35 +195,91 @@ class Trainer:
             self._num_params(),
             self.data.source,
         )
-        if self.step == 0:
-            self._evaluate()
-            self._probe()
-        status = "complete"
         last = (
             self.tcfg.steps
             if self.tcfg.stop_after is None
             else min(self.tcfg.steps, self.step + self.tcfg.stop_after)
         )
-        try:
-            self._train_until(last)
-            if last < self.tcfg.steps:
-                status = "stopped"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            log.warning("interrupted at step %d; run the same command again to resume", self.step)
+        self.last_save = time.perf_counter()
+        with self.stop:
+            if resume_step is None:
+                self._evaluate()
+                self._probe()
+            if not self.stop.requested:
+                self._train_until(last)
+        if self.step >= self.tcfg.steps:
+            status = "complete"
+        else:
+            status = "interrupted" if self.stop.requested else "stopped"
         self.save()
+        summary = self._finish(status)
+        if self.stop.requested:
+            log.warning(
+                "stopped at step %d (%s); run the same command to resume", self.step, self.stop.name
+            )
+            raise RunStopped(self.stop.signum)
+        return summary
+
+    def _restore(self) -> int | None:
+        """Load the checkpoint (``trainer.resume=auto``) or start over; say which. Returns the
+        step resumed from, or None for a start from step 0."""
+        if self.tcfg.resume == "never" and self.ckpt_path.exists():
+            # First the checkpoint: a kill while the old files are cleared then starts over again.
+            self.ckpt_path.unlink()
+            log.info("trainer.resume=never: starting %s over from step 0", self.run_dir)
+            return None
+        if not self.ckpt_path.exists():
+            earlier = (self.run_dir / "metrics.csv").exists()
+            log.info(
+                "no checkpoint in %s: starting from step 0%s",
+                self.run_dir,
+                " (an earlier attempt stopped before its first checkpoint)" if earlier else "",
+            )
+            return None
+        saved = datetime.fromtimestamp(self.ckpt_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+        self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
+        log.info(
+            "resuming %s from its checkpoint at step %d (saved %s)", self.run_dir, self.step, saved
+        )
+        return self.step
+
+    def _finished_already(self) -> dict[str, Any]:
+        """The checkpoint is at the last step. A complete summary is left alone; otherwise the
+        run was stopped between its final checkpoint and its summary: complete it now."""
+        previous = read_summary(self.run_dir / "summary.json")
+        if previous.get("status") == "complete":
+            log.info(
+                "%s is already complete (%d steps); trainer.resume=never trains it again",
+                self.run_dir,
+                self.step,
+            )
+            return previous
+        self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, self.step)
+        log.info(
+            "%s: training had finished (step %d) but its summary was not written; completing it",
+            self.run_dir,
+            self.step,
+        )
+        return self._finish("complete")
+
+    def _finish(self, status: str) -> dict[str, Any]:
+        """Write the final records: hparams first, the summary last (a kill in between leaves a
+        summary that is not complete, which the next run of the command completes)."""
         summary = self._summary(status)
-        self.recorder.summary(summary)
         if status == "complete":
             self.recorder.hparams(
-                self._hparams(), {"hparam/val_error": summary["final"]["val_error"]}
+                self.step, self._hparams(), {"hparam/val_error": summary["final"]["val_error"]}
             )
+            self.recorder.flush()
+            for warning in summary["warnings"]:
+                log.warning("warning: %s", warning)
+        self.recorder.summary(summary)
         self.recorder.close()
-        if status == "interrupted":
-            raise KeyboardInterrupt
         return summary
 
     def _train_until(self, last: int) -> None:
+        """Train to step ``last``, or until a stop is requested (read at step boundaries, after
+        the step's probe, evaluation and progress line)."""
         model, opt, sched, loader, timer = (
             self.train_model,
             self.optimizer,
@@ -269,9 +287,8 @@ class Trainer:
             self.loader,
             self.timer,
         )
-        cfg, fast = self.cfg, self.fast
-        window_loss = torch.zeros((), device=self.device)
-        window_n = 0
+        cfg, fast, tcfg = self.cfg, self.fast, self.tcfg
+        ckpt_seconds = 60.0 * tcfg.ckpt_minutes
         model.train()
         while self.step < last:
             with timer.phase("data"):
@@ -283,20 +300,25 @@ class Trainer:
             self.step += 1
             step = self.step
             detached = loss.detach()
-            window_loss += detached
+            self.window_loss += detached
             self.loss_sum += detached
-            window_n += 1
+            self.window_n += 1
             self.loss_count += 1
-            if cfg.probes.every and (step % cfg.probes.every == 0 or step == self.tcfg.steps):
+            if cfg.probes.every and (step % cfg.probes.every == 0 or step == tcfg.steps):
                 self._probe()
-            if step % self.tcfg.eval_every == 0 or step == self.tcfg.steps:
+            if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 self._evaluate()
             # the progress line comes after the evaluation, so its val_err is this step's
-            if step % self.tcfg.log_every == 0 or step == last:
-                self._log_progress(step, window_loss, window_n)
-                window_loss = torch.zeros((), device=self.device)
-                window_n = 0
-            if step % self.tcfg.ckpt_every == 0 and step < last:
+            if step % tcfg.log_every == 0 or step == last:
+                self._log_progress(step, self.window_loss, self.window_n)
+                self.window_loss = torch.zeros((), device=self.device)
+                self.window_n = 0
+            if self.stop.requested:
+                return
+            due = (
+                step % tcfg.ckpt_every == 0 or time.perf_counter() - self.last_save >= ckpt_seconds
+            )
+            if due and step < last:
                 self.save()
 
     def _log_progress(self, step: int, window_loss: torch.Tensor, window_n: int) -> None:
@@ -403,6 +425,18 @@ class Trainer:
         wall = self.prior_wall + self._wall()
         shares = {k: v / wall for k, v in times.items()} if wall > 0 else {}
         shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+        at_chance = status == "complete" and is_at_chance(
+            self.last_eval.get("val_error"), self.data.num_classes
+        )
+        warnings = (
+            [
+                f"the final val error {self.last_eval['val_error']:.4f} is at chance level "
+                f"({self.data.num_classes} classes: chance is {1 - 1 / self.data.num_classes:.4f}); "
+                f"the run learned nothing (optim.lr={self.cfg.optim.lr}: try a lower one)"
+            ]
+            if at_chance
+            else []
+        )
         return {
             "status": status,
             "step": self.step,
@@ -413,6 +447,9 @@ class Trainer:
             "per_device": self.per_device.as_dict(),
             "final": dict(self.last_eval),
             "best_val_error": self.best_val_error,
+            "num_classes": self.data.num_classes,
+            "at_chance": at_chance,
+            "warnings": warnings,
             "wall_time_s": wall,
             "time_s": times,
             "time_share": shares,
@@ -428,6 +465,11 @@ class Trainer:
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {**environment(self.device), **self.fast.as_dict()},
         }
+
+
+def is_at_chance(val_error: float | None, num_classes: int) -> bool:
+    """Whether a final validation error is at chance level: accuracy below 1.2 / classes."""
+    return val_error is not None and (1.0 - val_error) < CHANCE_MARGIN / num_classes
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -1,8 +1,14 @@
-"""Run directories -> pandas. The report reads nothing but run directories."""
+"""Run directories -> pandas. The report reads nothing but run directories.
+
+A file that is there but cannot be read (truncated JSON, broken YAML, a CSV without its
+columns) stops the report with one message naming the file and the fix: a report must not
+quietly leave a run out, nor fail with a traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,10 @@ import pandas as pd
 import yaml
 
 from normbench.errors import NormbenchError
+
+CHANCE_FACTOR = 1.2  # a run ended at chance level when its final accuracy is below 1.2 / classes
+METRICS_COLUMNS = ("step", "val_error")  # numeric columns every metrics.csv has
+ACTIVATIONS_COLUMNS = ("step", "unit_p15", "unit_p50", "unit_p85")  # and a `layer` column
 
 
 @dataclass
@@ -40,6 +50,41 @@ class Run:
     def status(self) -> str:
         return self.summary.get("status", "unknown")
 
+    @property
+    def final_val_error(self) -> float | None:
+        """The last evaluation's validation error recorded in summary.json."""
+        final = self.summary.get("final")
+        value = final.get("val_error") if isinstance(final, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of the run's dataset: from summary.json, else from the dataset config."""
+        value = self.summary.get("num_classes")
+        if value is None:
+            value = (self.config.get("dataset") or {}).get("num_classes")
+        return int(value) if isinstance(value, int | float) and value > 0 else None
+
+    @property
+    def at_chance(self) -> bool | None:
+        """Whether the run ended at chance level (None: not known).
+
+        summary.json's ``at_chance`` when recorded; for older summaries of complete runs,
+        final accuracy < 1.2 / classes when both are known."""
+        if "at_chance" in self.summary:
+            value = self.summary["at_chance"]
+            return value if isinstance(value, bool) else None
+        err, classes = self.final_val_error, self.num_classes
+        if self.status != "complete" or err is None or classes is None:
+            return None
+        return 1.0 - err < CHANCE_FACTOR / classes
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings the trainer recorded in summary.json (none in older runs)."""
+        value = self.summary.get("warnings") or []
+        return [str(w) for w in value] if isinstance(value, list) else [str(value)]
+
 
 def find_run_dirs(dirs: list[str | Path]) -> list[Path]:
     """Every run directory (one holding ``.hydra/config.yaml``) at or under ``dirs``, sorted."""
@@ -58,36 +103,149 @@ def find_run_dirs(dirs: list[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+class _Unreadable(Exception):
+    """A run file that is there but cannot be used; the message says what is wrong with it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path = path
 
 
-def load_run(path: Path) -> Run:
-    """Read one run directory (missing files give empty tables)."""
-    config = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-    summary_file = path / "summary.json"
-    summary = (
-        json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "no summary"}
-    )
-    return Run(
-        path,
-        config,
-        overrides or [],
-        summary,
-        _csv(path / "metrics.csv"),
-        _csv(path / "activations.csv"),
-    )
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _Unreadable(path, "is not text (binary or corrupt)") from None
+    except OSError as err:
+        raise _Unreadable(path, f"cannot be read ({err.strerror})") from None
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(_text(path))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f": line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise _Unreadable(path, f"is not valid YAML ({what}{where})") from None
+
+
+def _config(path: Path) -> dict[str, Any]:
+    config = _yaml(path)
+    if not isinstance(config, dict):
+        what = "nothing" if config is None else f"a {type(config).__name__}"
+        raise _Unreadable(path, f"holds {what}, not a run's config (a YAML mapping)")
+    norm = config.get("norm")
+    if not isinstance(norm, dict) or not isinstance(norm.get("name"), str):
+        raise _Unreadable(path, "has no norm.name (the normalization the run trained with)")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _Unreadable(path, f"has seed {seed!r}, not an integer")
+    return config
+
+
+def _overrides(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    overrides = _yaml(path) or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise _Unreadable(path, "is not a list of overrides (key=value strings)")
+    return overrides
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"status": "no summary"}
+    try:
+        summary = json.loads(_text(path))
+    except json.JSONDecodeError as err:
+        raise _Unreadable(
+            path,
+            f"is not valid JSON (truncated? {err.msg}: line {err.lineno} column {err.colno})",
+        ) from None
+    if not isinstance(summary, dict):
+        raise _Unreadable(path, f"holds a JSON {type(summary).__name__}, not an object")
+    return summary
+
+
+def _csv(path: Path, numeric: tuple[str, ...], text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A run's CSV (empty when missing or empty); it must have the ``numeric`` and ``text``
+    columns, the former holding numbers."""
+    if not path.exists() or not path.stat().st_size:
+        return pd.DataFrame()
+    try:
+        df = pd.read_csv(path)
+    except UnicodeDecodeError:
+        raise _Unreadable(path, "is not text (binary or corrupt)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        first = (str(err).strip().splitlines() or ["no columns"])[-1]
+        raise _Unreadable(path, f"is not valid CSV ({first})") from None
+    except OSError as err:
+        raise _Unreadable(path, f"cannot be read ({err.strerror})") from None
+    for col in (*numeric, *text):
+        if col not in df.columns:
+            header = ",".join(map(str, df.columns))[:60]
+            raise _Unreadable(path, f"has no {col} column (its header reads {header!r})")
+    for col in numeric:
+        if len(df) and not pd.api.types.is_numeric_dtype(df[col]):
+            raise _Unreadable(path, f"has a {col} column that does not hold numbers")
+    return df
+
+
+def _command(path: Path) -> str:
+    """The command that makes the run at ``path`` again (from its overrides, when readable)."""
+    try:
+        overrides = _overrides(path / ".hydra" / "overrides.yaml")
+    except _Unreadable:
+        overrides = []
+    return " ".join(["normbench train", *map(shlex.quote, overrides)]) if overrides else ""
+
+
+def _fix(path: Path, root: Path) -> str:
+    """How to get past an unreadable run directory ``path`` found under ``root``."""
+    command = _command(path)
+    again = f"rerun `{command}`" if command else "rerun the command that made it"
+    if path.resolve() == root.resolve():
+        return f"leave {path} out of the report's directories, or move it away and {again}"
+    return f"move {path} out of {root} to report without it, or move it away and {again}"
+
+
+def load_run(path: Path, root: Path | None = None) -> Run:
+    """Read one run directory found under ``root`` (missing files give empty tables).
+
+    Raises:
+        NormbenchError: a file is there but cannot be read; the message names it and the fix.
+    """
+    try:
+        return Run(
+            path,
+            _config(path / ".hydra" / "config.yaml"),
+            _overrides(path / ".hydra" / "overrides.yaml"),
+            _summary(path / "summary.json"),
+            _csv(path / "metrics.csv", METRICS_COLUMNS),
+            _csv(path / "activations.csv", ACTIVATIONS_COLUMNS, ("layer",)),
+        )
+    except _Unreadable as err:
+        raise NormbenchError(f"{err}; {_fix(path, root or path.parent)}") from None
 
 
 def collect(dirs: list[str | Path]) -> list[Run]:
-    """All runs at or under ``dirs``."""
-    return [load_run(p) for p in find_run_dirs(dirs)]
+    """All runs at or under ``dirs``; one error naming the first unreadable file, if any."""
+    runs, bad = [], []
+    for path in find_run_dirs(dirs):
+        root = next(Path(d) for d in dirs if path.resolve().is_relative_to(Path(d).resolve()))
+        try:
+            runs.append(load_run(path, root))
+        except NormbenchError as err:
+            bad.append((path, str(err)))
+    if bad:
+        more = f" [{len(bad) - 1} more unreadable run directories]" if len(bad) > 1 else ""
+        raise NormbenchError(bad[0][1] + more)
+    return runs
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: identity, status, final numbers and timing."""
+    """One row per run: identity, status, final numbers, chance-level flag and timing."""
     rows = []
     for r in runs:
         s = r.summary
@@ -99,11 +257,17 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
                 "seed": r.seed,
                 "status": r.status,
                 "step": s.get("step"),
-                "val_error": s.get("final", {}).get("val_error"),
+                "val_error": r.final_val_error,
                 "best_val_error": s.get("best_val_error"),
+                "num_classes": r.num_classes,
+                "at_chance": r.at_chance,
+                "warnings": "; ".join(r.warnings),
                 "wall_time_s": s.get("wall_time_s"),
-                **{f"ms_{k}": v for k, v in s.get("ms_per_step", {}).items()},
-                **{f"share_{k}": v for k, v in s.get("time_share", {}).items()},
+                **{f"ms_{k}": v for k, v in (s.get("ms_per_step") or {}).items()},
+                **{f"share_{k}": v for k, v in (s.get("time_share") or {}).items()},
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["num_classes"] = table["num_classes"].astype("Int64")
+    return table

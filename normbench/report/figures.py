@@ -32,21 +32,22 @@ def accuracy_curves(runs: list[Run]) -> pd.DataFrame:
     return out.fillna({"std": 0.0})
 
 
-def last_hidden_layer(runs: list[Run]) -> str:
-    """Name of the last probed nonlinearity (the paper's 'last hidden layer')."""
+def last_hidden_layer(runs: list[Run]) -> str | None:
+    """Name of the last probed nonlinearity (the paper's 'last hidden layer'); None when no run
+    has activations.csv rows (probes.every=0)."""
     layers = [
         r.activations["layer"].drop_duplicates().tolist() for r in runs if not r.activations.empty
     ]
-    if not layers:
-        raise ValueError("no activations.csv with rows among these runs (probes.every=0?)")
-    return layers[0][-1]
+    return layers[0][-1] if layers else None
 
 
-def percentile_curves(runs: list[Run], layer: str) -> pd.DataFrame:
+def percentile_curves(runs: list[Run], layer: str | None) -> pd.DataFrame:
     """Typical-unit 15/50/85th percentiles of ``layer``'s input per (norm, step), mean over seeds."""
     frames = [
         r.activations.assign(norm=r.norm, seed=r.seed) for r in runs if not r.activations.empty
     ]
+    if layer is None or not frames:
+        return pd.DataFrame(columns=["norm", "step", *PERCENTILES])
     df = pd.concat(frames)
     df = df[df["layer"] == layer]
     return df.groupby(["norm", "step"])[list(PERCENTILES)].mean().reset_index()
@@ -54,13 +55,16 @@ def percentile_curves(runs: list[Run], layer: str) -> pd.DataFrame:
 
 def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
     """BN paper Figure 1: (a) test accuracy vs steps, (b, c) last-hidden-layer sigmoid input
-    percentiles vs steps without and with BN."""
+    percentiles vs steps without and with BN (a panel per norm with activations)."""
     acc = accuracy_curves(runs)
     layer = last_hidden_layer(runs)
     pct = percentile_curves(runs, layer)
     norms = [n for n in ("none", "batch") if n in set(acc["norm"])] or sorted(set(acc["norm"]))
-    fig, axes = plt.subplots(1, 1 + len(norms), figsize=(4.2 * (1 + len(norms)), 3.6))
-    ax = axes[0]
+    probed = [n for n in ("none", "batch") if n in set(pct["norm"])] or sorted(set(pct["norm"]))
+    fig, axes = plt.subplots(
+        1, 1 + len(probed), figsize=(4.2 * (1 + len(probed)), 3.6), squeeze=False
+    )
+    ax = axes[0][0]
     for norm in norms:
         a = acc[acc["norm"] == norm]
         color = NORM_COLORS.get(norm)
@@ -74,10 +78,12 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
         xlabel="training step",
         ylabel="accuracy",
     )
-    ax.legend(loc="lower right")
-    ylim = (pct[list(PERCENTILES)].min().min(), pct[list(PERCENTILES)].max().max())
-    pad = 0.05 * (ylim[1] - ylim[0])
-    for ax, norm, panel in zip(axes[1:], norms, "bcdef", strict=False):
+    if norms:
+        ax.legend(loc="lower right")
+    if probed:
+        ylim = (pct[list(PERCENTILES)].min().min(), pct[list(PERCENTILES)].max().max())
+        pad = 0.05 * (ylim[1] - ylim[0])
+    for ax, norm, panel in zip(axes[0][1:], probed, "bcdef", strict=False):
         p = pct[pct["norm"] == norm]
         for col, style in zip(PERCENTILES, (":", "-", "--"), strict=True):
             ax.plot(
@@ -93,7 +99,7 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
-    return {"fig1_accuracy": acc, "fig1_percentiles": pct.assign(layer=layer)}
+    return {"fig1_accuracy": acc, "fig1_percentiles": pct.assign(layer=layer or "")}
 
 
 def val_error_curves(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:

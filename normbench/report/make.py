@@ -1,11 +1,13 @@
 """``normbench report``: runs -> CSV + PNG + README.md beside the paper's claims.
 
-Every number in the README is computed here from the run directories; the README also
-records the commands, the hardware, the scale of the runs and the date.
+Every number in the README is computed from the run directories; the README also records
+the commands, the hardware, the scale of the runs and the date. This module picks the study
+(BN Figure 1, small batch, or any other sweep) and writes what all reports share.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -13,61 +15,86 @@ from pathlib import Path
 
 import pandas as pd
 
+from normbench.errors import NormbenchError
+from normbench.report.bn_fig1_report import write_bn_fig1_report
 from normbench.report.collect import Run, collect, runs_table
-from normbench.report.figures import PERCENTILES, bn_fig1, val_error_curves
-from normbench.report.papers import BN_FIG1
+from normbench.report.commands import training_command
+from normbench.report.figures import val_error_curves
+from normbench.report.flags import chance_banner, chance_messages, flag_lines
+from normbench.report.output import md_table as _md
+from normbench.report.output import write_tables
 from normbench.report.small_batch import is_small_batch_study
 from normbench.report.small_batch_report import write_small_batch_report
 
-ACCURACY_THRESHOLDS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90, 0.95, 0.97, 0.98)
-NORM_LABEL = {"none": "no BN", "batch": "BN"}
-
 
 def make_report(dirs: list[str], out: str | None) -> Path:
-    """Collect the runs under ``dirs`` and write the study's report into ``out``."""
+    """Collect the runs under ``dirs`` and write the study's report into ``out``.
+
+    Raises:
+        NormbenchError: ``out`` is a file or cannot be created, or a run directory holds a file
+            that cannot be read; nothing is written then.
+    """
+    out_dir = _check_out_dir(Path(out) if out else Path(dirs[0]) / "report", out is not None)
     runs = collect(dirs)
-    out_dir = Path(out) if out else Path(dirs[0]) / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _create_out_dir(out_dir)
     done = [r for r in runs if r.status == "complete"]
     table = runs_table(runs)
     table.to_csv(out_dir / "runs.csv", index=False)
-    names = {r.name for r in done}
+    basis = done or runs  # which study: the complete runs, else every run
+    names = {r.name for r in basis}
     if is_small_batch_study(runs):
         text = write_small_batch_report(runs, dirs, out_dir)
-        (out_dir / "README.md").write_text(text)
-        print(f"report: {len(done)}/{len(runs)} complete runs -> {out_dir}/README.md")
-        return out_dir
-    if names == {"bn_fig1"} and varying_keys(done) <= {"norm", "seed"}:
-        text = _bn_fig1_report(done, out_dir)
+    elif names == {"bn_fig1"} and varying_keys(basis) <= {"norm", "seed"}:
+        text = write_bn_fig1_report(done, basis, out_dir) + _runs_section(runs, dirs, out_dir)
     else:
         tables = val_error_curves(done, out_dir / "val_error.png")
         tables["final"] = final_by_configuration(done)
-        _write_tables(tables, out_dir)
+        write_tables(tables, out_dir)
         varying = ", ".join(sorted(varying_keys(done) - {"seed"})) or "nothing but the seed"
         text = (
-            f"# Report: {', '.join(sorted(names)) or 'no complete runs'} — runs differ in {varying}\n\n"
-            "![](val_error.png)\n\n"
+            f"# Report: {', '.join(sorted({r.name for r in done})) or 'no complete runs'} — runs "
+            f"differ in {varying}\n\n"
+            + "".join(line + "\n" for line in chance_banner(runs))
+            + "![](val_error.png)\n\n"
             "Final validation error per configuration (mean ± std over seeds):\n\n"
             + _md(tables["final"])
             + "\n"
+            + _runs_section(runs, dirs, out_dir)
         )
-    text += _runs_section(runs, dirs, out_dir)
     (out_dir / "README.md").write_text(text)
+    for line in chance_messages(runs):
+        print(line)
     print(f"report: {len(done)}/{len(runs)} complete runs -> {out_dir}/README.md")
     return out_dir
 
 
-def _write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> None:
-    for name, df in tables.items():
-        df.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
+def _check_out_dir(out_dir: Path, given: bool) -> Path:
+    """``out_dir`` if it is a directory or can be made one (checked before reading any run)."""
+    fix = "pass --out a directory (it is made if missing)"
+    if out_dir.exists() and not out_dir.is_dir():
+        what = "--out " if given else "the report directory "
+        raise NormbenchError(f"{what}{out_dir} is a file, not a directory; {fix}")
+    above = next((p for p in out_dir.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NormbenchError(
+            f"cannot make the report directory {out_dir}: {above} is a file; {fix}"
+        )
+    return out_dir
 
 
-def _md(df: pd.DataFrame) -> str:
-    """A pandas table as GitHub markdown (no optional dependency)."""
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+def _create_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NormbenchError(
+            f"cannot make the report directory {out_dir} ({err.strerror}); pass --out a "
+            "directory you can write to"
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise NormbenchError(
+            f"cannot write into the report directory {out_dir} (permission denied); pass --out "
+            "a directory you can write to"
+        )
 
 
 def _overrides(run: Run) -> dict[str, str]:
@@ -89,7 +116,7 @@ def final_by_configuration(runs: list[Run]) -> pd.DataFrame:
         rows.append(
             {
                 **{k: o.get(k, "") for k in keys},
-                "val_error": r.summary["final"]["val_error"],
+                "val_error": r.final_val_error,
                 "best": r.summary.get("best_val_error"),
             }
         )
@@ -104,173 +131,6 @@ def final_by_configuration(runs: list[Run]) -> pd.DataFrame:
         best_mean=("best", "mean"),
     ).reset_index()
     return out.round(4)
-
-
-def steps_to_reach(runs: list[Run], thresholds: tuple[float, ...]) -> pd.DataFrame:
-    """First evaluated step at which each run's test accuracy reaches each threshold; mean over
-    seeds per norm (empty when a seed never reaches it)."""
-    rows = []
-    for thr in thresholds:
-        row: dict[str, object] = {"test accuracy ≥": f"{thr:.2f}"}
-        for norm in ("none", "batch"):
-            steps = []
-            for r in (r for r in runs if r.norm == norm):
-                hit = r.metrics[1.0 - r.metrics["val_error"] >= thr]["step"]
-                steps.append(int(hit.iloc[0]) if len(hit) else None)
-            ok = steps and all(s is not None for s in steps)
-            row[f"steps, {NORM_LABEL[norm]}"] = (
-                f"{sum(steps) / len(steps):,.0f}" if ok else "not reached"
-            )
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    reached_any = (df.iloc[:, 1:] != "not reached").any(axis=1)
-    return df[reached_any]
-
-
-def accuracy_at(acc: pd.DataFrame, steps: tuple[int, ...]) -> pd.DataFrame:
-    """Test accuracy (mean ± std over seeds) per norm at the given steps."""
-    rows = []
-    for step in steps:
-        row: dict[str, object] = {"step": f"{step:,}"}
-        for norm in ("none", "batch"):
-            a = acc[(acc["norm"] == norm) & (acc["step"] == step)]
-            row[NORM_LABEL[norm]] = (
-                f"{a['mean'].iloc[0]:.4f} ± {a['std'].iloc[0]:.4f}" if len(a) else "-"
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def higher_throughout(acc: pd.DataFrame) -> tuple[int, int, str]:
-    """(evaluations where BN's mean accuracy beats no BN's, evaluations, same in the last half)."""
-    wide = acc.pivot(index="step", columns="norm", values="mean").dropna()
-    wide = wide[wide.index > 0]
-    if not {"none", "batch"} <= set(wide.columns) or wide.empty:
-        return 0, 0, "0/0"
-    ahead = wide["batch"] > wide["none"]
-    late = ahead[wide.index > wide.index.max() / 2]
-    return int(ahead.sum()), len(ahead), f"{int(late.sum())}/{len(late)}"
-
-
-def drift(pct: pd.DataFrame) -> pd.DataFrame:
-    """How far the typical unit's percentiles move over training, per norm."""
-    rows = []
-    for norm in ("none", "batch"):
-        p = pct[pct["norm"] == norm].sort_values("step")
-        if p.empty:
-            continue
-        first, last = p.iloc[0], p.iloc[-1]
-        max_move = max((p[c] - first[c]).abs().max() for c in PERCENTILES)
-        after = p[p["step"] >= p["step"].max() * 0.1]  # the paper's figure: drift after the start
-        late_move = max((after[c] - after[c].iloc[0]).abs().max() for c in PERCENTILES)
-        rows.append(
-            {
-                "": NORM_LABEL[norm],
-                "p15 / p50 / p85 at step 0": " / ".join(f"{first[c]:+.2f}" for c in PERCENTILES),
-                "at the last step": " / ".join(f"{last[c]:+.2f}" for c in PERCENTILES),
-                "largest move of a percentile from step 0": f"{max_move:.2f}",
-                "from 10% of training on": f"{late_move:.2f}",
-                "spread p85−p15: start → end": f"{first['unit_p85'] - first['unit_p15']:.2f} → "
-                f"{last['unit_p85'] - last['unit_p15']:.2f}",
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _bn_fig1_report(runs: list[Run], out_dir: Path) -> str:
-    tables = bn_fig1(runs, out_dir / "fig1.png")
-    _write_tables(tables, out_dir)
-    acc, pct = tables["fig1_accuracy"], tables["fig1_percentiles"]
-    last = int(acc["step"].max())
-    probe_steps = tuple(s for s in (500, 1000, 2000, 5000, 10000, 20000, last) if s <= last)
-    reach = steps_to_reach(runs, ACCURACY_THRESHOLDS)
-    moves = drift(pct)
-    both = reach[(reach.iloc[:, 1:] != "not reached").all(axis=1)]
-    faster = [
-        float(b.replace(",", "")) <= float(n.replace(",", ""))
-        for n, b in zip(both.iloc[:, 1], both.iloc[:, 2], strict=True)
-    ]
-    stable = None
-    if len(moves) == 2:
-        stable = float(moves.iloc[1]["largest move of a percentile from step 0"]) < float(
-            moves.iloc[0]["largest move of a percentile from step 0"]
-        )
-    cfg = runs[0].config
-    seeds = sorted({r.seed for r in runs})
-    verdict_speed = (
-        f"{'holds' if all(faster) else 'does not hold'} for {sum(faster)} of {len(faster)} "
-        "accuracy levels both reach"
-        if faster
-        else "no accuracy level reached by both"
-    )
-    verdict_drift = {True: "holds", False: "does not hold", None: "needs both norms"}[stable]
-    if len(moves) == 2:
-        late = [float(moves.iloc[i]["from 10% of training on"]) for i in (0, 1)]
-        if stable and late[1] > late[0]:
-            verdict_drift = (
-                f"holds from step 0; but from 10% of training on BN's percentiles move more "
-                f"({late[1]:.2f} vs {late[0]:.2f}): the learned γ, β widen the spread"
-            )
-    ahead = higher_throughout(acc)
-    lines = [
-        "# BN paper Figure 1: sigmoid MLP with and without batch normalization\n",
-        f"Paper: {BN_FIG1['paper']}. Reduced reproduction made by normbench (see the commands below).\n",
-        "![Figure 1](fig1.png)\n",
-        "## The paper's claims beside ours\n",
-        "| paper (claim) | ours | verdict |",
-        "|---|---|---|",
-        f"| {BN_FIG1['claims'][0]} | steps to reach each accuracy: table below | fewer steps: {verdict_speed} |",
-        f"| (same) higher test accuracy throughout | BN's mean accuracy is above no BN's at {ahead[0]} of "
-        f"{ahead[1]} evaluations ({ahead[2]} of them in the last half of training) | "
-        f"{'holds' if ahead[0] == ahead[1] else 'does not hold'} |",
-        f"| {BN_FIG1['claims'][1]} | largest move of the typical unit's 15/50/85th percentile: "
-        + " vs ".join(
-            f"{row['']} {row['largest move of a percentile from step 0']}"
-            for _, row in moves.iterrows()
-        )
-        + f" | {verdict_drift} |\n",
-        "### Steps to reach a test accuracy (first evaluation at or above it; mean over seeds)\n",
-        _md(reach),
-        "### Test accuracy (mean ± std over seeds)\n",
-        _md(accuracy_at(acc, probe_steps)),
-        f"### Input of a typical sigmoid in the last hidden layer ({pct['layer'].iloc[0]})\n",
-        "Per probe step, each unit's 15/50/85th percentiles over the probe batch, then the median "
-        f"over the layer's units; mean over seeds. Probe batch: the first {cfg['probes']['batch_size']} "
-        f"validation images, normalization statistics mode `{cfg['probes']['mode']}`.\n",
-        _md(moves),
-        "## Scale of our runs and how they differ from the paper\n",
-        "| | paper | ours |",
-        "|---|---|---|",
-        f"| data | {BN_FIG1['setup']['dataset']} | {cfg['dataset']['name']}, grey levels scaled to [0, 1], "
-        f"validation = {cfg['dataset']['val_split']} split |",
-        f"| network | {BN_FIG1['setup']['network']} | {cfg['model']['hidden']} {cfg['model']['activation']}, "
-        f"weights ~ N(0, {cfg['model']['init_std']}²) |",
-        f"| training | {BN_FIG1['setup']['training']} | SGD lr {cfg['optim']['lr']} (momentum "
-        f"{cfg['optim']['momentum']}, schedule {cfg['optim']['schedule']}), {cfg['trainer']['steps']:,} steps "
-        f"of {cfg['dataset']['batch_size']} |",
-        f"| BN | {BN_FIG1['setup']['norm']} | same; momentum {cfg['norm'].get('momentum', '-')}, eps "
-        f"{cfg['norm'].get('eps', '-')} |"
-        if any(r.norm == "batch" for r in runs)
-        else "",
-        f"| seeds | 1 curve | {len(seeds)} seeds ({', '.join(map(str, seeds))}) per norm |",
-        f"| probe | {BN_FIG1['setup']['probe']} | median over units of per-unit percentiles, every "
-        f"{cfg['probes']['every']} steps |\n",
-    ]
-    return "\n".join(x for x in lines if x != "") + "\n"
-
-
-def training_command(runs: list[Run]) -> str:
-    """The ``normbench train`` command that makes these runs: one run, or one multirun whose
-    swept keys list every value the runs took."""
-    values: dict[str, list[str]] = {}
-    for r in runs:
-        for override in r.overrides:
-            key, _, value = override.partition("=")
-            if value not in values.setdefault(key, []):
-                values[key].append(value)
-    multi = len(runs) > 1
-    args = [shlex.quote(f"{k}={','.join(v)}") for k, v in values.items()]
-    return "normbench train " + ("-m " if multi else "") + " ".join(args)
 
 
 def _runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
@@ -298,7 +158,7 @@ def _runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} "
         f"(python {sys.version.split()[0]})\n",
     ]
-    if not table.empty and "wall_time_s" in table:
+    if not table.empty and pd.to_numeric(table["wall_time_s"]).notna().any():
         shares = [c for c in table.columns if c.startswith("share_")]
         agg = table.groupby("norm").agg(
             runs=("seed", "size"),
@@ -318,6 +178,7 @@ def _runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
             "`other` = setup and everything untimed):\n",
             _md(fmt),
         ]
+    lines += flag_lines(runs)
     failed = [r for r in runs if r.status != "complete"]
     if failed:
         lines += ["Runs not complete (left out of the figures):\n"]

@@ -10,12 +10,12 @@ N and are marked so; where it was run at several, the report checks that they ag
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import dataclass
 
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.flags import not_enough
 from normbench.report.papers import GN_PAPER
 
 LAST_EVALS = 5
@@ -165,11 +165,12 @@ def _has(pts: pd.DataFrame, norm: str, n: int) -> bool:
 
 
 def verdicts(pts: pd.DataFrame) -> list[Verdict]:
-    """The paper's claims (PAPERS.md §2, §3) judged on per-seed errors.
+    """The paper's claims (PAPERS.md §2, §3) judged on per-seed errors, one verdict per claim.
 
     ``pts`` has columns norm, images, seed, error (%) and optionally measured (False where an
     N-independent norm's number stands for an N it was not run at). A difference counts when it
-    exceeds twice its seed standard error and MIN_EFFECT points.
+    exceeds twice its seed standard error and MIN_EFFECT points. A claim with nothing to compare
+    (a norm not run, no seed in common) says "not enough runs" and what it needs.
     """
     if "measured" not in pts:
         pts = pts.assign(measured=True)
@@ -183,7 +184,8 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
         for n in ns
         if n != top and _has(pts, "batch", n)
     }
-    if _has(pts, "batch", top) and bn:
+    bn = {n: d for n, d in bn.items() if d.seeds}  # only N sharing a seed with N=top
+    if bn:
         rises = {n: d.significant and d.mean > 0 for n, d in bn.items()}
         ours = "; ".join(f"N={n}: {d.text()}" for n, d in bn.items())
         smallest = [n for n in bn if n <= 4]
@@ -204,7 +206,8 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
             Verdict(claims["bn_rise"], f"BN error − BN at N={top}, paired by seed: {ours}", v)
         )
     else:
-        out.append(Verdict(claims["bn_rise"], "BN not run at two N", "not measured"))
+        needs = not_enough("complete BN runs at two or more N with the same seeds")
+        out.append(Verdict(claims["bn_rise"], "BN not run at two N with a common seed", needs))
     # GN flat
     gn = pts[pts["norm"] == "group"]
     if not gn.empty:
@@ -213,16 +216,21 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
             for n in ns
             if n != top and _has(pts, "group", n)
         }
+        diffs = {n: d for n, d in diffs.items() if d.seeds}
         measured_ns = sorted(set(gn[gn["measured"]]["images"]), reverse=True)
         worst = max(
             (abs(d.mean) + 2 * (0 if math.isnan(d.se) else d.se) for d in diffs.values()),
             default=0.0,
         )
-        if len(measured_ns) <= 1:
+        filled = not gn["measured"].all()  # N-independent GN stands for N it was not run at
+        if len(measured_ns) <= 1 and filled and diffs:
             v = (
-                f"holds by construction, not measured: GN was run at N={measured_ns[0] if measured_ns else '?'} "
+                f"holds by construction, not measured ({not_enough('GN runs at two or more N')} "
+                f"to measure it): GN was run at N={measured_ns[0] if measured_ns else '?'} "
                 "only; in ghost mode GN uses no other image and nothing else changes with N"
             )
+        elif len(measured_ns) <= 1 or not diffs:
+            v = not_enough("complete GN runs at two or more N with the same seeds")
         elif worst == 0 and "independent" in gn and gn["independent"].all():
             v = (
                 f"shown, by construction: identical at N = {', '.join(map(str, measured_ns))} (in ghost "
@@ -235,6 +243,8 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
             v = f"not shown: GN moves by up to {worst:.2f} (|mean| + 2 se)"
         ours = "; ".join(f"N={n}: {d.text()}" for n, d in diffs.items()) or "one N only"
         out.append(Verdict(claims["gn_flat"], f"GN error − GN at N={top}: {ours}", v))
+    else:
+        out.append(Verdict(claims["gn_flat"], "GN not run", not_enough("complete GN runs")))
     # BN beats GN at large N
     d = paired(pts, ("batch", top), ("group", top))
     if d.seeds:
@@ -247,12 +257,21 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
             else "not shown: within the seed spread"
         )
         out.append(Verdict(claims["bn_beats_gn"], f"GN − BN at N={top}: {d.text()}", v))
+    else:
+        needs = not_enough(f"complete BN and GN runs at N={top} with the same seeds")
+        out.append(Verdict(claims["bn_beats_gn"], f"BN and GN not both run at N={top}", needs))
     # LN, IN worse than GN
     dl, di = (
         paired(pts, ("group", top), ("layer", top)),
         paired(pts, ("group", top), ("instance", top)),
     )
-    if dl.seeds or di.seeds:
+    lacking = [name for name, d in (("LN", dl), ("IN", di)) if not d.seeds]
+    if lacking:
+        needs = not_enough(f"complete {', '.join(lacking)} and GN runs at N={top} (same seeds)")
+        out.append(
+            Verdict(claims["ln_in"], f"LN − GN: {dl.text()}; IN − GN: {di.text()} (N={top})", needs)
+        )
+    else:
         ln_worse, in_worse = dl.significant and dl.mean > 0, di.significant and di.mean > 0
         if ln_worse and in_worse and di.mean > dl.mean:
             v = "shown"
@@ -284,15 +303,25 @@ def verdicts(pts: pd.DataFrame) -> list[Verdict]:
         out.append(
             Verdict(claims["gn_wins_small"], f"GN − BN at N={small}: {d.text()} (paper −10.6)", v)
         )
+    else:
+        needs = not_enough(f"complete BN and GN runs at a small N (below N={top}), same seeds")
+        out.append(Verdict(claims["gn_wins_small"], f"BN and GN not both run at N={small}", needs))
     # Batch Renorm
     out.append(_brn_verdict(pts, ns, top, claims["brn"]))
     return out
 
 
 def _brn_verdict(pts: pd.DataFrame, ns: list[int], top: int, claim: str) -> Verdict:
-    small = [n for n in ns if n <= 4 and _has(pts, "batch_renorm", n) and _has(pts, "batch", n)]
-    if not small or not _has(pts, "batch", top):
-        return Verdict(claim, "BRN and BN not both run at N ≤ 4", "not measured")
+    small = [
+        n
+        for n in ns
+        if n <= 4
+        and paired(pts, ("batch_renorm", n), ("batch", n)).seeds
+        and paired(pts, ("batch", top), ("batch_renorm", n)).seeds
+    ]
+    if not small:
+        needs = not_enough(f"complete BRN and BN runs at an N ≤ 4 and BN at N={top}, same seeds")
+        return Verdict(claim, "BRN and BN not both run at N ≤ 4", needs)
     parts, shown = [], []
     for n in small:
         gain = paired(pts, ("batch_renorm", n), ("batch", n))  # BN − BRN: > 0 when BRN helps
@@ -320,38 +349,6 @@ def _brn_verdict(pts: pd.DataFrame, ns: list[int], top: int, claim: str) -> Verd
             f"{abs(same.mean):.1f} (not ≈)"
         )
     return Verdict(claim, "; ".join(parts) + tail, verdict)
-
-
-def training_commands(runs: list[Run]) -> list[str]:
-    """``normbench train -m`` commands that make these runs: runs whose overrides differ only in
-    per_device.images and seed share one command."""
-    groups: dict[tuple[str, ...], dict[str, list[str]]] = {}
-    for r in runs:
-        fixed = tuple(
-            o for o in r.overrides if o.partition("=")[0] not in ("per_device.images", "seed")
-        )
-        values = groups.setdefault(fixed, {"per_device.images": [], "seed": []})
-        for o in r.overrides:
-            key, _, value = o.partition("=")
-            if key in values and value not in values[key]:
-                values[key].append(value)
-    cmds = []
-    for fixed, values in groups.items():
-        swept = [
-            f"{k}={','.join(sorted(v, key=_number, reverse=k == 'per_device.images'))}"
-            for k, v in values.items()
-            if v
-        ]
-        args = sorted(fixed, key=lambda o: not o.startswith("experiment=")) + swept
-        cmds.append("normbench train -m " + " ".join(shlex.quote(a) for a in args))
-    return sorted(cmds)
-
-
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return float("inf")
 
 
 def comparison_table(cur: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:

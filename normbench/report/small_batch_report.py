@@ -17,6 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run, runs_table  # noqa: E402
+from normbench.report.commands import training_commands  # noqa: E402
+from normbench.report.flags import CHANCE_MARK, chance_banner, flag_lines  # noqa: E402
+from normbench.report.output import md_table as _md  # noqa: E402
 from normbench.report.papers import GN_PAPER  # noqa: E402
 from normbench.report.small_batch import (  # noqa: E402
     GN_FLAT_TOL,
@@ -30,7 +33,6 @@ from normbench.report.small_batch import (  # noqa: E402
     expand_independent,
     images_per_device,
     points,
-    training_commands,
     verdicts,
 )
 
@@ -97,17 +99,11 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
         a.minorticks_off()
         a.set_xlim(max(ticks) * 1.3, min(ticks) / 1.3)  # 32 on the left, as in the paper
         a.set(xlabel="images per device (N)", ylabel="val error (%)", title=title)
-        a.legend(fontsize=7)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
-
-
-def _md(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
@@ -253,7 +249,7 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
                     "norm": NORM_LABEL.get(r.norm, r.norm),
                     "N": images_per_device(r),
                     "seed": r.seed,
-                    "status": r.status,
+                    "status": r.status + (f" {CHANCE_MARK}" if r.at_chance else ""),
                     "steps": f"{s.get('step', '?')}/{s.get('steps', '?')}",
                     "wall time (s)": f"{s['wall_time_s']:.0f}" if s.get("wall_time_s") else "–",
                     "train step (ms)": f"{s['ms_per_step']['train_step']:.0f}"
@@ -280,6 +276,7 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
                 "(times include evaluation and vary with the load other work put on the machine).\n"
             )
         lines += ["Every run:\n", _md(per_df)]
+    lines += flag_lines(runs)
     failed = [r for r in runs if r.status != "complete"]
     if failed:
         lines += ["Runs not complete (left out of the figure and tables):\n"]
@@ -295,7 +292,7 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
 def _independence(pts: pd.DataFrame) -> list[str]:
     """How N-independent norms were handled: checked where run at several N, filled otherwise."""
     lines = []
-    for norm, g in pts[pts["independent"]].groupby("norm"):
+    for norm, g in pts[pts["independent"].astype(bool)].groupby("norm"):
         ns = sorted(set(g["images"]), reverse=True)
         label = NORM_LABEL.get(norm, norm)
         if len(ns) == 1:
@@ -405,6 +402,7 @@ def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"Paper: {GN_PAPER['paper']}. Reduced-scale reproduction made by normbench: see *Scale* for how it "
         "differs from the paper, and *Commands* for how to make it again.\n",
         "![val error vs images per device](small_batch.png)\n",
+        *chance_banner(done),
         *_in_short(cur),
         *_short_training(raw),
         "## Val error (%) per norm and images per device N\n",

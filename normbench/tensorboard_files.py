@@ -1,0 +1,75 @@
+"""TensorBoard event files that agree with the CSVs after a resume.
+
+When a run resumes from its checkpoint at step k, a previous attempt may have logged events
+after k (lost work that will be redone), and a kill may have cut its last record short.
+:func:`compact_event_files` rewrites all event files of ``tb/`` into one file holding each
+(tag, step) once, for steps <= k only, without the hparams summary (written again when the run
+completes). TensorBoard's own ``purge_step`` would hide events at k as well, and only from
+readers that honour it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+#: Tags written once when a run completes (its hyper-parameters and final metric).
+HPARAMS_TAG_PREFIXES = ("_hparams_/", "hparam/")
+
+
+def event_files(tb_dir: Path) -> list[Path]:
+    """TensorBoard event files in ``tb_dir``, in the order TensorBoard reads them (by name)."""
+    return sorted(
+        p for p in tb_dir.glob("*tfevents*") if p.is_file() and not p.name.endswith(".tmp")
+    )
+
+
+def compact_event_files(tb_dir: Path, last_step: int) -> int:
+    """Rewrite ``tb_dir``'s event files as one, keeping each (tag, step <= ``last_step``) once.
+
+    The latest record of a (tag, step) wins; hparams tags are dropped. Returns the number of
+    summary values kept.
+    """
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    for stale in tb_dir.glob("*.tmp"):  # a compaction cut short by a kill
+        stale.unlink(missing_ok=True)
+    files = event_files(tb_dir)
+    if not files:
+        return 0
+    header = None
+    kept: dict[tuple[str, int], event_pb2.Event] = {}
+    for path in files:
+        for raw in RawEventFileLoader(str(path)).Load():
+            event = event_pb2.Event.FromString(raw)
+            if event.HasField("file_version"):
+                header = header or event
+                continue
+            if not event.HasField("summary") or event.step > last_step:
+                continue
+            for value in event.summary.value:
+                if value.tag.startswith(HPARAMS_TAG_PREFIXES):
+                    continue
+                single = event_pb2.Event(wall_time=event.wall_time, step=event.step)
+                single.summary.value.add().CopyFrom(value)
+                kept.pop((value.tag, event.step), None)  # re-insert: keeps the logging order
+                kept[(value.tag, event.step)] = single
+    # Sorts before any file a writer opens from now on (their names start with the time).
+    name = f"events.out.tfevents.{int(time.time()) - 1:010d}.normbench-compacted"
+    tmp = tb_dir / (name + ".tmp")
+    with tmp.open("wb") as f:
+        writer = RecordWriter(f)
+        if header is not None:
+            writer.write(header.SerializeToString())
+        for event in sorted(kept.values(), key=lambda e: e.step):
+            writer.write(event.SerializeToString())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, tb_dir / name)
+    for path in files:
+        if path.name != name:
+            path.unlink(missing_ok=True)
+    return len(kept)
