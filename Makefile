@@ -29,9 +29,11 @@ install: $(STAMP)  ## create .venv/ and install normbench (editable) with its te
 data: install  ## get the default dataset (Fashion-MNIST) unless it is already there
 	@$(BIN)/normbench data --check fashion_mnist || NORMBENCH=$(BIN)/normbench scripts/get_fashion_mnist.sh
 
+# A multirun with failed jobs still gets its report, then make fails; Ctrl-C stops without one.
 run: install data  ## train the default experiment (BN paper Fig. 1) and write its report to results/
-	$(BIN)/normbench train -m experiment=$(EXPERIMENT) $(ARGS)
-	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)
+	status=0; $(BIN)/normbench train -m experiment=$(EXPERIMENT) $(ARGS) || status=$$?; \
+	[ $$status -lt 128 ] || exit $$status; \
+	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS) && exit $$status
 
 test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
 	$(BIN)/pytest -q -m "not slow"
@@ -43,8 +45,9 @@ sweep: install data  ## small-batch study (GN paper Fig. 1) -> results/small_bat
 ifneq ($(filter small_batch small_batch_long,$(SWEEP)),)
 	NORMBENCH=$(BIN)/normbench EXPERIMENT=$(SWEEP) JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
 else
-	$(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS)
-	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP)
+	status=0; $(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS) || status=$$?; \
+	[ $$status -lt 128 ] || exit $$status; \
+	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP) && exit $$status
 endif
 
 report: install  ## rebuild the report of the default experiment from its runs

@@ -13,10 +13,21 @@ results=${RESULTS:-results/$experiment}
 jobs=${JOBS:-1}
 seeds=${SEEDS:-0,1}
 IFS=, read -r -a seed_list <<<"$seeds"
+status=0
 if [ "$jobs" -le 1 ]; then
-  "$normbench" train -m "experiment=$experiment" "seed=$seeds" "$@"
+  "$normbench" train -m "experiment=$experiment" "seed=$seeds" "$@" || status=$?
+  [ $status -lt 128 ] || exit $status # stopped by Ctrl-C or SIGTERM: resumable, no report yet
 else
   pids=()
+  stopping=0
+  # Background jobs of a script ignore Ctrl-C (SIGINT); pass a Ctrl-C or a scheduler's SIGTERM
+  # on to every worker as SIGTERM: each checkpoints its current run and exits, resumable.
+  forward() {
+    stopping=1
+    echo "stopping ${#pids[@]} workers (each checkpoints its current run); run the same command to resume" >&2
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+  }
+  trap forward INT TERM
   for ((j = 0; j < jobs; j++)); do
     mine=()
     for ((i = j; i < ${#seed_list[@]}; i += jobs)); do mine+=("${seed_list[i]}"); done
@@ -28,8 +39,21 @@ else
     "$normbench" train -m "experiment=$experiment" "seed=$part" "$@" >"$log" 2>&1 &
     pids+=($!)
   done
-  status=0
-  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-  [ $status -eq 0 ] || echo "a multirun exited with an error; see runs/$experiment-seed*.log" >&2
+  for pid in "${pids[@]}"; do
+    # wait returns early when a trapped signal arrives: wait again until the worker has exited
+    while true; do
+      code=0
+      wait "$pid" || code=$?
+      kill -0 "$pid" 2>/dev/null || break
+    done
+    [ "$code" -eq 0 ] || status=1
+  done
+  trap - INT TERM
+  if [ $stopping -eq 1 ]; then
+    echo "stopped; run the same command to resume (runs/$experiment-seed*.log)" >&2
+    exit 130
+  fi
+  [ $status -eq 0 ] || echo "a multirun had failed runs or exited with an error; see runs/$experiment-seed*.log" >&2
 fi
 "$normbench" report "runs/$experiment" --out "$results"
+exit $status
