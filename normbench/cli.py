@@ -90,6 +90,7 @@ def hydra_task(cfg: Any) -> dict[str, Any] | None:
 
     from normbench.engine.lock import RunLock, RunLockedError
     from normbench.engine.train import train
+    from normbench.files import find_disk_error
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -98,10 +99,15 @@ def hydra_task(cfg: Any) -> dict[str, Any] | None:
         with RunLock(run_dir):
             try:
                 summary = train(cfg, run_dir)
-            except Exception as err:
-                _mark_failed(run_dir, err)
+            except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint, but say so on disk
+                _mark(run_dir, "interrupted", "a second Ctrl-C; resumes from the last checkpoint")
                 raise
+            except Exception as err:
+                err = find_disk_error(err, run_dir) or err
+                _mark(run_dir, "failed", f"{type(err).__name__}: {err}")
+                raise err from None
     except Exception as err:
+        err = find_disk_error(err, run_dir) or err
         status = "diverged" if isinstance(err, DivergedError) else "failed"
         if isinstance(err, RunLockedError):
             status = "locked"
@@ -120,11 +126,15 @@ def hydra_task(cfg: Any) -> dict[str, Any] | None:
     return summary
 
 
-def _mark_failed(run_dir: Path, err: BaseException) -> None:
+def _mark(run_dir: Path, status: str, error: str) -> None:
+    """Record in summary.json that the run ended early, unless it is complete (a later command
+    that failed, e.g. on a damaged data file, does not undo finished results)."""
     from normbench.logging import read_summary, write_json_atomic
 
     summary = read_summary(run_dir / "summary.json")
-    summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+    if summary.get("status") == "complete":
+        return
+    summary.update(status=status, error=error)
     try:
         write_json_atomic(run_dir / "summary.json", summary)
     except NormbenchError:

@@ -28,7 +28,7 @@ def make_readable(path: Path) -> None:
 def disk_error(path: Path, err: BaseException) -> NormbenchError:
     """One message for a write that failed: a full disk, a read-only or foreign directory."""
     code = getattr(err, "errno", None)
-    if code == errno.ENOSPC or "No space left" in str(err) or "file write failed" in str(err):
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err) or "file write failed" in str(err):
         return NormbenchError(
             f"cannot write {path}: the disk is full. Free space on {path.parent} (or point the "
             "runs elsewhere with hydra.run.dir=<dir>), then run the same command again to resume."
@@ -39,6 +39,24 @@ def disk_error(path: Path, err: BaseException) -> NormbenchError:
             "writable (chmod u+w) or choose another run directory with hydra.run.dir=<dir>."
         )
     return NormbenchError(f"cannot write {path}: {err}")
+
+
+#: errno values that mean "this location cannot take the write" (not a bug of ours).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def find_disk_error(err: BaseException, fallback: Path) -> NormbenchError | None:
+    """The one-line message for an exception caused, anywhere in its chain, by a full disk or an
+    unwritable location (a TensorBoard flush, torch's zip writer, …); None for other errors."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            where = Path(current.filename) if current.filename else fallback
+            return disk_error(where, current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:

@@ -14,19 +14,34 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from normbench.files import disk_error, write_atomic
+from normbench.files import DISK_ERRNOS, disk_error, write_atomic
 from normbench.tensorboard_files import compact_event_files
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and an atomic rename."""
-    write_atomic(path, lambda f: json.dump(data, f, indent=2, default=str))
+    """Write ``data`` as strict JSON (NaN and infinities as null) to ``path`` via a temporary
+    file and an atomic rename."""
+    clean = _finite(data)
+    write_atomic(path, lambda f: json.dump(clean, f, indent=2, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_summary(path: Path) -> dict[str, Any]:
@@ -87,6 +102,23 @@ def _step(row: dict[str, str]) -> float:
         return float("inf")
 
 
+def _quiet_writer_thread_disk_errors() -> None:
+    """TensorBoard writes from a background thread; on a full disk that thread would print a
+    traceback, then the next flush in the main thread raises the same error, which the CLI turns
+    into one message. Keep the thread quiet about such errors (others are printed as before)."""
+    previous = threading.excepthook
+    if getattr(previous, "normbench", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_ERRNOS:
+            return
+        previous(args)
+
+    hook.normbench = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class Recorder:
     """Writes one run's metrics, activation statistics, summary and TensorBoard events."""
 
@@ -114,6 +146,7 @@ class Recorder:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(tb_dir))
+            _quiet_writer_thread_disk_errors()
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.writer:

@@ -5,12 +5,16 @@ hint to append the key with ``+`` that only leads to our own "unknown option" me
 creates the run directory before normbench sees the config. :func:`precheck` composes the
 config once with Hydra's compose API, turns any error into one line naming the fix, and runs
 :func:`normbench.config.validate` on it; a sweep is checked with the first value of each swept
-key (each job validates its own values again).
+key (each job validates its own values again). It also checks that the run directory can be
+written and is not held by another process.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -22,7 +26,9 @@ from normbench.config import (
     unknown_key_message,
     validate,
 )
-from normbench.errors import ConfigError
+from normbench.engine.lock import RunLock
+from normbench.errors import ConfigError, NormbenchError
+from normbench.norms import build_norm_spec
 
 #: Flags after which Hydra prints something instead of running: leave those to Hydra.
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve"}
@@ -66,13 +72,19 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
     return out
 
 
-def compose_train_config(overrides: list[str]) -> DictConfig:
-    """The config ``normbench train`` would run with these overrides (no run directory made)."""
+def compose_train_config(overrides: list[str], hydra: bool = False) -> DictConfig:
+    """The config ``normbench train`` would run with these overrides (no run directory made);
+    with ``hydra``, Hydra's own node too, set as the current Hydra config so that its run and
+    sweep directories resolve."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
 
     register_resolvers()
     with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="train"):
-        return compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=hydra)
+    if hydra:
+        HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def precheck(argv: list[str]) -> None:
@@ -84,11 +96,50 @@ def precheck(argv: list[str]) -> None:
         return
     try:
         plain = first_of_each_sweep(overrides)
-        cfg = compose_train_config(plain)
+        cfg = compose_train_config(plain, hydra=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err, overrides)) from None
     check_run_name(cfg.get("name"))
     validate(cfg)
+    build_norm_spec(cfg.norm)  # the norm's own options and ranges
+    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
+    check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    if not multirun:  # a sweep's jobs take their locks one by one
+        check_not_locked(Path(cfg.hydra.run.dir))
+
+
+#: Below this much free space, a run cannot even write its config and first checkpoint.
+MIN_FREE_BYTES = 256 << 10
+
+
+def check_writable(run_dir: Path) -> None:
+    """Raise one message if ``run_dir`` (or the directory it would be made in) cannot be written
+    or its disk is full: Hydra writes there before normbench runs, with a traceback on failure."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    unwritable = [
+        p for p in (existing, existing / ".hydra") if p.is_dir() and not os.access(p, os.W_OK)
+    ]
+    if unwritable:
+        raise NormbenchError(
+            f"cannot write to {unwritable[0]}: it is read-only or not writable. Make it writable "
+            "(chmod u+w, or remount it read-write) or choose another run directory with "
+            "hydra.run.dir=<dir>."
+        )
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise NormbenchError(
+            f"cannot write to {run_dir}: the disk is full ({free:,} bytes free). Free space there "
+            "or point the runs elsewhere with hydra.run.dir=<dir>."
+        )
+
+
+def check_not_locked(run_dir: Path) -> None:
+    """Raise :class:`RunLockedError` if another process holds ``run_dir`` (before Hydra appends
+    to that run's train.log)."""
+    if (run_dir / ".lock").exists():
+        RunLock(run_dir).acquire().release()
 
 
 def _one_line(err: BaseException, overrides: list[str]) -> str:

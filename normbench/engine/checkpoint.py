@@ -4,23 +4,26 @@ A checkpoint holds tensors and plain containers only (dict, list, tuple, str, in
 None), so it is read back with ``torch.load(weights_only=True)``: a crafted file cannot run code
 when a run resumes. Writes go to a temporary file that is renamed over the old checkpoint, so a
 crash or a full disk mid-save leaves the previous checkpoint intact and no temporary file behind.
+A checkpoint also holds its run's resolved config: :func:`config_changes` lists what differs
+from the config of the command that would resume it.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from normbench.errors import NormbenchError
-from normbench.files import disk_error, make_readable
+from normbench.files import disk_error, find_disk_error, make_readable
 
 
 class CheckpointError(NormbenchError):
@@ -47,16 +50,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) or _is_write_failure(err):
+        # torch's zip writer may report a failed write (ENOSPC …) as a RuntimeError of its own,
+        # raised while handling the OSError
+        known = find_disk_error(err, path)
+        if known is not None:
+            raise known from None
+        if isinstance(err, OSError) or "file write failed" in str(err):
             raise disk_error(path, err) from None
         raise
-
-
-def _is_write_failure(err: BaseException) -> bool:
-    """torch.save reports a failed write (ENOSPC …) as a RuntimeError from its zip writer."""
-    return isinstance(err, RuntimeError) and (
-        "file write failed" in str(err) or os.strerror(errno.ENOSPC) in str(err)
-    )
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -72,14 +73,15 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (a save was cut off); {fix}.")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise CheckpointError(
                 f"{path} was refused: it holds Python objects other than tensors and plain data "
-                f"({_refused_global(str(err))}), and loading it could run code; it was not written "
-                f"by normbench. {fix[0].upper() + fix[1:]}."
+                f"({_refused_global(str(err))}), and loading it could run code, so it was not loaded. "
+                f"{fix[0].upper() + fix[1:]}."
             ) from None
         raise CheckpointError(f"{path} is corrupt ({first}); {fix}.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
@@ -90,13 +92,20 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+def _numpy_array_globals() -> list[Any]:
+    """What a plain numpy array needs to unpickle (checkpoints written before 2026-11-29 hold the
+    numpy generator's state as an array): array reconstruction only, no other callable."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def _refused_global(message: str) -> str:
     """The global torch refused, from its ``weights_only`` error text."""
-    for line in message.splitlines():
-        line = line.strip()
-        if line.startswith("WeightsUnpickler error:"):
-            return line.removeprefix("WeightsUnpickler error:").strip().rstrip(".")
-    return "unsupported global"
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    return f"it refers to {found.group(1)}" if found else "an unsupported global"
 
 
 def rng_state() -> dict[str, Any]:
@@ -121,15 +130,63 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(
-        (
-            n["kind"],
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
+    if isinstance(n, tuple):  # a checkpoint written before 2026-11-29
+        np.random.set_state(n)
+    else:
+        np.random.set_state(
+            (
+                n["kind"],
+                n["keys"].numpy().astype(np.uint32),
+                n["pos"],
+                n["has_gauss"],
+                n["cached_gaussian"],
+            )
         )
-    )
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# Keys that may differ between an interrupted run and its resumption: where and how fast it
+# runs, not what it computes (trainer.amp changes the arithmetic, so it may not change).
+RESUMABLE_CHANGES = (
+    "trainer.resume",
+    "trainer.device",
+    "trainer.threads",
+    "trainer.stop_after",
+    "trainer.ckpt_every",
+    "trainer.ckpt_minutes",
+    "trainer.channels_last",
+    "trainer.compile",
+    "dataset.root",
+    "dataset.num_workers",
+    "logging",
+)
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without Hydra's own node, as plain containers."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    return container
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose value differs between two plain configs (ignoring resumable keys)."""
+    flat_a, flat_b = _flatten(old), _flatten(new)
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [
+        k
+        for k in keys
+        if flat_a.get(k) != flat_b.get(k)
+        and not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)
+    ]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}

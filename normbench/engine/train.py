@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from normbench.config import validate
 from normbench.data.datasets import load_dataset
-from normbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from normbench.engine.checkpoint import (
+    config_changes,
+    load_checkpoint,
+    plain_config,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from normbench.engine.environment import environment, seed_everything, select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import FastPath, train_step
@@ -37,50 +44,6 @@ log = logging.getLogger("normbench")
 
 #: A run whose final accuracy is below CHANCE_MARGIN / classes is flagged as at chance level.
 CHANCE_MARGIN = 1.2
-
-# Keys that may differ between an interrupted run and its resumption: where and how fast it
-# runs, not what it computes (trainer.amp changes the arithmetic, so it may not change).
-RESUMABLE_CHANGES = (
-    "trainer.resume",
-    "trainer.device",
-    "trainer.threads",
-    "trainer.stop_after",
-    "trainer.ckpt_every",
-    "trainer.ckpt_minutes",
-    "trainer.channels_last",
-    "trainer.compile",
-    "dataset.root",
-    "dataset.num_workers",
-    "logging",
-)
-
-
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config without Hydra's own node, as plain containers."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
-    return container
-
-
-def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose value differs between two plain configs (ignoring resumable keys)."""
-    flat_a, flat_b = _flatten(old), _flatten(new)
-    keys = sorted(set(flat_a) | set(flat_b))
-    return [
-        k
-        for k in keys
-        if flat_a.get(k) != flat_b.get(k)
-        and not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)
-    ]
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
 
 
 class Trainer:
@@ -139,11 +102,11 @@ class Trainer:
             "loss_count": self.loss_count,
             "window_loss": self.window_loss,
             "window_n": self.window_n,
-            "config": _plain(self.cfg),
+            "config": plain_config(self.cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        changed = _config_changes(state["config"], _plain(self.cfg))
+        changed = config_changes(state["config"], plain_config(self.cfg))
         if changed:
             raise ConfigError(
                 f"{self.run_dir} holds a checkpoint of a different configuration (changed: "
@@ -159,7 +122,9 @@ class Trainer:
         self.step, self.prior_wall = state["step"], state["wall"]
         self.best_val_error, self.last_eval = state["best_val_error"], state["last_eval"]
         self.loss_sum, self.loss_count = state["loss_sum"].to(self.device), state["loss_count"]
-        self.window_loss, self.window_n = state["window_loss"].to(self.device), state["window_n"]
+        # checkpoints written before 2026-11-29 have no progress-line window
+        window_loss = state.get("window_loss", torch.zeros(()))
+        self.window_loss, self.window_n = window_loss.to(self.device), state.get("window_n", 0)
 
     def save(self) -> None:
         """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
@@ -201,12 +166,11 @@ class Trainer:
             else min(self.tcfg.steps, self.step + self.tcfg.stop_after)
         )
         self.last_save = time.perf_counter()
-        with self.stop:
-            if resume_step is None:
-                self._evaluate()
-                self._probe()
-            if not self.stop.requested:
-                self._train_until(last)
+        if resume_step is None:
+            self._evaluate()
+            self._probe()
+        if not self.stop.requested:
+            self._train_until(last)
         if self.step >= self.tcfg.steps:
             status = "complete"
         else:
@@ -473,8 +437,21 @@ def is_at_chance(val_error: float | None, num_classes: int) -> bool:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one configuration into ``run_dir``; return its summary."""
-    return Trainer(cfg, Path(run_dir)).fit()
+    """Train one configuration into ``run_dir``; return its summary.
+
+    SIGINT and SIGTERM are requests from setup to the last write: one arriving while the model
+    and data are built is honoured at step 0 (or at the step resumed from).
+
+    Raises:
+        RunStopped: a signal stopped the run; it is checkpointed and resumable.
+    """
+    with StopRequest() as stop:
+        trainer = Trainer(cfg, Path(run_dir))
+        trainer.stop = stop
+        summary = trainer.fit()
+        if stop.requested:  # arrived while an already finished run was checked: stop a sweep
+            raise RunStopped(stop.signum)
+        return summary
 
 
 def _hms(seconds: float) -> str:
