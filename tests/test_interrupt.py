@@ -229,3 +229,21 @@ def test_a_second_process_on_the_same_run_stops_with_the_lock_message(reference,
     code, out = _run(tmp_path, "locked")
     assert code == 0, out
     assert_same_run(tmp_path / "locked", reference)
+
+
+def test_a_restart_from_scratch_leaves_no_stale_events(reference, tmp_path):
+    """SIGKILL before the first checkpoint, then the same command: it says it starts over, and
+    then trainer.resume=never over the finished run: no event or row of either earlier attempt
+    is left."""
+    proc = _start(tmp_path, "again")
+    _wait_for(tmp_path / "again" / "tb", proc)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "again" / "ckpt" / "last.pt").exists()
+    code, out = _run(tmp_path, "again")
+    assert code == 0 and "starting from step 0 (an earlier attempt stopped" in out, out
+    assert_same_run(tmp_path / "again", reference)
+    code, out = _run(tmp_path, "again", "trainer.resume=never")
+    assert code == 0 and "over from step 0" in out, out
+    assert_same_run(tmp_path / "again", reference)
