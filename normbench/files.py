@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from normbench.errors import NormbenchError
 
@@ -28,7 +28,11 @@ def make_readable(path: Path) -> None:
 def disk_error(path: Path, err: BaseException) -> NormbenchError:
     """One message for a write that failed: a full disk, a read-only or foreign directory."""
     code = getattr(err, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err) or "file write failed" in str(err):
+    if (
+        code in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in str(err)
+        or "file write failed" in str(err)
+    ):
         return NormbenchError(
             f"cannot write {path}: the disk is full. Free space on {path.parent} (or point the "
             "runs elsewhere with hydra.run.dir=<dir>), then run the same command again to resume."
@@ -59,8 +63,9 @@ def find_disk_error(err: BaseException, fallback: Path) -> NormbenchError | None
     return None
 
 
-def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
-    """Write a text file through ``write(file)`` into a temporary file, then rename it to ``path``.
+def write_atomic(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    """Write a file through ``write(file)`` into a temporary file beside ``path``, flush it to
+    disk, then rename it to ``path``; on any failure the temporary file is removed.
 
     Raises:
         NormbenchError: the directory is not writable or the disk is full.
@@ -71,12 +76,19 @@ def write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
     except OSError as err:
         raise disk_error(path, err) from None
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         make_readable(Path(tmp))
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
+        # a library may report a failed write (ENOSPC …) as an error of its own, raised while
+        # handling the OSError (torch's zip writer does)
+        known = find_disk_error(err, path)
+        if known is not None:
+            raise known from None
+        if isinstance(err, OSError) or "file write failed" in str(err):
             raise disk_error(path, err) from None
         raise

@@ -16,20 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from normbench.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from normbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from normbench.engine.signals import StopRequest
-
-FAST = [
-    "dataset=synthetic",
-    "dataset.num_train=256",
-    "dataset.num_val=128",
-    "dataset.batch_size=16",
-    "trainer.steps=40",
-    "trainer.eval_every=20",
-    "trainer.log_every=10",
-    "probes.every=10",
-    "model.hidden=[32,32,32]",
-]
+from tests.test_train_cli import FAST
 
 
 class Payload:

@@ -10,11 +10,9 @@ from the config of the command that would resume it.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normbench.errors import NormbenchError
-from normbench.files import disk_error, find_disk_error, make_readable
+from normbench.files import write_atomic
 
 
 class CheckpointError(NormbenchError):
@@ -36,28 +34,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     Raises:
         NormbenchError: the directory is not writable or the disk is full (message names the fix).
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    except OSError as err:
-        raise disk_error(path, err) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        make_readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        # torch's zip writer may report a failed write (ENOSPC …) as a RuntimeError of its own,
-        # raised while handling the OSError
-        known = find_disk_error(err, path)
-        if known is not None:
-            raise known from None
-        if isinstance(err, OSError) or "file write failed" in str(err):
-            raise disk_error(path, err) from None
-        raise
+    write_atomic(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
