@@ -26,9 +26,9 @@ from normbench.config import (
     unknown_key_message,
     validate,
 )
+from normbench.engine.build import build_norm
 from normbench.engine.lock import RunLock
 from normbench.errors import ConfigError, NormbenchError
-from normbench.norms import build_norm_spec
 
 #: Flags after which Hydra prints something instead of running: leave those to Hydra.
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve"}
@@ -101,7 +101,7 @@ def precheck(argv: list[str]) -> None:
         raise ConfigError(_one_line(err, overrides)) from None
     check_run_name(cfg.get("name"))
     validate(cfg)
-    build_norm_spec(cfg.norm)  # the norm's own options and ranges
+    build_norm(cfg.norm)  # the norm's own options and ranges
     multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
     check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
     if not multirun:  # a sweep's jobs take their locks one by one

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from normbench.config import validate
-from normbench.data.datasets import load_dataset
+from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
     config_changes,
     load_checkpoint,
@@ -27,16 +26,12 @@ from normbench.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from normbench.engine.environment import environment, seed_everything, select_device
+from normbench.engine.environment import environment
 from normbench.engine.evaluate import evaluate
-from normbench.engine.fastpath import FastPath, train_step
-from normbench.engine.optim import build_optimizer, build_scheduler
-from normbench.engine.per_device import apply_per_device
+from normbench.engine.fastpath import train_step
 from normbench.engine.signals import RunStopped, StopRequest
 from normbench.errors import ConfigError, DivergedError
 from normbench.logging import Recorder, read_summary
-from normbench.models import build_model
-from normbench.norms import build_norm_spec
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
 
@@ -50,26 +45,15 @@ class Trainer:
     """One run: builds everything from the config, then :meth:`fit` trains, evaluates and probes."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        validate(cfg)
-        self.per_device = apply_per_device(cfg)
-        self.cfg, self.run_dir = cfg, run_dir
-        self.tcfg = cfg.trainer
-        self.device = select_device(self.tcfg.device)
-        self.fast = FastPath.from_config(self.tcfg, self.device)
-        seed_everything(cfg.seed, self.tcfg.deterministic, self.tcfg.threads)
-        self.spec = build_norm_spec(cfg.norm, images_per_device=self.per_device.images)
-        self.data = load_dataset(
-            cfg.dataset,
-            self.device,
-            standardize=cfg.dataset.standardize or self.spec.standardize_input,
-        )
-        self.model = build_model(
-            cfg.model, self.spec, self.data.num_classes, self.data.in_shape
-        ).to(self.device)
+        built = build_run(cfg)
+        self.cfg, self.run_dir = built.cfg, run_dir  # the effective config
+        self.per_device, self.device, self.fast = built.per_device, built.device, built.fast
+        self.spec, self.data, self.model = built.spec, built.data, built.model
+        self.optimizer, self.scheduler = built.optimizer, built.scheduler
+        self.tcfg = self.cfg.trainer
+        cfg = self.cfg
         # The compiled module (trainer.compile) or the model itself; they share parameters.
         self.train_model = self.fast.prepare_model(self.model)
-        self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.tcfg.steps)
         self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
@@ -409,6 +393,7 @@ class Trainer:
             "norm": self.cfg.norm.name,
             "seed": self.cfg.seed,
             "per_device": self.per_device.as_dict(),
+            "norm_batch_dependent": self.spec.batch_dependent,
             "final": dict(self.last_eval),
             "best_val_error": self.best_val_error,
             "num_classes": self.data.num_classes,
