@@ -129,7 +129,7 @@ def hydra_task(cfg: Any) -> dict[str, Any] | None:
 def _mark(run_dir: Path, status: str, error: str) -> None:
     """Record in summary.json that the run ended early, unless it is complete (a later command
     that failed, e.g. on a damaged data file, does not undo finished results)."""
-    from normbench.logging import read_summary, write_json_atomic
+    from normbench.recorder import read_summary, write_json_atomic
 
     summary = read_summary(run_dir / "summary.json")
     if summary.get("status") == "complete":

@@ -15,11 +15,11 @@ import hashlib
 import importlib.resources
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from normbench.errors import ConfigError
@@ -136,56 +136,57 @@ def register_resolvers() -> None:
 
 @dataclass
 class TrainerConfig:
-    """``trainer.*``: the training loop."""
+    """``trainer.*``: the training loop (types only: defaults and comments live in
+    configs/train.yaml, the one place they are written)."""
 
-    steps: int = 1000
-    eval_every: int = 500
-    device: str = "auto"
-    deterministic: bool = False
-    threads: int | None = None
-    log_every: int = 100
-    ckpt_every: int = 5000
-    ckpt_minutes: float = 5.0
-    resume: str = "auto"
-    eval_batch_size: int = 1000
-    stop_after: int | None = None
-    amp: Any = False  # false | bf16 (checked against CHOICES)
-    channels_last: bool = False
-    compile: bool = False
+    steps: int = MISSING
+    eval_every: int = MISSING
+    device: str = MISSING
+    deterministic: bool = MISSING
+    threads: int | None = MISSING
+    log_every: int = MISSING
+    ckpt_every: int = MISSING
+    ckpt_minutes: float = MISSING
+    resume: str = MISSING
+    eval_batch_size: int = MISSING
+    stop_after: int | None = MISSING
+    amp: Any = MISSING  # false | bf16 (checked against CHOICES)
+    channels_last: bool = MISSING
+    compile: bool = MISSING
 
 
 @dataclass
 class ProbesConfig:
     """``probes.*``: per-layer activation statistics on a fixed probe batch."""
 
-    every: int = 100
-    hist_every: int = 1000
-    batch_size: int = 1000
-    saturation: float = 4.0
-    mode: str = "batch_stats"
+    every: int = MISSING
+    hist_every: int = MISSING
+    batch_size: int = MISSING
+    saturation: float = MISSING
+    mode: str = MISSING
 
 
 @dataclass
 class LoggingConfig:
     """``logging.*``: where metrics go besides the CSV files."""
 
-    tensorboard: bool = True
+    tensorboard: bool = MISSING
 
 
 @dataclass
 class OptimConfig:
     """``optim.*``: optimizer and learning-rate schedule."""
 
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0  # sgd
-    nesterov: bool = False  # sgd
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
-    eps: float = 1e-8  # adam
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
+    name: str = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING  # sgd
+    nesterov: bool = MISSING  # sgd
+    betas: list[float] = MISSING  # adam
+    eps: float = MISSING  # adam
+    weight_decay: float = MISSING
+    schedule: str = MISSING
+    milestones: list[int] = MISSING
+    gamma: float = MISSING
 
 
 SCHEMAS: dict[str, type] = {

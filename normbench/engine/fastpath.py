@@ -24,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normbench.config import CHOICES
 from normbench.errors import ConfigError
 
-AMP_MODES = ("bf16",)
+#: ``trainer.amp`` values besides false (validated with the other choices in normbench.config).
+AMP_MODES = tuple(c for c in CHOICES["trainer.amp"] if c is not False)
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,7 @@ class FastPath:
     def from_config(cls, tcfg: Any, device: torch.device) -> FastPath:
         """Read the flags from the ``trainer`` config node (missing keys: off)."""
         amp = tcfg.get("amp", False)
-        if amp in (False, None):
-            amp = None
-        elif amp not in AMP_MODES:
-            raise ConfigError(f"trainer.amp={amp!r} is not one of false, {', '.join(AMP_MODES)}.")
+        amp = None if amp in (False, None) else amp  # checked by normbench.config.validate
         return cls(
             device, amp, bool(tcfg.get("channels_last", False)), bool(tcfg.get("compile", False))
         )

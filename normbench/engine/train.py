@@ -31,9 +31,9 @@ from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
 from normbench.engine.signals import RunStopped, StopRequest
 from normbench.errors import ConfigError, DivergedError
-from normbench.logging import Recorder, read_summary
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
+from normbench.recorder import Recorder, read_summary
 
 log = logging.getLogger("normbench")
 
