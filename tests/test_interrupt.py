@@ -18,7 +18,7 @@ import pytest
 RUN = [
     "dataset=synthetic",
     "dataset.num_train=512",
-    "dataset.num_val=512",
+    "dataset.num_val=4096",
     "dataset.batch_size=16",
     "model.hidden=[64,64,64]",
     "optim.lr=0.1",
@@ -137,25 +137,41 @@ def _interrupt_and_resume(cwd: Path, name: str, delay: float, signum: int) -> tu
     return stopped["step"], out
 
 
+def _in_parallel(tmp_path: Path, names: list[str], delays: list[float], signum: int) -> list[int]:
+    """:func:`_interrupt_and_resume` for several runs at once (threads driving subprocesses)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        jobs = [
+            pool.submit(_interrupt_and_resume, tmp_path, name, delay, signum)
+            for name, delay in zip(names, delays, strict=True)
+        ]
+        return [job.result()[0] for job in jobs]
+
+
 def test_sigint_at_random_moments_resumes_exactly(reference, tmp_path):
     rng = random.Random(1)
-    delays = [0.0, *(rng.uniform(0.05, 1.5) for _ in range(4))]
-    steps = []
-    for i, delay in enumerate(delays):
-        step, _ = _interrupt_and_resume(tmp_path, f"int{i}", delay, signal.SIGINT)
-        steps.append(step)
-        assert_same_run(tmp_path / f"int{i}", reference)
+    delays = [0.0, *(rng.uniform(0.05, 2.0) for _ in range(4))]
+    names = [f"int{i}" for i in range(len(delays))]
+    steps = _in_parallel(tmp_path, names, delays, signal.SIGINT)
+    for name in names:
+        assert_same_run(tmp_path / name, reference)
     assert len(set(steps)) >= 3, f"the interruptions hit too few distinct steps: {steps}"
 
 
 def test_sigint_at_an_evaluation_step_keeps_its_row(reference, tmp_path):
-    """Retries random moments until one stops the run at an evaluation step (every 100th)."""
+    """Random moments, three runs at a time, until one stops the run at an evaluation step
+    (every 100th; an evaluation of 4,096 samples takes a good share of the run's time)."""
     rng = random.Random(2)
-    for attempt in range(12):
-        name = f"eval{attempt}"
-        step, _ = _interrupt_and_resume(tmp_path, name, rng.uniform(0.05, 1.5), signal.SIGINT)
-        if step % 100 == 0 and step > 0:
-            assert_same_run(tmp_path / name, reference)
+    for attempt in range(4):
+        names = [f"eval{attempt}_{i}" for i in range(3)]
+        delays = [rng.uniform(0.05, 2.0) for _ in names]
+        steps = _in_parallel(tmp_path, names, delays, signal.SIGINT)
+        hits = [
+            name for name, step in zip(names, steps, strict=True) if step % 100 == 0 and step > 0
+        ]
+        if hits:
+            assert_same_run(tmp_path / hits[0], reference)
             return
     pytest.fail("no interruption landed at an evaluation step in 12 tries")
 
