@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from normbench.bench.attribution import STEP_SCOPE, ModuleScopes, module_share
 from normbench.bench.readme_sections import read_section, update_section
 from normbench.bench.train_report import COLUMNS
-from normbench.probes.timing import STEP_SCOPE, ModuleScopes, module_share
 
 TINY = [
     "--width",

@@ -68,3 +68,38 @@ def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
     second = readme.read_text()
     assert second.count(begin) == 1 and "| 6x8 | renamed |" in second
     assert second.replace("renamed", "batch[closed_form]") == first  # nothing else moved
+
+
+def test_every_registered_variant_is_a_case_with_its_shipped_config():
+    from normbench.bench.norm_cases import EXTRA_CASES, TIMED_WITH
+    from normbench.bench.variants import shipped_config
+    from normbench.norms import known_norms
+
+    base = {}
+    for name in known_norms():  # timed as shipped, with the bench's few settings
+        cfg = {**shipped_config(name), **TIMED_WITH.get(name, {})}
+        base[name] = next(c for c in bench.CASES if c.cfg == cfg and c.label.startswith(name))
+    assert base["ghost_batch"].label == "ghost_batch[group_size=4]"
+    assert {n for n, c in base.items() if c.kind == "weight"} == {"weight", "normprop", "ws_group"}
+    labels = [c.label for c in bench.CASES]
+    assert len(labels) == len(set(labels)) == len(known_norms()) + len(EXTRA_CASES)
+    kinds = [c.kind for c in bench.CASES]
+    assert (
+        labels[:2] == ["batch", "batch[closed_form]"]
+        and "weight" not in kinds[: kinds.count("slot")]
+    )
+    assert labels[kinds.index("weight")] == bench.REFERENCE["weight"]
+
+
+def test_a_new_registered_variant_is_benchmarked_without_an_edit(monkeypatch):
+    from normbench.bench.norm_cases import registry_cases
+    from normbench.norms import VARIANTS
+    from normbench.norms.ws_group import WSGroupNormSpec
+
+    monkeypatch.setitem(VARIANTS, "new_weight", WSGroupNormSpec)  # no YAML: {"name": ...}
+    case = next(c for c in registry_cases() if c.cfg["name"] == "new_weight")
+    assert (
+        case.label == "new_weight" and case.kind == "weight" and case.cfg == {"name": "new_weight"}
+    )
+    module = bench.build_case(case, (4, 64, 3, 3))
+    assert isinstance(module, torch.nn.Sequential) and module[1].num_groups == 32

@@ -30,8 +30,7 @@ from torch import nn
 
 from normbench.bench.norms import environment
 from normbench.bench.readme_sections import update_section
-from normbench.models import build_model
-from normbench.norms import build_norm_spec
+from normbench.engine.build import build_network, build_norm
 
 TARGET = 1.10
 COLUMNS = [
@@ -62,7 +61,7 @@ def pair(model: str) -> tuple[nn.Module, nn.Module]:
         "vgg16": ("none", torchvision.models.vgg16),
     }[model]
     cfg = OmegaConf.create({"name": model, "width": 1.0, "stem": "imagenet"})
-    ours = build_model(cfg, build_norm_spec({"name": norm}), 1000, (3, 224, 224))
+    ours = build_network(cfg, build_norm({"name": norm}), 1000, (3, 224, 224))
     theirs = reference(weights=None)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return ours.eval(), theirs.eval()

@@ -1,12 +1,13 @@
 """``normbench bench norms``: forward+backward time of every normalization variant.
 
-What is timed, per input shape and device, in eager mode:
+What is timed, per input shape and device, in eager mode, for every registered variant and a
+few extra cases (the table: :mod:`normbench.bench.norm_cases`):
 
 - *slot* variants (everything acting on activations): ``spec.layer(C, dims)`` alone, in
   training mode, forward and backward (gradients of the input and of every parameter for a
   random upstream gradient), relative to native BatchNorm (``norm=batch``) on the same input.
-- *weight* variants (``weight``, ``normprop``, ``ws_group``, which act on the weights):
-  ``spec.conv(C, C, 1)`` (``spec.linear(C, C)`` for (N, C) inputs) followed by
+- *weight* variants (those whose spec builds the weight layers: ``weight``, ``normprop``,
+  ``ws_group``): ``spec.conv(C, C, 1)`` (``spec.linear(C, C)`` for (N, C) inputs) followed by
   ``spec.layer(C, dims)``, relative to a plain 1×1 conv (linear) followed by native BN
   (``conv+batch``): the weight transform is paid once per step, beside a conv of the same size.
 
@@ -32,16 +33,17 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from normbench.bench.norm_cases import CASES, REFERENCE, build_case
 from normbench.bench.readme_sections import update_section
+from normbench.bench.variants import acts_on_weights
 from normbench.engine.environment import cpu_name
 from normbench.errors import ConfigError
-from normbench.norms import build_norm_spec
+from normbench.norms import VARIANTS
 
 SECTION = "bench norms"
 
@@ -49,141 +51,6 @@ SHAPES: list[tuple[int, ...]] = [(32, 256, 16, 16), (8, 64, 56, 56), (60, 100)]
 QUICK_SHAPES: list[tuple[int, ...]] = [(8, 32, 8, 8), (60, 100)]
 TARGET = 2.0
 MIN_REPEAT_S = 0.005
-
-
-@dataclass(frozen=True)
-class Case:
-    """One timed configuration: a label, the norm config, slot or weight kind, a miss reason."""
-
-    label: str
-    cfg: dict = field(hash=False)
-    kind: str = "slot"
-    reason: str = ""
-
-
-REFERENCE = {"slot": "batch", "weight": "conv+batch"}
-BN_OPS = (
-    "native BN is one fused C++ kernel each way (4 aten ops per step, counted with a dispatch mode)"
-)
-CASES = [
-    Case("batch", {"name": "batch"}),
-    Case(
-        "batch[closed_form]",
-        {"name": "batch", "impl": "closed_form"},
-        reason="the closed form is a Python autograd.Function by definition: 41 aten ops per "
-        f"step (sums, the per-channel coefficients, two fused multiply-adds, views), each "
-        f"a few µs of dispatch on 100-value vectors, plus the Python backward call; {BN_OPS}",
-    ),
-    Case(
-        "batch_detached",
-        {"name": "batch_detached"},
-        reason="statistics as constants need torch's BN kernel plus a separate gradient "
-        "multiply (small inputs) or the closed-form Function (large ones)",
-    ),
-    Case(
-        "batch_renorm",
-        {"name": "batch_renorm", "warmup_steps": 0},
-        reason="around torch's BN kernel, r and d against the running estimates, the schedule "
-        "step and the corrected affine are ~20 more ops on 100-value vectors (25 aten ops per "
-        f"step), and the backward is a Python autograd.Function; {BN_OPS}",
-    ),
-    Case(
-        "ghost_batch[group_size=4]",
-        {"name": "ghost_batch", "group_size": 4},
-        reason="15 groups of 4 samples: torch's BN kernel needs a transposed (group, G·C) copy in "
-        "and out (3.3x measured), so the closed form runs: 47 aten ops per step on tiny tensors "
-        f"and a Python backward; {BN_OPS}",
-    ),
-    Case("sync_batch", {"name": "sync_batch"}),
-    Case(
-        "group",
-        {"name": "group"},
-        reason="torch's CPU group-norm kernel is slower than its BN kernel",
-    ),
-    Case(
-        "layer",
-        {"name": "layer"},
-        reason="torch's CPU group-norm kernel is slower than its BN kernel",
-    ),
-    Case(
-        "instance",
-        {"name": "instance"},
-        reason="torch's CPU group-norm kernel is slower than its BN kernel",
-    ),
-    Case(
-        "frn",
-        {"name": "frn"},
-        reason="no native kernel. (N, C): the per-value formula is 8 autograd ops (34 aten ops per "
-        "step with their backward); (N, C, H, W): a closed-form Function with 4 passes forward "
-        f"and 8 backward; {BN_OPS}",
-    ),
-    Case(
-        "evonorm[S0]",
-        {"name": "evonorm", "version": "S0"},
-        reason="no native kernel: group statistics (torch's group-norm kernel), σ(v x) twice "
-        "(forward, and recomputed backward: exp-heavy), about 18 passes over the tensor and 3 "
-        "new tensors per step against BN's 2 new tensors; 48 aten ops per step on small inputs, "
-        "with a Python backward",
-    ),
-    Case(
-        "evonorm[B0]",
-        {"name": "evonorm", "version": "B0"},
-        reason="no native kernel: instance statistics (group-norm kernel), max/reciprocal and "
-        "x/den forward (6 passes, 2 new tensors), a backward split into batch and instance "
-        "branches through a masked copy (17 passes, 2 new tensors); 59-70 aten ops per step, "
-        "with a Python backward",
-    ),
-    Case("none", {"name": "none"}),
-    Case("conv+batch", {"name": "batch"}, "weight"),
-    Case(
-        "weight",
-        {"name": "weight"},
-        "weight",
-        reason="weight_norm recomputes g·v/‖v‖ and its backward every step",
-    ),
-    Case(
-        "weight[mean_only_bn]",
-        {"name": "weight", "mean_only_bn": True},
-        "weight",
-        reason="weight-norm recompute plus mean-only BN as composite ops (mean, subtract)",
-    ),
-    Case(
-        "normprop",
-        {"name": "normprop"},
-        "weight",
-        reason="unit-norm rows every step (a closed-form Function) and the input correction "
-        "(x − c₁): 38 aten ops per step against 12 for linear + BN",
-    ),
-    Case(
-        "ws_group",
-        {"name": "ws_group"},
-        "weight",
-        reason="weight standardization every step plus the CPU group-norm kernel",
-    ),
-]
-
-
-def _groups_for(channels: int) -> int:
-    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-
-
-def build_case(case: Case, shape: tuple[int, ...]) -> nn.Module:
-    """The timed module of ``case`` for inputs of ``shape`` (raises ConfigError if undefined)."""
-    channels, dims = shape[1], 1 if len(shape) == 2 else 2
-    cfg = dict(case.cfg)
-    if cfg["name"] in ("group", "ws_group"):
-        cfg["num_groups"] = _groups_for(channels)
-    if cfg["name"] == "evonorm":
-        cfg["groups"] = _groups_for(channels)
-    spec = build_norm_spec(cfg)
-    if case.kind == "slot":
-        return spec.layer(channels, dims)
-    weight_layer = spec.linear if dims == 1 else (lambda i, o, bias: spec.conv(i, o, 1, bias=bias))
-    if cfg["name"] == "normprop":  # time a layer after an activation (with the input correction)
-        weight_layer(channels, channels, bias=False)
-    return nn.Sequential(
-        weight_layer(channels, channels, bias=not spec.has_shift), spec.layer(channels, dims)
-    )
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], None], int], float]:
@@ -439,6 +306,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def readme_section(out: Path) -> str:
     """The ``bench norms`` README section, from every ``norms-<device>.csv`` in ``out``."""
+    weight_variants = ", ".join(f"`{n}`" for n in VARIANTS if acts_on_weights(n))
     lines = [
         "## Normalization variants: forward+backward time",
         "",
@@ -447,7 +315,7 @@ def readme_section(out: Path) -> str:
         f"{TARGET:g}x native BatchNorm on CPU in eager mode.",
         "",
         "Slot variants time `spec.layer(C, dims)` alone against native BN (`batch`). Weight "
-        "variants (`weight`, `normprop`, `ws_group`) time a 1x1 conv (linear for (N, C)) built "
+        f"variants ({weight_variants}) time a 1x1 conv (linear for (N, C)) built "
         "by the spec plus the spec's slot, against a plain 1x1 conv (linear) plus native BN "
         "(`conv+batch`). Median over repeats, cases interleaved within each repeat.",
         "",

@@ -11,7 +11,7 @@ from the in-memory loader (random crop and flip on the device), then
 - ``norm_share_profiled`` (eager modes): ``torch.profiler`` over ``--steps`` steps; forward
   time inside the norm modules (profiler ranges opened by forward hooks) plus the backward
   of every autograd node created inside them (linked by autograd sequence numbers), over the
-  step time (see :func:`~normbench.probes.timing.module_share`), less the attribution's own
+  step time (see :func:`~normbench.bench.attribution.module_share`), less the attribution's own
   cost (a range's time around an identity slot of the baseline, per module forward). Norm
   modules are those the spec's ``layer`` built, plus the weight parametrizations of its
   ``conv``/``linear``.
@@ -43,21 +43,16 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from normbench.bench.attribution import STEP_SCOPE, ModuleScopes, ModuleShare, module_share
 from normbench.bench.variants import RecordingSpec, variant_config
 from normbench.data.datasets import load_dataset
+from normbench.engine.build import build_network, build_norm
 from normbench.engine.environment import environment
 from normbench.engine.fastpath import FastPath, train_step
 from normbench.errors import ConfigError
-from normbench.models import CNNS, build_model
-from normbench.norms import build_norm_spec
-from normbench.norms.registry import known_norms
-from normbench.probes.timing import (
-    STEP_SCOPE,
-    ModuleScopes,
-    ModuleShare,
-    PhaseTimer,
-    module_share,
-)
+from normbench.models import CNNS
+from normbench.norms import known_norms
+from normbench.probes.timing import PhaseTimer
 
 MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
 # The differential's baseline: the normalized networks with the norm layers' work removed,
@@ -124,12 +119,12 @@ def build_setup(
     """Model, optimizer and loader of ``variant`` in ``mode`` (``eager-fp32`` ...)."""
     torch.manual_seed(0)
     if variant == BASELINE:
-        spec, label = RecordingSpec(build_norm_spec({"name": "none"}), has_shift=True), BASELINE
+        spec, label = RecordingSpec(build_norm({"name": "none"}), has_shift=True), BASELINE
     else:
         norm_cfg, label = variant_config(variant, args.model, args.width)
-        spec = RecordingSpec(build_norm_spec(norm_cfg))
+        spec = RecordingSpec(build_norm(norm_cfg))
     model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
-    model = build_model(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
+    model = build_network(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
     compiled, precision = mode.split("-")
     fast = FastPath(
         device,

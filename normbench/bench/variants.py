@@ -1,5 +1,6 @@
-"""Norm variants as ``normbench bench train`` builds them: the shipped config with its group
-count fitted to the model's width, and a spec that remembers the modules the variant adds."""
+"""Norm variants as the benches build them: the shipped config with its group count fitted to
+the channels at hand, whether a variant acts on weights, and a spec that remembers the modules
+the variant adds (``normbench bench train``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch.nn.utils import parametrize
 from normbench.config import config_dir
 from normbench.errors import ConfigError
 from normbench.models import CNNS
-from normbench.norms.registry import known_norms
+from normbench.norms import VARIANTS, NormSpec, known_norms
 
 
 class RecordingSpec:
@@ -48,6 +49,38 @@ class RecordingSpec:
         return repr(self._spec)
 
 
+GROUP_KEYS = ("num_groups", "groups")
+GROUP_COUNTS = (32, 16, 8, 4, 2, 1)
+
+
+def shipped_config(name: str) -> dict[str, Any]:
+    """The shipped ``configs/norm/<name>.yaml`` as a dict (``{"name": name}`` without one)."""
+    path = config_dir() / "norm" / f"{name}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {"name": name}
+
+
+def acts_on_weights(name: str) -> bool:
+    """Whether variant ``name`` builds its own weight layers (overrides ``conv``/``linear``):
+    Weight Normalization, NormProp, Weight Standardization."""
+    cls = VARIANTS[name]
+    return cls.conv is not NormSpec.conv or cls.linear is not NormSpec.linear
+
+
+def fit_groups(cfg: dict[str, Any], channels: list[int]) -> tuple[dict[str, Any], str]:
+    """``cfg`` with a group count that does not divide every one of ``channels`` lowered to the
+    largest power of two below it that does; and ``[key=count]`` when it was lowered, else ``""``.
+    """
+    cfg, suffix = dict(cfg), ""
+    for key in GROUP_KEYS:
+        if key in cfg and any(c % cfg[key] for c in channels):
+            fitted = next(
+                g for g in GROUP_COUNTS if g <= cfg[key] and not any(c % g for c in channels)
+            )
+            cfg[key] = fitted
+            suffix = f"[{key}={fitted}]"
+    return cfg, suffix
+
+
 def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any], str]:
     """The shipped ``configs/norm/<name>.yaml`` with its group count fitted to the model's
     channels at ``width``, and a label (``group[num_groups=8]`` when the count was lowered)."""
@@ -55,17 +88,5 @@ def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any],
         raise ConfigError(
             f"unknown variant {name!r} in --variants; known variants: {', '.join(known_norms())}."
         )
-    path = config_dir() / "norm" / f"{name}.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {"name": name}
-    channels = CNNS[model].channels(width)
-    label = name
-    for key in ("num_groups", "groups"):
-        if key in cfg and any(c % cfg[key] for c in channels):
-            fitted = next(
-                g
-                for g in (32, 16, 8, 4, 2, 1)
-                if g <= cfg[key] and not any(c % g for c in channels)
-            )
-            cfg[key] = fitted
-            label = f"{name}[{key}={fitted}]"
-    return cfg, label
+    cfg, suffix = fit_groups(shipped_config(name), CNNS[model].channels(width))
+    return cfg, name + suffix

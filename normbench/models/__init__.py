@@ -9,8 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from normbench.errors import ConfigError
+from normbench.models.layers import check_options
 from normbench.models.mlp import ACTIVATIONS, MLP, mlp_in_features
-from normbench.models.resnet import ResNet50, check_options, resnet50_channels
+from normbench.models.resnet import ResNet50, resnet50_channels
 from normbench.models.vgg import VGG16, check_vgg16_input, vgg16_channels
 from normbench.norms.spec import NormSpec
 

@@ -28,57 +28,30 @@ Options:
   block's data-initialized output adds unit variance to the residual stream). Slots without a
   scale in a plain conv network (``norm=none``, ``affine: false``) are left as they are.
 
-Initialization: He (Kaiming) normal, fan-out, ReLU gain for every plain convolution; the
-classifier ~ N(0, 0.01²) with zero bias; norm slots keep their own (γ = 1, β = 0). Weight layers
-that the spec reparametrizes (Weight Normalization, Weight Standardization, NormProp) keep the
-initialization of their variant, as in the MLP.
+Initialization: :func:`~normbench.models.layers.init_weights` (shared with VGG-16): He
+(Kaiming) normal, fan-out, ReLU gain for every plain convolution; the classifier ~ N(0, 0.01²)
+with zero bias; norm slots keep their own (γ = 1, β = 0). Weight layers that the spec
+reparametrizes (Weight Normalization, Weight Standardization, NormProp) keep the initialization
+of their variant, as in the MLP.
 
 Slots that contain their own nonlinearity (``spec.includes_activation``: FRN+TLU, EvoNorm) take
 the place of ``relu1``/``relu2`` (which become identities). The ReLU after the residual sum is
 the block's own and stays; ``bn3`` and the shortcut's norm, which have no ReLU after them in the
 BN network, still apply the slot's nonlinearity (the spec has no activation-free form).
 ReLUs are separate modules (so the activation probes see each one's input), computed in place
-unless a hook watches them (:class:`ReLU`).
+unless a hook watches them (:class:`~normbench.models.layers.ReLU`).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
-from normbench.errors import ConfigError
+from normbench.models.layers import ReLU, activation, check_options, init_weights, scaled
 from normbench.norms.spec import NormSpec
 
 STAGES = (3, 4, 6, 3)
 EXPANSION = 4
-STEMS = ("imagenet", "cifar")
-CLASSIFIER_STD = 0.01
-
-
-def scaled(channels: int, width: float) -> int:
-    """``channels · width`` rounded to the nearest integer, at least 1."""
-    return max(1, round(channels * width))
-
-
-class ReLU(nn.ReLU):
-    """ReLU computed in place (as torchvision's networks do: about 7% of ResNet-50's CPU forward
-    time, see ``results/bench/README.md``), except while a hook watches the module: the
-    activation probes' pre-hooks keep a reference to the input, which must stay the pre-activation.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        watched = bool(self._forward_pre_hooks or self._forward_hooks)
-        return F.relu(x, inplace=not watched)
-
-
-def activation(spec: NormSpec) -> nn.Module:
-    """The ReLU after a norm slot, or an identity when the slot carries its own nonlinearity."""
-    return nn.Identity() if spec.includes_activation else ReLU()
 
 
 class Bottleneck(nn.Module):
@@ -164,16 +137,7 @@ class ResNet50(nn.Module):
         self._initialize(zero_init_last_norm)
 
     def _initialize(self, zero_init_last_norm: bool) -> None:
-        for module in self.modules():
-            if parametrize.is_parametrized(module):
-                continue  # WN / WS / NormProp keep their variant's initialization
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, CLASSIFIER_STD)
-                nn.init.zeros_(module.bias)
+        init_weights(self)
         if zero_init_last_norm:
             for block in self.blocks():
                 zero_scale(block.bn3, block.conv3)
@@ -208,14 +172,6 @@ def zero_scale(norm: nn.Module, weight_layer: nn.Module) -> bool:
         weight_layer.zero_init_scale()
         return True
     return False
-
-
-def check_options(width: float, stem: str) -> None:
-    """Reject a non-positive width or an unknown stem with a message naming the fix."""
-    if not isinstance(width, int | float) or width <= 0:
-        raise ConfigError(f"model.width={width!r} must be a positive number (1.0: full width).")
-    if stem not in STEMS:
-        raise ConfigError(f"model.stem={stem!r} is not one of {', '.join(STEMS)}.")
 
 
 def resnet50_channels(width: float) -> list[int]:

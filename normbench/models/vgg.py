@@ -24,9 +24,9 @@ Classifier (``stem``; VGG has no stem, the option names the input scale as for R
   (it needs inputs of at least 32×32: :func:`check_vgg16_input` says so before building).
 
 Every weight layer, FC included, is built by the spec (so WN / WS / NormProp reach it, as in
-the MLP). Initialization: He (Kaiming) normal, fan-out, ReLU gain for plain convolutions, zero
-bias; plain FC layers ~ N(0, 0.01²) with zero bias; reparametrized layers keep their variant's
-initialization. A slot that carries its own nonlinearity (FRN, EvoNorm) replaces the ReLU after
+the MLP). Initialization (:func:`~normbench.models.layers.init_weights`, shared with ResNet-50):
+He (Kaiming) normal, fan-out, ReLU gain for plain convolutions, zero bias; plain FC layers
+~ N(0, 0.01²) with zero bias; reparametrized layers keep their variant's initialization. A slot that carries its own nonlinearity (FRN, EvoNorm) replaces the ReLU after
 it (the ReLU becomes an identity, keeping the indices).
 """
 
@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from normbench.errors import ConfigError
-from normbench.models.resnet import CLASSIFIER_STD, ReLU, activation, check_options, scaled
+from normbench.models.layers import ReLU, activation, check_options, init_weights, scaled
 from normbench.norms.spec import NormSpec
 
 #: Configuration D: channel counts, "M" for a 2×2 max-pool.
@@ -105,19 +104,7 @@ class VGG16(nn.Module):
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(spec.classifier(channels, num_classes))
-        self._initialize()
-
-    def _initialize(self) -> None:
-        for module in self.modules():
-            if parametrize.is_parametrized(module):
-                continue  # WN / WS / NormProp keep their variant's initialization
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, CLASSIFIER_STD)
-                nn.init.zeros_(module.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
