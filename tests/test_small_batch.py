@@ -4,11 +4,21 @@ of a tiny real sweep over norms x images per device x seeds."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from normbench.report.small_batch import expand_independent, paired, verdicts
+from normbench.config import config_dir
+from normbench.norms import VARIANTS, build_norm_spec
+from normbench.report.collect import Run
+from normbench.report.small_batch import (
+    batch_independent,
+    expand_independent,
+    paired,
+    verdicts,
+)
 
 NS = (32, 16, 8, 4, 2)
 
@@ -103,6 +113,41 @@ def test_batch_renorm_recovering_part_of_the_loss_is_shown():
     assert v.verdict.startswith("not shown")
 
 
+def _run(norm: dict, summary: dict | None = None, mode: str = "ghost") -> Run:
+    """A run as the report sees it, from its norm config and summary.json alone."""
+    config = {"norm": norm, "per_device": {"images": 4, "mode": mode}}
+    return Run(Path("r"), config, [], summary or {}, pd.DataFrame(), pd.DataFrame())
+
+
+# every shipped variant's config, and the option values that make a variant batch-dependent
+NORM_CONFIGS = [
+    yaml.safe_load((config_dir() / "norm" / f"{name}.yaml").read_text()) for name in VARIANTS
+] + [
+    {**yaml.safe_load((config_dir() / "norm" / "weight.yaml").read_text()), "mean_only_bn": True},
+    {**yaml.safe_load((config_dir() / "norm" / "evonorm.yaml").read_text()), "version": "B0"},
+]
+
+
+@pytest.mark.parametrize(
+    "norm", NORM_CONFIGS, ids=lambda n: "-".join(str(n.get(k, "")) for k in ("name", "version"))
+)
+def test_summaries_without_the_flag_fall_back_to_what_the_norm_does(norm):
+    """Summaries written before 2026-11-29 lack norm_batch_dependent: the report's own table
+    must say what the norm's spec says."""
+    dependent = build_norm_spec(norm).batch_dependent
+    assert _run(norm).batch_dependent == dependent
+    assert batch_independent(_run(norm)) == (not dependent)
+    assert not batch_independent(_run(norm, mode="real"))  # real mode: N changes batch and lr
+
+
+def test_the_recorded_flag_wins_over_the_fallback():
+    layer = {"name": "layer", "eps": 1e-5, "affine": True}
+    assert batch_independent(_run(layer))
+    assert not batch_independent(_run(layer, {"norm_batch_dependent": True}))
+    assert batch_independent(_run({"name": "batch"}, {"norm_batch_dependent": False}))
+    assert not batch_independent(_run({"name": "a_variant_added_later"}))  # unknown: dependent
+
+
 SWEEP = [
     "dataset=synthetic",
     "dataset.num_train=256",
@@ -168,6 +213,16 @@ def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
     # LN ignores the other samples: in ghost mode its runs at N=8 and N=4 are the same computation
     ln = pts[pts["norm"] == "layer"].pivot(index="seed", columns="images", values="error")
     assert (ln[8] == ln[4]).all()
+    # which runs are N-independent comes from what the runs recorded in summary.json
+    assert pts.groupby("norm")["independent"].agg(set).to_dict() == {
+        "batch": {False},
+        "layer": {True},
+    }
+    recorded = {
+        json.loads(p.read_text())["norm"]: json.loads(p.read_text())["norm_batch_dependent"]
+        for p in (tmp_path / "runs" / "sb").rglob("summary.json")
+    }
+    assert recorded == {"batch": True, "layer": False}
     readme = (rep / "README.md").read_text()
     for text in (
         "| BN, paper | 24.8 | 27.3 |",

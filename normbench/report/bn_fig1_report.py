@@ -11,15 +11,23 @@ from typing import Any
 
 import pandas as pd
 
-from normbench.report.collect import Run
+from normbench.report.collect import Run, varying_keys
+from normbench.report.commands import runs_section
 from normbench.report.figures import PERCENTILES, bn_fig1
 from normbench.report.flags import chance_banner, not_enough
+from normbench.report.output import SCALE_HEADER, write_tables
 from normbench.report.output import md_table as _md
-from normbench.report.output import write_tables
 from normbench.report.papers import BN_FIG1
 
 ACCURACY_THRESHOLDS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90, 0.95, 0.97, 0.98)
 NORM_LABEL = {"none": "no BN", "batch": "BN"}
+
+
+def is_bn_fig1_study(runs: list[Run]) -> bool:
+    """Whether these runs are Figure 1's grid: experiment bn_fig1 runs that differ in nothing but
+    norm and seed (judged on the complete runs, else on every run)."""
+    basis = [r for r in runs if r.status == "complete"] or runs
+    return {r.name for r in basis} == {"bn_fig1"} and varying_keys(basis) <= {"norm", "seed"}
 
 
 def steps_to_reach(runs: list[Run], thresholds: tuple[float, ...]) -> pd.DataFrame:
@@ -158,8 +166,11 @@ def _bn_fig1_verdicts(
     return speed, higher, stable
 
 
-def write_bn_fig1_report(runs: list[Run], basis: list[Run], out_dir: Path) -> str:
-    """README text of BN-Fig.1 from the complete ``runs``; the scale from ``basis``'s config."""
+def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) -> str:
+    """Figure, CSVs and README text of BN-Fig.1: numbers from the complete runs, the scale from
+    their config (else any run's); unfinished runs are listed, not used."""
+    runs = [r for r in all_runs if r.status == "complete"]
+    basis = runs or all_runs
     tables = bn_fig1(runs, out_dir / "fig1.png")
     write_tables(tables, out_dir)
     acc, pct = tables["fig1_accuracy"], tables["fig1_percentiles"]
@@ -216,9 +227,7 @@ def write_bn_fig1_report(runs: list[Run], basis: list[Run], out_dir: Path) -> st
             else []
         ),
         *percentiles,
-        "## Scale of our runs and how they differ from the paper\n",
-        "| | paper | ours |",
-        "|---|---|---|",
+        *SCALE_HEADER,
         f"| data | {BN_FIG1['setup']['dataset']} | {_get(cfg, 'dataset.name')}, grey levels scaled "
         f"to [0, 1], validation = {_get(cfg, 'dataset.val_split')} split |",
         f"| network | {BN_FIG1['setup']['network']} | {_get(cfg, 'model.hidden')} "
@@ -236,4 +245,4 @@ def write_bn_fig1_report(runs: list[Run], basis: list[Run], out_dir: Path) -> st
         f"| probe | {BN_FIG1['setup']['probe']} | median over units of per-unit percentiles, every "
         f"{_get(cfg, 'probes.every')} steps |\n",
     ]
-    return "\n".join(x for x in lines if x != "") + "\n"
+    return "\n".join(x for x in lines if x != "") + "\n" + runs_section(all_runs, dirs, out_dir)

@@ -22,6 +22,19 @@ CHANCE_FACTOR = 1.2  # a run ended at chance level when its final accuracy is be
 METRICS_COLUMNS = ("step", "val_error")  # numeric columns every metrics.csv has
 ACTIVATIONS_COLUMNS = ("step", "unit_p15", "unit_p50", "unit_p85")  # and a `layer` column
 
+# Which norms use no other sample of the batch, for summary.json files written before
+# 2026-11-29: those lack "norm_batch_dependent", which the trainer now records from the norm
+# spec. This serves only such older summaries; it mirrors the `batch_dependent` flags in
+# normbench/norms/*.py as they were then (the report imports nothing from normbench.norms).
+# Variants named here never look at other samples; a variant in BATCH_FREE_UNLESS does not
+# unless its option says so; any other name (batch, batch_renorm, ghost_batch, sync_batch,
+# batch_detached, or one unknown here) counts as using batch statistics.
+BATCH_FREE_NORMS = frozenset({"none", "group", "layer", "instance", "frn", "normprop", "ws_group"})
+BATCH_FREE_UNLESS = {
+    "weight": ("mean_only_bn", True),  # mean-only BN in the slot takes a batch mean
+    "evonorm": ("version", "B0"),  # B0 divides by a batch standard deviation; S0 does not
+}
+
 
 @dataclass
 class Run:
@@ -78,6 +91,26 @@ class Run:
         if self.status != "complete" or err is None or classes is None:
             return None
         return 1.0 - err < CHANCE_FACTOR / classes
+
+    @property
+    def override_values(self) -> dict[str, str]:
+        """The run's overrides as {key: value} (``seed=1`` → ``{"seed": "1"}``)."""
+        return dict(o.partition("=")[::2] for o in self.overrides)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether the run's norm uses the other samples of its batch in training.
+
+        summary.json's ``norm_batch_dependent`` when recorded; for older summaries, looked up
+        from the norm's config (BATCH_FREE_NORMS); an unknown variant counts as dependent."""
+        value = self.summary.get("norm_batch_dependent")
+        if isinstance(value, bool):
+            return value
+        norm = self.config["norm"]
+        if norm["name"] in BATCH_FREE_UNLESS:
+            key, dependent_value = BATCH_FREE_UNLESS[norm["name"]]
+            return norm.get(key) == dependent_value
+        return norm["name"] not in BATCH_FREE_NORMS
 
     @property
     def warnings(self) -> list[str]:
@@ -242,6 +275,12 @@ def collect(dirs: list[str | Path]) -> list[Run]:
         more = f" [{len(bad) - 1} more unreadable run directories]" if len(bad) > 1 else ""
         raise NormbenchError(bad[0][1] + more)
     return runs
+
+
+def varying_keys(runs: list[Run]) -> set[str]:
+    """Override keys whose value is not the same in every run."""
+    keys = {k for r in runs for k in r.override_values}
+    return {k for k in keys if len({r.override_values.get(k) for r in runs}) > 1}
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:

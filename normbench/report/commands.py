@@ -1,10 +1,20 @@
-"""The ``normbench train`` commands that make a report's runs again, for its README."""
+"""The "Commands, hardware, time" part of a report's README: the ``normbench train`` commands
+that make its runs again, the ``normbench report`` command, dates and hardware."""
 
 from __future__ import annotations
 
 import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
-from normbench.report.collect import Run
+import pandas as pd
+
+from normbench.report.collect import Run, runs_table
+from normbench.report.flags import flag_lines, incomplete_lines
+from normbench.report.output import md_table
+
+SECTION = "## Commands, hardware, time\n"
 
 
 def training_command(runs: list[Run]) -> str:
@@ -51,3 +61,60 @@ def _number(value: str) -> float:
         return float(value)
     except ValueError:
         return float("inf")
+
+
+def command_lines(training: str, commands: list[str], dirs: list[str], out_dir: Path) -> list[str]:
+    """The section's heading, the training ``commands`` under the line ``training``, and the
+    ``normbench report`` command that made this report."""
+    report = "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}"
+    return [SECTION, f"{training}\n", "```", *commands, "```\n", "This report:\n", "```", report]
+
+
+def dates_line(runs: list[Run]) -> str:
+    """When ``runs`` finished and when this report was made (with which python)."""
+    dates = sorted(r.summary.get("finished_at", "") for r in runs if r.summary.get("finished_at"))
+    made = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (
+        f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
+        f"{made} (python {sys.version.split()[0]})\n"
+    )
+
+
+def runs_section(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
+    """The section of any study: commands, hardware, dates, where each run's time went, flags
+    and unfinished runs."""
+    table = runs_table(runs)
+    env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
+    hardware = sorted(
+        {
+            f"{e.get('device_name')} ({e.get('device')}, {e.get('threads')} threads, "
+            f"torch {e.get('torch')}, git {e.get('git')})"
+            for e in env
+        }
+    )
+    lines = command_lines("Training:", [training_command(runs)], dirs, out_dir)
+    lines += ["```\n", f"- Hardware: {'; '.join(hardware) or 'unknown'}", dates_line(runs)]
+    if not table.empty and pd.to_numeric(table["wall_time_s"]).notna().any():
+        shares = [c for c in table.columns if c.startswith("share_")]
+        agg = table.groupby("norm").agg(
+            runs=("seed", "size"),
+            wall_time_s=("wall_time_s", "mean"),
+            **{c: (c, "mean") for c in shares + [c for c in table.columns if c.startswith("ms_")]},
+        )
+        agg = agg.reset_index()
+        fmt = agg.copy()
+        fmt["wall_time_s"] = agg["wall_time_s"].map("{:.1f}".format)
+        for c in shares:
+            fmt[c] = agg[c].map(lambda v: f"{100 * v:.1f}%")
+        for c in (c for c in agg.columns if c.startswith("ms_")):
+            fmt[c] = agg[c].map("{:.3f}".format)
+        lines += [
+            "Wall time per run and where it went (mean over runs; `train_step` = forward, backward "
+            "and optimizer step; `data` = batch indexing; `eval`, `probe`, `checkpoint`, `logging`; "
+            "`other` = setup and everything untimed):\n",
+            md_table(fmt),
+        ]
+    lines += flag_lines(runs)
+    lines += incomplete_lines(runs, "the figures")
+    lines += ["\nPer-run numbers: [runs.csv](runs.csv).\n"]
+    return "\n".join(lines) + "\n"

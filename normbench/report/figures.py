@@ -20,6 +20,13 @@ NORM_COLORS = {"none": "tab:gray", "batch": "tab:blue"}
 PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")
 
 
+def save_png(fig: plt.Figure, out_png: Path) -> None:
+    """Write a report figure (the same layout and resolution for every study) and free it."""
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
 def accuracy_curves(runs: list[Run]) -> pd.DataFrame:
     """Test accuracy per (norm, step): mean, std, min and max over seeds."""
     frames = [r.metrics.assign(norm=r.norm, seed=r.seed) for r in runs if not r.metrics.empty]
@@ -96,9 +103,7 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
             ylim=(ylim[0] - pad, ylim[1] + pad),
         )
         ax.legend(title="percentile", loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_png(fig, out_png)
     return {"fig1_accuracy": acc, "fig1_percentiles": pct.assign(layer=layer or "")}
 
 
@@ -115,7 +120,5 @@ def val_error_curves(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
     ax.set(xlabel="training step", ylabel="validation error", title="validation error")
     if len(rows) <= 12:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_png(fig, out_png)
     return {"val_error": pd.concat(rows) if rows else pd.DataFrame()}

@@ -1,5 +1,5 @@
 """What a report flags instead of judging: comparisons with nothing to compare, runs that ended
-at chance level, and the warnings runs recorded.
+at chance level, the warnings runs recorded, and runs that did not complete.
 
 A run at chance level stays in the tables (its numbers are real results) but is marked in the
 README and named on stdout, so that a figure made of failed trainings does not pass unnoticed.
@@ -67,3 +67,13 @@ def flag_lines(runs: list[Run]) -> list[str]:
         lines += [f"- ⚠ {r.path}: {w}" for r in warned for w in r.warnings]
         lines.append("")
     return lines
+
+
+def incomplete_lines(runs: list[Run], left_out_of: str) -> list[str]:
+    """The README's list of runs that did not complete (left out of ``left_out_of``), if any."""
+    failed = [r for r in runs if r.status != "complete"]
+    if not failed:
+        return []
+    return [f"Runs not complete (left out of {left_out_of}):\n"] + [
+        f"- {r.path}: {r.status} {r.summary.get('error', '')}" for r in failed
+    ]

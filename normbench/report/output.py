@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+# The head of every study's table of the paper's setup beside our runs' (rows: | what | paper | ours |)
+SCALE_HEADER = (
+    "## Scale of our runs and how they differ from the paper\n",
+    "| | paper | ours |",
+    "|---|---|---|",
+)
+
 
 def md_table(df: pd.DataFrame) -> str:
     """A pandas table as GitHub markdown (no optional dependency)."""

@@ -1,4 +1,9 @@
-"""The papers' setups and claims that our reports are set beside (see shared PAPERS.md)."""
+"""The papers' setups, claims and numbers that our reports are set beside.
+
+Each is transcribed from docs/papers.md, which gives its source (paper, table, figure,
+section) and how sure it is; tests/test_report_papers.py checks that the numbers here are
+the ones there.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,14 @@ BN_FIG1 = {
     "claims": [
         "Fig. 1(a): the BN network reaches a given test accuracy in fewer steps and has higher "
         "test accuracy throughout (read off the figure, not stated as a number: BN ≈ 0.98+ vs "
-        "≈ 0.96–0.97 without BN late in training; PAPERS.md marks this [MEM])",
+        "≈ 0.96–0.97 without BN late in training; docs/papers.md §1.1 marks this [MEM])",
         "Fig. 1(b, c): without BN the sigmoid input distribution shifts significantly over "
         "training; with BN it remains much more stable",
     ],
 }
 
-# Wu & He, Group Normalization (ECCV 2018), PAPERS.md §2: ResNet-50 on ImageNet, 8 GPUs, BN statistics
-# per GPU, top-1 val error (%) = median of the final 5 epochs. Keys: images per GPU.
+# Wu & He, Group Normalization (ECCV 2018), docs/papers.md §2: ResNet-50 on ImageNet, 8 GPUs, BN
+# statistics per GPU, top-1 val error (%) = median of the final 5 epochs. Keys: images per GPU.
 GN_PAPER = {
     "paper": "Wu & He, Group Normalization, ECCV 2018 (arXiv 1803.08494), Figure 1 / Tables 1–2",
     "table2": {  # sensitivity to images per GPU

@@ -53,15 +53,10 @@ def run_error(run: Run, last: int = LAST_EVALS) -> tuple[float, int]:
 
 
 def batch_independent(run: Run) -> bool:
-    """Whether the run's norm ignores the other samples of its batch (so N changes nothing in
-    ghost mode)."""
-    from normbench.norms import build_norm_spec
-
+    """Whether N changes nothing in the run: ghost mode, and a norm that ignores the other
+    samples of its batch (as its summary.json records, see :attr:`Run.batch_dependent`)."""
     mode = (run.config.get("per_device") or {}).get("mode", "ghost")
-    try:
-        return mode == "ghost" and not build_norm_spec(run.config["norm"]).batch_dependent
-    except Exception:  # an unknown or changed variant: assume it depends on N
-        return False
+    return mode == "ghost" and not run.batch_dependent
 
 
 def points(runs: list[Run]) -> pd.DataFrame:
@@ -165,7 +160,7 @@ def _has(pts: pd.DataFrame, norm: str, n: int) -> bool:
 
 
 def verdicts(pts: pd.DataFrame) -> list[Verdict]:
-    """The paper's claims (PAPERS.md §2, §3) judged on per-seed errors, one verdict per claim.
+    """The paper's claims (docs/papers.md §2.6, §3) judged on per-seed errors, one verdict per claim.
 
     ``pts`` has columns norm, images, seed, error (%) and optionally measured (False where an
     N-independent norm's number stands for an N it was not run at). A difference counts when it

@@ -5,9 +5,7 @@ The numbers come from :mod:`normbench.report.small_batch`; this module draws and
 
 from __future__ import annotations
 
-import shlex
-import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run, runs_table  # noqa: E402
-from normbench.report.commands import training_commands  # noqa: E402
-from normbench.report.flags import CHANCE_MARK, chance_banner, flag_lines  # noqa: E402
+from normbench.report.commands import command_lines, dates_line, training_commands  # noqa: E402
+from normbench.report.figures import save_png  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    CHANCE_MARK,
+    chance_banner,
+    flag_lines,
+    incomplete_lines,
+)
+from normbench.report.output import SCALE_HEADER  # noqa: E402
 from normbench.report.output import md_table as _md  # noqa: E402
 from normbench.report.papers import GN_PAPER  # noqa: E402
 from normbench.report.small_batch import (  # noqa: E402
@@ -101,9 +106,7 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
         a.set(xlabel="images per device (N)", ylabel="val error (%)", title=title)
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
@@ -198,13 +201,7 @@ def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
                 f"running-estimate rate {brn['momentum']}",
             )
         )
-    lines = [
-        "## Scale of our runs and how they differ from the paper\n",
-        "| | paper | ours |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return lines + [""]
+    return [*SCALE_HEADER, *(f"| {a} | {b} | {c} |" for a, b, c in rows), ""]
 
 
 def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: Path) -> list[str]:
@@ -225,19 +222,12 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
         "the runs were made"
     )
     dates = sorted(r.summary.get("finished_at", "") for r in done if r.summary.get("finished_at"))
+    training = "Training (runs whose overrides differ only in N and seed share one command):"
     lines = [
-        "## Commands, hardware, time\n",
-        "Training (runs whose overrides differ only in N and seed share one command):\n",
-        "```",
-        *training_commands(runs),
-        "```\n",
-        "This report:\n",
-        "```",
-        "normbench report " + " ".join(map(shlex.quote, dirs)) + f" --out {out_dir}",
+        *command_lines(training, training_commands(runs), dirs, out_dir),
         "```\n",
         f"- Hardware: {'; '.join(hardware) or 'unknown'}; code: {code}",
-        f"- Runs finished: {dates[0] if dates else '?'} … {dates[-1] if dates else '?'}; report made "
-        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} (python {sys.version.split()[0]})\n",
+        dates_line(done),
     ]
     table = runs_table(runs)
     if not table.empty:
@@ -273,16 +263,11 @@ def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: 
             lines.append(
                 f"Wall time per complete run: mean {sum(walls) / len(walls):.0f} s, "
                 f"min {min(walls):.0f} s, max {max(walls):.0f} s, sum {sum(walls) / 60:.0f} min{span} "
-                "(times include evaluation and vary with the load other work put on the machine).\n"
+                "(times include evaluation and vary with the load other processes put on the machine).\n"
             )
         lines += ["Every run:\n", _md(per_df)]
     lines += flag_lines(runs)
-    failed = [r for r in runs if r.status != "complete"]
-    if failed:
-        lines += ["Runs not complete (left out of the figure and tables):\n"]
-        lines += [f"- {r.path}: {r.status} {r.summary.get('error', '')}" for r in failed]
-    else:
-        lines.append("All runs complete.")
+    lines += incomplete_lines(runs, "the figure and tables") or ["All runs complete."]
     lines += [
         "\nPer-run numbers: [small_batch_points.csv](small_batch_points.csv), [runs.csv](runs.csv).\n"
     ]

@@ -1,0 +1,54 @@
+"""The report is a leaf: it reads run directories and imports nothing from norms, models or
+engine (whatever it needs to know about a run, the run records in summary.json)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import normbench.report
+
+UPSTREAM = ("normbench.norms", "normbench.models", "normbench.engine")
+MODULES = sorted(
+    f"normbench.report.{m.name}" for m in pkgutil.iter_modules(normbench.report.__path__)
+)
+
+
+def test_the_report_package_has_the_modules_checked_below():
+    assert {"normbench.report.make", "normbench.report.small_batch_report"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_report_module_imports_nothing_upstream(module):
+    # a fresh interpreter: in this one, other tests have imported everything already
+    code = (
+        f"import json, sys, {module}; "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({UPSTREAM!r}))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == [], f"{module} imports {done.stdout}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_import_of_upstream_packages_anywhere_in_a_report_module(module):
+    """Also imports inside functions, which importing the module does not run."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    names += [  # from normbench import norms
+        f"{n.module}.{a.name}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "normbench"
+        for a in n.names
+    ]
+    assert not [n for n in names if n.startswith(UPSTREAM)]
