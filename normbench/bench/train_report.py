@@ -266,7 +266,7 @@ def _claim(out: Path) -> list[str]:
     lines = [
         '### Beside the claim "BN costs about a quarter of ResNet-50 training time"',
         "",
-        "PAPERS.md (section 8) traces the claim, usually attributed to Jung et al. (SysML 2019, "
+        "docs/papers.md (§6) traces the claim, usually attributed to Jung et al. (SysML 2019, "
         "arXiv 1807.01702) on a Titan X Pascal: that paper's headline is a 25.7% *speed-up* of "
         "DenseNet-121 from restructuring BN, measured on a CPU (a chip multiprocessor, modified "
         "Caffe), not a ResNet-50 share on a GPU; the attribution is unverified, probably wrong. The "

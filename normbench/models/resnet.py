@@ -2,7 +2,7 @@
 
 Bottleneck blocks, [3, 4, 6, 3] per stage, expansion 4; the stride of a down-sampling block sits
 on its 3×3 convolution (the "v1.5" / torchvision layout: the GroupNorm paper's PyTorch-style
-ResNet, see PAPERS.md §2). Each block is::
+ResNet, see docs/papers.md §2.5). Each block is::
 
     x → conv1 1×1 → bn1 → relu1 → conv2 3×3 (stride) → bn2 → relu2 → conv3 1×1 → bn3 ─┐
     x → [downsample: conv 1×1 (stride) → norm] ──────────────────────────────────────(+)→ relu3
