@@ -288,7 +288,7 @@ def test_normprop_constants_are_the_gaussian_moments_of_the_activation():
 def test_normprop_layers_match_their_formula():
     s = spec("normprop", activation="relu")
     first, second = (
-        s.linear(5, 4, bias=False).double(),
+        s.linear(5, 4, bias=False, input_layer=True).double(),
         s.conv(4, 3, 3, padding=1, bias=True).double(),
     )
     slot = s.layer(4, dims=1).double()
@@ -307,7 +307,7 @@ def test_normprop_layers_match_their_formula():
 
 def test_normprop_propagates_unit_variance_through_relu_layers():
     s = spec("normprop", activation="relu")
-    layers = [s.linear(400, 400, bias=False).double() for _ in range(4)]
+    layers = [s.linear(400, 400, bias=False, input_layer=i == 0).double() for i in range(4)]
     torch.manual_seed(1)
     with torch.no_grad():
         for layer in layers:  # NormProp assumes roughly orthogonal rows: draw them so

@@ -1,7 +1,7 @@
 """Every normalization variant behind one slot: configs, training, train/eval behaviour, errors.
 
 The models below are defined here and only ever call ``spec.linear``, ``spec.conv`` and
-``spec.layer``, as normbench's models do.
+``spec.layer``, as normbench's models do, and mark their input layer (``input_layer=True``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def make_mlp(spec: NormSpec, d_in: int = 12, hidden: int = 16, classes: int = 3)
     layers: list[nn.Module] = []
     for fan_in in (d_in, hidden):
         layers += [
-            spec.linear(fan_in, hidden, bias=not spec.has_shift),
+            spec.linear(fan_in, hidden, bias=not spec.has_shift, input_layer=not layers),
             spec.layer(hidden, dims=1),
             activation(spec, nn.Sigmoid),
         ]
@@ -79,7 +79,7 @@ def make_mlp(spec: NormSpec, d_in: int = 12, hidden: int = 16, classes: int = 3)
 
 def make_cnn(spec: NormSpec, classes: int = 3) -> nn.Module:
     return nn.Sequential(
-        spec.conv(3, 8, 3, padding=1, bias=not spec.has_shift),
+        spec.conv(3, 8, 3, padding=1, bias=not spec.has_shift, input_layer=True),
         spec.layer(8, dims=2),
         activation(spec, nn.ReLU),
         spec.conv(8, 16, 3, stride=2, padding=1, bias=not spec.has_shift),
@@ -115,8 +115,8 @@ def test_every_registry_name_has_a_config_and_every_config_builds():
         cfg = OmegaConf.load(path)
         spec = build_norm_spec(cfg)
         assert spec.name == cfg.name == path.stem
-        # the yaml's keys are exactly the spec's __init__ keyword arguments plus `name`
-        assert set(cfg) - {"name"} == {k for k in vars(spec) if not k.startswith("_")}
+        # the yaml's keys are exactly the spec's options (dataclass fields) plus `name`
+        assert set(cfg) - {"name"} == set(spec.options())
 
 
 def test_unknown_variant_lists_known_ones():

@@ -21,10 +21,17 @@ class HiddenLayer(nn.Module):
     """``act(norm(W u [+ b]))``: one hidden layer; ``act`` is the probed nonlinearity."""
 
     def __init__(
-        self, spec: NormSpec, in_features: int, out_features: int, activation: str
+        self,
+        spec: NormSpec,
+        in_features: int,
+        out_features: int,
+        activation: str,
+        input_layer: bool = False,
     ) -> None:
         super().__init__()
-        self.linear = spec.linear(in_features, out_features, bias=not spec.has_shift)
+        self.linear = spec.linear(
+            in_features, out_features, bias=not spec.has_shift, input_layer=input_layer
+        )
         self.norm = spec.layer(out_features, dims=1)
         # FRN and EvoNorm carry their own nonlinearity in the slot.
         self.act = nn.Identity() if spec.includes_activation else ACTIVATIONS[activation]()
@@ -48,8 +55,8 @@ class MLP(nn.Module):
         super().__init__()
         widths = [in_features, *hidden]
         self.hidden = nn.ModuleList(
-            HiddenLayer(spec, a, b, activation)
-            for a, b in zip(widths[:-1], widths[1:], strict=True)
+            HiddenLayer(spec, a, b, activation, input_layer=i == 0)
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
         self.head = spec.classifier(widths[-1], num_classes)
         if init_std is not None:

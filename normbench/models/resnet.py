@@ -114,9 +114,13 @@ class ResNet50(nn.Module):
         stem_channels = scaled(64, width)
         bias = not spec.has_shift
         if stem == "imagenet":
-            self.conv1 = spec.conv(in_channels, stem_channels, 7, stride=2, padding=3, bias=bias)
+            self.conv1 = spec.conv(
+                in_channels, stem_channels, 7, stride=2, padding=3, bias=bias, input_layer=True
+            )
         else:
-            self.conv1 = spec.conv(in_channels, stem_channels, 3, stride=1, padding=1, bias=bias)
+            self.conv1 = spec.conv(
+                in_channels, stem_channels, 3, stride=1, padding=1, bias=bias, input_layer=True
+            )
         self.bn1 = spec.layer(stem_channels, dims=2)
         self.relu = activation(spec)
         self.maxpool: nn.Module = (

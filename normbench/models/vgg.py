@@ -80,7 +80,10 @@ class VGG16(nn.Module):
                 layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=stem == "cifar"))
                 continue
             out = scaled(int(item), width)
-            layers.append(spec.conv(channels, out, 3, padding=1, bias=not spec.has_shift))
+            first = channels == in_channels and not layers
+            layers.append(
+                spec.conv(channels, out, 3, padding=1, bias=not spec.has_shift, input_layer=first)
+            )
             slot = spec.layer(out, dims=2)
             if isinstance(slot, nn.Identity):
                 layers.append(ReLU())

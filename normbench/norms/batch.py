@@ -30,13 +30,15 @@ is a ``torch.nn.modules.batchnorm._BatchNorm``), so ``recompute_bn_stats`` finds
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normbench.errors import ConfigError
-from normbench.norms.checks import check_batch_values, reduce_dims
+from normbench.norms.checks import check_batch_values, check_slot_input, reduce_dims
 from normbench.norms.grouped import Renorm, group_count, grouped_function, grouped_mean_var
 from normbench.norms.spec import NormSpec, check_dims
 
@@ -49,7 +51,8 @@ def channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class BatchNormBase(_BatchNorm):
-    """Channels-first BN over any input rank ≥ 2, with the batch-of-one check.
+    """Channels-first BN of (N, C) (``dims=1``) or (N, C, H, W) (``dims=2``) inputs, with the
+    batch-of-one check.
 
     Subclasses honour torch's convention: in training mode the batch statistics are used, and
     the running buffers are updated only when ``track_running_stats`` is true (statistics
@@ -58,12 +61,14 @@ class BatchNormBase(_BatchNorm):
 
     variant = "batch"
 
+    def __init__(
+        self, num_features: int, *, dims: int, eps: float, momentum: float | None, affine: bool
+    ) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.dims = dims
+
     def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
-        if input.dim() < 2 or input.shape[1] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}({self.num_features}) expects (N, {self.num_features}, ...) "
-                f"channels-first input, got shape {tuple(input.shape)}"
-            )
+        check_slot_input(input, self.dims, self.num_features, type(self).__name__)
 
     def uses_batch_stats(self) -> bool:
         """Whether this forward normalizes with batch statistics (training, or no buffers)."""
@@ -154,12 +159,14 @@ class BatchNorm(BatchNormBase):
     def __init__(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        impl: str = "native",
-    ):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        *,
+        dims: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        impl: str,
+    ) -> None:
+        super().__init__(num_features, dims=dims, eps=eps, momentum=momentum, affine=affine)
         self.impl = impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,43 +181,44 @@ class BatchNorm(BatchNormBase):
         return f"{super().extra_repr()}, impl={self.impl}"
 
 
+@dataclass(frozen=True, kw_only=True)
 class BatchNormSpec(NormSpec):
     """Batch Normalization in the norm slot.
 
-    Args:
+    Attributes:
         momentum: running-estimate update weight α; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β (``False``: the γ/β ablation).
         impl: ``native`` (torch's kernel) or ``closed_form`` (``GroupedBatchNormFunction``).
     """
 
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    impl: str = "native"
+
     name = "batch"
     batch_dependent = True
 
-    def __init__(
-        self,
-        momentum: float | None = 0.1,
-        eps: float = 1e-5,
-        affine: bool = True,
-        impl: str = "native",
-    ):
-        if impl not in IMPLS:
-            raise ConfigError(f"norm=batch: impl={impl!r} is not one of {', '.join(IMPLS)}.")
-        self.momentum = momentum
-        self.eps = eps
-        self.affine = affine
-        self.impl = impl
+    def __post_init__(self) -> None:
+        if self.impl not in IMPLS:
+            raise ConfigError(f"norm=batch: impl={self.impl!r} is not one of {', '.join(IMPLS)}.")
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return BatchNorm(num_channels, self.eps, self.momentum, self.affine, self.impl)
+        return BatchNorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """BN over groups of ``images`` samples: Ghost Batch Normalization, same ``impl``."""
         from normbench.norms.ghost_batch import GhostBatchNormSpec
 
-        impl = "closed_form" if self.impl == "closed_form" else "auto"
-        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine, impl)
+        return GhostBatchNormSpec(
+            group_size=images,
+            momentum=self.momentum,
+            eps=self.eps,
+            affine=self.affine,
+            impl="closed_form" if self.impl == "closed_form" else "auto",
+        )
 
     @property
     def has_shift(self) -> bool:

@@ -18,6 +18,8 @@ passes of sums for the statistics, one fused multiply-add forward, one multiply 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -36,12 +38,14 @@ class DetachedBatchNorm(BatchNormBase):
     def __init__(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        group_size: int | None = None,
-    ):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        *,
+        dims: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        group_size: int | None,
+    ) -> None:
+        super().__init__(num_features, dims=dims, eps=eps, momentum=momentum, affine=affine)
         self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,10 +59,11 @@ class DetachedBatchNorm(BatchNormBase):
         return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
+@dataclass(frozen=True, kw_only=True)
 class DetachedBatchNormSpec(NormSpec):
     """BN with stop-gradient batch statistics in the norm slot.
 
-    Args:
+    Attributes:
         momentum: running-estimate update weight; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β.
@@ -66,27 +71,20 @@ class DetachedBatchNormSpec(NormSpec):
             ``per_device``.
     """
 
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    group_size: int | None = None
+
     name = "batch_detached"
     batch_dependent = True
 
-    def __init__(
-        self,
-        momentum: float | None = 0.1,
-        eps: float = 1e-5,
-        affine: bool = True,
-        group_size: int | None = None,
-    ):
-        check_group_size(self.name, group_size)
-        self.momentum = momentum
-        self.eps = eps
-        self.affine = affine
-        self.group_size = group_size
+    def __post_init__(self) -> None:
+        check_group_size(self.name, self.group_size)
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return DetachedBatchNorm(
-            num_channels, self.eps, self.momentum, self.affine, self.group_size
-        )
+        return DetachedBatchNorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """The same variant with its statistics over groups of ``images`` samples."""

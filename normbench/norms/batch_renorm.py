@@ -17,7 +17,7 @@ forwards, so no engine hook is needed)::
     r_max(t) = 1 + (r_max − 1) · clip((t − warmup_steps) / (r_max_steps − warmup_steps), 0, 1)
     d_max(t) = d_max · clip((t − warmup_steps) / (d_max_steps − warmup_steps), 0, 1)
 
-Defaults (PAPERS.md §3): plain BN for 5k steps, r_max → 3 by 40k steps, d_max → 5 by 25k steps.
+Defaults (docs/papers.md §3): plain BN for 5k steps, r_max → 3 by 40k steps, d_max → 5 by 25k steps.
 
 Microbatches (the paper's §4.2 experiment, and images per device): with ``group_size`` set,
 μ_B, σ_B, r and d are computed per group k of ``group_size`` consecutive samples (r_k, d_k
@@ -30,6 +30,8 @@ place of γ, ∂L/∂γ = Σ_k (r_k Σ dy x̂ + d_k Σ dy).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,17 +52,19 @@ class BatchRenorm(BatchNormBase):
     def __init__(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.01,
-        affine: bool = True,
-        r_max: float = 3.0,
-        d_max: float = 5.0,
-        warmup_steps: int = 5000,
-        r_max_steps: int = 40000,
-        d_max_steps: int = 25000,
-        group_size: int | None = None,
-    ):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        *,
+        dims: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        r_max: float,
+        d_max: float,
+        warmup_steps: int,
+        r_max_steps: int,
+        d_max_steps: int,
+        group_size: int | None,
+    ) -> None:
+        super().__init__(num_features, dims=dims, eps=eps, momentum=momentum, affine=affine)
         self.group_size = group_size
         self.r_max, self.d_max = float(r_max), float(d_max)
         self.warmup_steps, self.r_max_steps, self.d_max_steps = (
@@ -115,15 +119,16 @@ class BatchRenorm(BatchNormBase):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
 class BatchRenormSpec(NormSpec):
     """Batch Renormalization in the norm slot.
 
-    Args:
+    Attributes:
         momentum: running-estimate update weight (the paper's α); ``None`` for cumulative.
         eps: ε added to the variances.
         affine: learn γ and β.
-        r_max: final bound on r (r ∈ [1/r_max, r_max]); 1 keeps r = 1.
-        d_max: final bound on d (d ∈ [−d_max, d_max]); 0 keeps d = 0.
+        r_max: final bound on r (r ∈ [1/r_max, r_max]), ≥ 1; 1 keeps r = 1.
+        d_max: final bound on d (d ∈ [−d_max, d_max]), ≥ 0; 0 keeps d = 0.
         warmup_steps: training steps of plain BN (r_max = 1, d_max = 0) before relaxing.
         r_max_steps: step by which r_max reaches its final value (linear from ``warmup_steps``).
         d_max_steps: step by which d_max reaches its final value (linear from ``warmup_steps``).
@@ -131,45 +136,25 @@ class BatchRenormSpec(NormSpec):
             whole batch); ``per_device(N)`` sets it to N.
     """
 
+    momentum: float | None = 0.01
+    eps: float = 1e-5
+    affine: bool = True
+    r_max: float = 3.0
+    d_max: float = 5.0
+    warmup_steps: int = 5000
+    r_max_steps: int = 40000
+    d_max_steps: int = 25000
+    group_size: int | None = None
+
     name = "batch_renorm"
     batch_dependent = True
 
-    def __init__(
-        self,
-        momentum: float | None = 0.01,
-        eps: float = 1e-5,
-        affine: bool = True,
-        r_max: float = 3.0,
-        d_max: float = 5.0,
-        warmup_steps: int = 5000,
-        r_max_steps: int = 40000,
-        d_max_steps: int = 25000,
-        group_size: int | None = None,
-    ):
-        check_group_size(self.name, group_size)
-        self.momentum, self.eps, self.affine = momentum, eps, affine
-        self.r_max, self.d_max = r_max, d_max
-        self.warmup_steps, self.r_max_steps, self.d_max_steps = (
-            warmup_steps,
-            r_max_steps,
-            d_max_steps,
-        )
-        self.group_size = group_size
+    def __post_init__(self) -> None:
+        check_group_size(self.name, self.group_size)
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return BatchRenorm(
-            num_channels,
-            self.eps,
-            self.momentum,
-            self.affine,
-            self.r_max,
-            self.d_max,
-            self.warmup_steps,
-            self.r_max_steps,
-            self.d_max_steps,
-            self.group_size,
-        )
+        return BatchRenorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """The same variant with its statistics, r and d over groups of ``images`` samples."""

@@ -8,6 +8,27 @@ import torch
 
 from normbench.errors import ConfigError
 
+#: The input shape a norm slot built with ``dims`` takes, by ``dims``.
+SLOT_SHAPES = {1: "(N, C)", 2: "(N, C, H, W)"}
+
+
+def check_slot_input(x: torch.Tensor, dims: int, channels: int, owner: str) -> None:
+    """Reject an input that is not what a slot built with ``dims`` for ``channels`` takes.
+
+    A ``dims=1`` slot takes 2-d (N, C) inputs, a ``dims=2`` slot 4-d (N, C, H, W) inputs (as
+    torch's ``BatchNorm2d`` does: ``expected 4D input (got 3D input)``), whatever the variant.
+
+    Raises:
+        ValueError: naming ``owner`` (the module), the expected shape and the shape given.
+    """
+    rank = 2 * dims
+    if x.dim() != rank or x.shape[1] != channels:
+        expected = SLOT_SHAPES[dims].replace("C", str(channels))
+        raise ValueError(
+            f"{owner}: this norm slot was built with dims={dims} for {channels} channels, so it "
+            f"expects {rank}D input {expected}, got {x.dim()}D input of shape {tuple(x.shape)}."
+        )
+
 
 def reduce_dims(x: torch.Tensor) -> list[int]:
     """Dimensions a batch statistic reduces over: the batch and every spatial dimension."""

@@ -21,15 +21,21 @@ leaves the running estimate alone.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from normbench.errors import ConfigError
 from normbench.norms.batch import BatchNormBase
-from normbench.norms.checks import check_batch_values, check_group_size, check_groups
+from normbench.norms.checks import (
+    check_batch_values,
+    check_group_size,
+    check_groups,
+    check_slot_input,
+)
+from normbench.norms.first_order import first_order_backward
 from normbench.norms.grouped import Running, group_count, grouped_view, update_running_estimates
 from normbench.norms.spec import NormSpec, check_dims
 
@@ -91,7 +97,7 @@ class EvoNormS0Function(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward("norm=evonorm (version=S0)")
     def backward(ctx: Any, grad_y: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         if grad_y is None:
             return (None,) * 6
@@ -183,7 +189,7 @@ class EvoNormB0Function(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward("norm=evonorm (version=B0)")
     def backward(ctx: Any, grad_y: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         none = (None,) * 8
         if grad_y is None:
@@ -227,14 +233,16 @@ def _chan(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class EvoNormS0(nn.Module):
     """EvoNorm-S0: x·σ(v₁x) over the group standard deviation (batch-independent)."""
 
-    def __init__(self, num_channels: int, groups: int = 32, eps: float = 1e-5, affine: bool = True):
+    def __init__(self, num_channels: int, *, dims: int, groups: int, eps: float, affine: bool):
         super().__init__()
-        self.num_channels, self.groups, self.eps, self.affine = num_channels, groups, eps, affine
+        self.num_channels, self.dims, self.groups = num_channels, dims, groups
+        self.eps, self.affine = eps, affine
         self.v = nn.Parameter(torch.ones(num_channels))
         self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_slot_input(x, self.dims, self.num_channels, type(self).__name__)
         return EvoNormS0Function.apply(x, self.v, self.weight, self.bias, self.groups, self.eps)
 
     def extra_repr(self) -> str:
@@ -253,12 +261,14 @@ class EvoNormB0(BatchNormBase):
     def __init__(
         self,
         num_channels: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        group_size: int | None = None,
+        *,
+        dims: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        group_size: int | None,
     ):
-        super().__init__(num_channels, eps=eps, momentum=momentum, affine=affine)
+        super().__init__(num_channels, dims=dims, eps=eps, momentum=momentum, affine=affine)
         self.v = nn.Parameter(torch.ones(num_channels))
         self.group_size = group_size
 
@@ -283,10 +293,11 @@ class EvoNormB0(BatchNormBase):
         return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
+@dataclass(frozen=True, kw_only=True)
 class EvoNormSpec(NormSpec):
     """EvoNorm in the norm slot (it replaces the activation: ``includes_activation``).
 
-    Args:
+    Attributes:
         version: ``S0`` (batch-independent, grouped) or ``B0`` (batch-dependent).
         groups: channel groups of S0's variance; must divide the channel count.
         eps: ε added to every variance.
@@ -296,31 +307,22 @@ class EvoNormSpec(NormSpec):
             the whole batch); ``per_device`` sets it. S0 ignores it.
     """
 
+    version: str = "S0"
+    groups: int = 32
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    group_size: int | None = None
+
     name = "evonorm"
     includes_activation = True
 
-    def __init__(
-        self,
-        version: str = "S0",
-        groups: int = 32,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        group_size: int | None = None,
-    ):
-        if version not in VERSIONS:
+    def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
             raise ConfigError(
-                f"norm=evonorm: version={version!r} is not one of {', '.join(VERSIONS)}."
+                f"norm=evonorm: version={self.version!r} is not one of {', '.join(VERSIONS)}."
             )
-        check_group_size(self.name, group_size)
-        self.version, self.groups, self.eps, self.momentum, self.affine = (
-            version,
-            groups,
-            eps,
-            momentum,
-            affine,
-        )
-        self.group_size = group_size
+        check_group_size(self.name, self.group_size)
 
     @property
     def batch_dependent(self) -> bool:  # type: ignore[override]
@@ -333,10 +335,13 @@ class EvoNormSpec(NormSpec):
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
+        common = {"dims": dims, "eps": self.eps, "affine": self.affine}
         if self.version == "B0":
-            return EvoNormB0(num_channels, self.eps, self.momentum, self.affine, self.group_size)
+            return EvoNormB0(
+                num_channels, momentum=self.momentum, group_size=self.group_size, **common
+            )
         check_groups(self.groups, num_channels, self.name, key="groups")
-        return EvoNormS0(num_channels, self.groups, self.eps, self.affine)
+        return EvoNormS0(num_channels, groups=self.groups, **common)
 
     @property
     def has_shift(self) -> bool:

@@ -15,12 +15,14 @@ per value, through a few autograd ops (:func:`filter_response_norm_flat`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
+from normbench.norms.checks import check_slot_input
+from normbench.norms.first_order import first_order_backward
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -64,7 +66,7 @@ class FilterResponseNormFunction(torch.autograd.Function):
         return z
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward("norm=frn on (N, C, H, W) inputs")
     def backward(ctx: Any, grad_z: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         if grad_z is None:
             return (None,) * 6
@@ -115,16 +117,17 @@ class FilterResponseNorm(nn.Module):
     """FRN followed by the TLU max(·, τ)."""
 
     def __init__(
-        self, num_channels: int, eps: float = 1e-6, learnable_eps: bool = False, affine: bool = True
+        self, num_channels: int, *, dims: int, eps: float, learnable_eps: bool, affine: bool
     ):
         super().__init__()
-        self.num_channels, self.eps, self.affine = num_channels, eps, affine
+        self.num_channels, self.dims, self.eps, self.affine = num_channels, dims, eps, affine
         self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
         self.tau = nn.Parameter(torch.zeros(num_channels))
         self.eps_l = nn.Parameter(torch.full((num_channels,), 1e-4)) if learnable_eps else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_slot_input(x, self.dims, self.num_channels, type(self).__name__)
         args = (x, self.weight, self.bias, self.tau, self.eps_l, self.eps)
         if x.dim() == 2:
             return filter_response_norm_flat(*args)
@@ -137,24 +140,26 @@ class FilterResponseNorm(nn.Module):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
 class FilterResponseNormSpec(NormSpec):
     """FRN + TLU in the norm slot.
 
-    Args:
+    Attributes:
         eps: ε added to the mean square ν².
         learnable_eps: add a learned |ε_l| to ε (the paper's choice for 1×1 / fully connected).
         affine: learn γ and β (τ is always learned: it is the activation).
     """
 
+    eps: float = 1e-6
+    learnable_eps: bool = False
+    affine: bool = True
+
     name = "frn"
     includes_activation = True
 
-    def __init__(self, eps: float = 1e-6, learnable_eps: bool = False, affine: bool = True):
-        self.eps, self.learnable_eps, self.affine = eps, learnable_eps, affine
-
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return FilterResponseNorm(num_channels, self.eps, self.learnable_eps, self.affine)
+        return FilterResponseNorm(num_channels, dims=dims, **self.options())
 
     @property
     def has_shift(self) -> bool:

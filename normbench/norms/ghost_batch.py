@@ -25,6 +25,8 @@ No loop over groups; ``impl`` picks the kernels (``normbench/norms/grouped.py``)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -42,13 +44,15 @@ class GhostBatchNorm(BatchNormBase):
     def __init__(
         self,
         num_features: int,
-        group_size: int = 32,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        impl: str = "auto",
-    ):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        *,
+        dims: int,
+        group_size: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        impl: str,
+    ) -> None:
+        super().__init__(num_features, dims=dims, eps=eps, momentum=momentum, affine=affine)
         self.group_size, self.impl = group_size, impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,10 +65,11 @@ class GhostBatchNorm(BatchNormBase):
         return f"{super().extra_repr()}, group_size={self.group_size}, impl={self.impl}"
 
 
+@dataclass(frozen=True, kw_only=True)
 class GhostBatchNormSpec(NormSpec):
     """Ghost Batch Normalization in the norm slot.
 
-    Args:
+    Attributes:
         group_size: samples per ghost batch (images per device in the GN paper).
         momentum: running-estimate update weight; ``None`` for the cumulative average.
         eps: ε added to the variance.
@@ -72,33 +77,30 @@ class GhostBatchNormSpec(NormSpec):
         impl: ``auto`` (closed form on CPU, native elsewhere), ``native`` or ``closed_form``.
     """
 
+    group_size: int = 32
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    impl: str = "auto"
+
     name = "ghost_batch"
     batch_dependent = True
 
-    def __init__(
-        self,
-        group_size: int = 32,
-        momentum: float | None = 0.1,
-        eps: float = 1e-5,
-        affine: bool = True,
-        impl: str = "auto",
-    ):
-        if group_size < 1:
-            raise ConfigError(f"norm=ghost_batch: group_size must be ≥ 1, got {group_size}.")
-        if impl not in IMPLS:
-            raise ConfigError(f"norm=ghost_batch: impl={impl!r} is not one of {', '.join(IMPLS)}.")
-        self.group_size, self.momentum, self.eps, self.affine = group_size, momentum, eps, affine
-        self.impl = impl
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ConfigError(f"norm=ghost_batch: group_size must be ≥ 1, got {self.group_size}.")
+        if self.impl not in IMPLS:
+            raise ConfigError(
+                f"norm=ghost_batch: impl={self.impl!r} is not one of {', '.join(IMPLS)}."
+            )
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return GhostBatchNorm(
-            num_channels, self.group_size, self.eps, self.momentum, self.affine, self.impl
-        )
+        return GhostBatchNorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """The same variant with ``group_size = images``."""
-        return GhostBatchNormSpec(images, self.momentum, self.eps, self.affine, self.impl)
+        return self.with_options(group_size=images)
 
     @property
     def has_shift(self) -> bool:

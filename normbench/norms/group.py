@@ -16,74 +16,98 @@ other samples of the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.norms.checks import check_groups
+from normbench.norms.checks import check_groups, check_slot_input
 from normbench.norms.spec import NormSpec, check_dims
 
 
+class GroupNorm(nn.GroupNorm):
+    """torch's group norm (its native kernel) as a norm slot of (N, C) or (N, C, H, W) inputs."""
+
+    def __init__(
+        self, num_groups: int, num_channels: int, *, dims: int, eps: float, affine: bool
+    ) -> None:
+        super().__init__(num_groups, num_channels, eps=eps, affine=affine)
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_slot_input(x, self.dims, self.num_channels, type(self).__name__)
+        return super().forward(x)
+
+
+def group_norm(
+    variant: str, groups: int, num_channels: int, dims: int, eps: float, affine: bool
+) -> GroupNorm:
+    """The GN slot of ``variant`` with ``groups`` groups (checked to divide ``num_channels``)."""
+    check_dims(dims)
+    check_groups(groups, num_channels, variant)
+    return GroupNorm(groups, num_channels, dims=dims, eps=eps, affine=affine)
+
+
+@dataclass(frozen=True, kw_only=True)
 class GroupNormSpec(NormSpec):
     """Group Normalization in the norm slot.
 
-    Args:
+    Attributes:
         num_groups: G; must divide the channel count of every normalized layer.
         eps: ε added to the variance.
         affine: learn per-channel γ and β.
     """
 
+    num_groups: int = 32
+    eps: float = 1e-5
+    affine: bool = True
+
     name = "group"
 
-    def __init__(self, num_groups: int = 32, eps: float = 1e-5, affine: bool = True):
-        self.num_groups, self.eps, self.affine = num_groups, eps, affine
-
-    def groups_for(self, num_channels: int) -> int:
-        """The group count for a layer of ``num_channels`` channels (checked to divide it)."""
-        check_groups(self.num_groups, num_channels, self.name)
-        return self.num_groups
-
     def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        groups = self.groups_for(num_channels)
-        return nn.GroupNorm(groups, num_channels, eps=self.eps, affine=self.affine)
+        return group_norm(self.name, self.num_groups, num_channels, dims, self.eps, self.affine)
 
     @property
     def has_shift(self) -> bool:
         return self.affine
 
 
-class LayerNormSpec(GroupNormSpec):
+@dataclass(frozen=True, kw_only=True)
+class LayerNormSpec(NormSpec):
     """Layer Normalization (channels-first: one group, per-channel γ and β).
 
-    Args:
+    Attributes:
         eps: ε added to the variance.
         affine: learn per-channel γ and β.
     """
+
+    eps: float = 1e-5
+    affine: bool = True
 
     name = "layer"
 
-    def __init__(self, eps: float = 1e-5, affine: bool = True):
-        self.eps, self.affine = eps, affine
+    def layer(self, num_channels: int, dims: int) -> nn.Module:
+        return group_norm(self.name, 1, num_channels, dims, self.eps, self.affine)
 
-    def groups_for(self, num_channels: int) -> int:
-        return 1
+    @property
+    def has_shift(self) -> bool:
+        return self.affine
 
 
-class InstanceNormSpec(GroupNormSpec):
+@dataclass(frozen=True, kw_only=True)
+class InstanceNormSpec(NormSpec):
     """Instance Normalization (one group per channel, per-channel γ and β).
 
-    Args:
+    Attributes:
         eps: ε added to the variance.
         affine: learn per-channel γ and β.
     """
 
+    eps: float = 1e-5
+    affine: bool = True
+
     name = "instance"
-
-    def __init__(self, eps: float = 1e-5, affine: bool = True):
-        self.eps, self.affine = eps, affine
-
-    def groups_for(self, num_channels: int) -> int:
-        return num_channels
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         if dims == 1:
@@ -93,4 +117,8 @@ class InstanceNormSpec(GroupNormSpec):
                 "need spatial positions: use norm=instance with a CNN, or norm=layer / norm=group "
                 "for an MLP."
             )
-        return super().layer(num_channels, dims)
+        return group_norm(self.name, num_channels, num_channels, dims, self.eps, self.affine)
+
+    @property
+    def has_shift(self) -> bool:
+        return self.affine

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
+
+from normbench.norms.first_order import first_order_backward
 
 #: (μ_k, 1/sqrt(σ²_k + ε)), each (G, C) → (r_k, d_k), each (G, C): Batch Renorm's correction.
 #: It must not read the running estimates, which the Function may update first.
@@ -36,6 +37,15 @@ Renorm = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor
 #: (running mean, running variance, update weight α), updated in place by the Functions.
 Running = tuple[torch.Tensor, torch.Tensor, float]
 
+#: Who runs each Function, for the error on a second derivative through it.
+CLOSED_FORM_USERS = (
+    "norm=batch (impl=closed_form), norm=ghost_batch (impl=closed_form, or auto on large CPU "
+    "inputs), norm=batch_renorm and norm=batch_detached"
+)
+NATIVE_USERS = (
+    "norm=ghost_batch (impl=native, or auto on GPU and small CPU inputs), norm=batch_renorm "
+    "and norm=batch_detached"
+)
 #: ``auto`` on CPU: the closed form, except for one group over fewer than :data:`LARGE_INPUT`
 #: values, where torch's BN kernel (one op each way) wins because per-op overhead dominates;
 #: plain sums beat torch's CPU BN kernel on large inputs, and the (N/G, G·C) layout of the
@@ -165,7 +175,7 @@ class GroupedBatchNormFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward(CLOSED_FORM_USERS)
     def backward(ctx: Any, grad_y: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         none = (None,) * 8
         if grad_y is None:
@@ -271,7 +281,7 @@ class NativeGroupedBatchNormFunction(torch.autograd.Function):
         return _from_channels(y, groups, x.shape)
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward(NATIVE_USERS)
     def backward(ctx: Any, grad_y: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         none = (None,) * 8
         if grad_y is None:

@@ -3,9 +3,9 @@
 Data-independent: no batch statistics anywhere, so it trains at batch size 1 and behaves the
 same in training and eval. The input is standardized with dataset statistics (the spec sets
 ``standardize_input``; the engine does it). Every weight layer has unit-norm rows and, except
-the first one built (which sees the standardized input), first corrects its input for the
-moments of the preceding activation applied to a standard Gaussian, so that each unit's input
-is again ≈ N(0, 1)::
+the input layer (which sees the standardized input), first corrects its input for the moments
+of the preceding activation applied to a standard Gaussian, so that each unit's input is again
+≈ N(0, 1)::
 
     x' = (x − c₁) / c₂          u_i = (W_i / ‖W_i‖₂) · x' (+ b_i)          y = γ · u + β
 
@@ -16,27 +16,35 @@ with the rectified-Gaussian correction for ReLU (the paper's case)::
 and, for the other ``activation`` choices, c₁ = E[f(z)], c₂ = sqrt(Var[f(z)]) for z ~ N(0, 1)
 (sigmoid, tanh by Gauss–Hermite quadrature; identity: c₁ = 0, c₂ = 1). ‖W_i‖ is over the
 fan-in (in·kh·kw for a convolution). The norm slot is the per-channel affine γ·u + β
-(γ = 1, β = 0 at init). One spec builds one model: it counts the weight layers it builds.
+(γ = 1, β = 0 at init).
+
+Each weight layer holds its own correction (``shift`` = c₁, and 1/c₂ in its weight's gain),
+set when it is built from ``input_layer``: the model marks the layer that reads the network
+input with ``spec.linear(..., input_layer=True)`` / ``spec.conv(..., input_layer=True)``.
+Every other weight layer (``input_layer`` false or left out) is corrected. The spec counts
+nothing: layers may be built in any order, and one spec may build any number of models.
 
 The layer's ``weight`` is the parametrization Ŵ = W_i / (c₂ ‖W_i‖₂) (1/c₂ folded in; c₂ = 1
-for the first layer), computed by :class:`UnitRowsFunction` with its gradient in closed form.
+for the input layer), computed by :class:`UnitRowsFunction` with its gradient in closed form.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 from normbench.errors import ConfigError
 from normbench.norms.batch import channel_view
-from normbench.norms.spec import NormSpec, check_dims
+from normbench.norms.checks import check_slot_input
+from normbench.norms.first_order import first_order_backward
+from normbench.norms.spec import IdentitySlot, NormSpec, check_dims
 
 
 def _gaussian_moments(fn: np.ufunc | object) -> tuple[float, float]:
@@ -73,7 +81,7 @@ class UnitRowsFunction(torch.autograd.Function):
         return (rows * inv.mul(gain)).view_as(weight)
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward("norm=normprop")
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         weight, inv = ctx.saved_tensors
         rows, g = weight.reshape(weight.shape[0], -1), grad.reshape(weight.shape[0], -1)
@@ -92,84 +100,134 @@ class UnitNormRows(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return UnitRowsFunction.apply(weight, self.gain)
 
+    def extra_repr(self) -> str:
+        return f"gain={self.gain}"
+
 
 class InputCorrection:
     """Mixin: (x − c₁) / c₂ on the input; the 1/c₂ is the gain of the unit-rows weight."""
 
     shift: float = 0.0
 
+    def _setup_normprop(self, activation: str, input_layer: bool) -> None:
+        """Unit-norm rows, and the correction for ``activation`` unless this is the input layer."""
+        self.activation, self.input_layer = activation, input_layer
+        gain = 1.0
+        if not input_layer:
+            self.shift, scale = ACTIVATION_MOMENTS[activation]
+            gain = 1.0 / scale
+        parametrize.register_parametrization(self, "weight", UnitNormRows(gain))
+
     def _corrected(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (x - self.shift if self.shift else x), self.weight
+
+    def _correction_repr(self) -> str:
+        return "input_layer=True" if self.input_layer else f"corrected_for={self.activation}"
 
 
 class NormPropLinear(InputCorrection, nn.Linear):
     """Linear layer with unit-norm rows and the activation correction of its input."""
 
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        activation: str,
+        input_layer: bool,
+    ):
+        super().__init__(in_features, out_features, bias=bias)
+        self._setup_normprop(activation, input_layer)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, weight = self._corrected(x)
         return F.linear(x, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._correction_repr()}"
 
 
 class NormPropConv2d(InputCorrection, nn.Conv2d):
     """Convolution with unit-norm filters and the activation correction of its input."""
 
+    def __init__(self, *args: Any, activation: str, input_layer: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._setup_normprop(activation, input_layer)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, weight = self._corrected(x)
         return self._conv_forward(x, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._correction_repr()}"
 
 
 class ChannelAffine(nn.Module):
     """y = γ · u + β per channel (NormProp's slot)."""
 
-    def __init__(self, num_channels: int):
+    def __init__(self, num_channels: int, *, dims: int):
         super().__init__()
+        self.num_channels, self.dims = num_channels, dims
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_slot_input(x, self.dims, self.num_channels, type(self).__name__)
         return torch.addcmul(channel_view(self.bias, x), x, channel_view(self.weight, x))
 
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, dims={self.dims}"
 
+
+@dataclass(frozen=True, kw_only=True)
 class NormPropSpec(NormSpec):
     """Normalization Propagation.
 
-    Args:
+    Attributes:
         activation: the nonlinearity that follows the norm slot in the model (``relu``,
             ``sigmoid``, ``tanh`` or ``identity``); sets the input correction c₁, c₂.
         affine: learn γ and β in the slot (``False``: identity slot, weight layers keep a bias).
     """
 
+    activation: str = "relu"
+    affine: bool = True
+
     name = "normprop"
     standardize_input = True
 
-    def __init__(self, activation: str = "relu", affine: bool = True):
-        if activation not in ACTIVATION_MOMENTS:
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATION_MOMENTS:
             raise ConfigError(
-                f"norm=normprop: activation={activation!r} is not one of "
+                f"norm=normprop: activation={self.activation!r} is not one of "
                 f"{', '.join(ACTIVATION_MOMENTS)}."
             )
-        self.activation, self.affine = activation, affine
-        self._built = 0
-
-    def _finish(self, layer: InputCorrection) -> nn.Module:
-        gain = 1.0
-        if self._built > 0:
-            layer.shift, scale = ACTIVATION_MOMENTS[self.activation]
-            gain = 1.0 / scale
-        self._built += 1
-        parametrize.register_parametrization(layer, "weight", UnitNormRows(gain))
-        return layer
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return ChannelAffine(num_channels) if self.affine else nn.Identity()
+        if self.affine:
+            return ChannelAffine(num_channels, dims=dims)
+        return IdentitySlot(num_channels, dims=dims)
 
     @property
     def has_shift(self) -> bool:
         return self.affine
 
-    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
-        return self._finish(NormPropLinear(in_features, out_features, bias=bias))
+    def linear(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        input_layer: bool = False,
+    ) -> nn.Module:
+        return NormPropLinear(
+            in_features,
+            out_features,
+            bias=bias,
+            activation=self.activation,
+            input_layer=bool(input_layer),
+        )
 
     def conv(
         self,
@@ -180,8 +238,10 @@ class NormPropSpec(NormSpec):
         padding: int = 0,
         bias: bool = True,
         groups: int = 1,
+        *,
+        input_layer: bool = False,
     ) -> nn.Module:
-        layer = NormPropConv2d(
+        return NormPropConv2d(
             in_channels,
             out_channels,
             kernel_size,
@@ -189,5 +249,6 @@ class NormPropSpec(NormSpec):
             padding=padding,
             bias=bias,
             groups=groups,
+            activation=self.activation,
+            input_layer=bool(input_layer),
         )
-        return self._finish(layer)

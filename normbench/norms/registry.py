@@ -1,15 +1,15 @@
 """String → normalization spec. The one place a variant name is looked up.
 
-Adding a variant: one module in ``normbench/norms/``, one line in ``VARIANTS``, one
-``configs/norm/<name>.yaml``, one test parametrization. Its options are checked here before the
-spec is built: their type from its ``__init__`` annotations, the range of every option named in
-``RANGES`` (``eps``, ``momentum`` ...), whichever variant takes it; a new kind of ranged option
-is one more line there.
+Adding a variant: one dataclass spec in ``normbench/norms/`` (its fields are its options), one
+line in ``VARIANTS``, one ``configs/norm/<name>.yaml`` with the same keys and defaults, one
+test parametrization. Its options are checked here before the spec is built: their names and
+types from its dataclass fields, the range of every option named in ``RANGES`` (``eps``,
+``momentum`` ...), whichever variant takes it; a new kind of ranged option is one more line there.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
 import typing
 from collections.abc import Mapping
@@ -132,9 +132,7 @@ def build_norm_spec(
             "Choose one with norm=<name>."
         )
     cls = VARIANTS[name]
-    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    params = inspect.signature(cls.__init__).parameters.values()
-    accepted = [p.name for p in params if p.name != "self" and p.kind in keyword]
+    accepted = option_names(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(unknown_key_message("norm", unknown[0], accepted, owner=f"norm={name}"))
@@ -143,16 +141,21 @@ def build_norm_spec(
     return spec if images_per_device is None else spec.per_device(images_per_device)
 
 
+def option_names(cls: type[NormSpec]) -> list[str]:
+    """The options variant ``cls`` takes: its dataclass fields, in declaration order."""
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
 def check_options(cls: type[NormSpec], options: Mapping[str, Any]) -> None:
-    """Check ``options`` of variant ``cls``: types from its ``__init__`` annotations, ranges
-    from :data:`RANGES`.
+    """Check ``options`` of variant ``cls``: types from its fields' annotations, ranges from
+    :data:`RANGES`.
 
     Raises:
         ConfigError: naming the key as the user types it (``norm.eps``), the allowed values
             and the value given.
     """
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(cls)
     except (NameError, TypeError):  # an annotation that does not evaluate: types unchecked
         hints = {}
     for key, value in options.items():

@@ -5,6 +5,13 @@ A model receives one :class:`NormSpec` and only ever calls it::
     conv = spec.conv(in_c, out_c, 3, padding=1, bias=not spec.has_shift)
     norm = spec.layer(out_c, dims=2)
 
+A variant is a frozen dataclass deriving from :class:`NormSpec`: its fields are its options,
+with their defaults, and nothing else holds them. ``build_norm_spec`` accepts exactly those
+fields (types from their annotations), ``configs/norm/<name>.yaml`` repeats them for Hydra (a
+test keeps keys and defaults equal), and :meth:`NormSpec.layer` passes them to the module by
+keyword. A spec is a pure factory: each call builds new modules from its arguments and the
+options alone, so one spec may build any number of models, in any order.
+
 Variants that act on activations override :meth:`NormSpec.layer`; variants that act on
 weights (Weight Normalization, Weight Standardization, Normalization Propagation) override
 :meth:`NormSpec.linear` / :meth:`NormSpec.conv`.
@@ -12,28 +19,38 @@ weights (Weight Normalization, Weight Standardization, Normalization Propagation
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
 from torch import nn
 
 from normbench.errors import ConfigError
+from normbench.norms.checks import check_slot_input
 
 
+@dataclass(frozen=True, kw_only=True)
 class NormSpec:
     """Base spec: plain weight layers and an identity norm slot (``norm=none``).
 
-    Subclasses take their config keys (``configs/norm/<name>.yaml`` minus ``name``) as
-    keyword arguments of ``__init__``, so an unknown key is a clear error.
+    Subclasses are ``@dataclass(frozen=True, kw_only=True)`` whose fields are their config keys
+    (``configs/norm/<name>.yaml`` minus ``name``); ``__post_init__`` checks choices.
+
+    ``input_layer`` (of :meth:`linear`, :meth:`conv`, :meth:`classifier`) marks the weight
+    layer that reads the network's input rather than an activation; only NormProp uses it.
     """
 
-    name = "none"
+    name: ClassVar[str] = "none"
     #: Whether the variant assumes inputs standardized with dataset statistics (NormProp);
     #: the engine then standardizes the input whatever ``dataset.standardize`` says.
-    standardize_input: bool = False
+    standardize_input: ClassVar[bool] = False
     #: Whether :meth:`layer` already contains the nonlinearity (FRN's TLU, EvoNorm): the model
     #: should then use identity instead of its own activation right after the norm slot.
-    includes_activation: bool = False
+    includes_activation: ClassVar[bool] = False
     #: Whether a sample's train-time output depends on the other samples of its batch (batch
     #: statistics): such variants must honour :meth:`per_device`.
-    batch_dependent: bool = False
+    batch_dependent: ClassVar[bool] = False
 
     def per_device(self, images: int) -> NormSpec:
         """This variant with its batch statistics over groups of ``images`` samples.
@@ -48,37 +65,47 @@ class NormSpec:
             )
         return self
 
-    def options(self) -> dict[str, object]:
-        """The spec's config keys and values (its ``__init__`` keyword arguments)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+    def options(self) -> dict[str, Any]:
+        """The spec's config keys and values (its dataclass fields), in declaration order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def with_options(self, **changes: object) -> NormSpec:
-        """A new spec of the same variant with some options changed."""
-        return type(self)(**{**self.options(), **changes})
+    def with_options(self, **changes: Any) -> NormSpec:
+        """A new spec of the same variant with some options changed (checked again)."""
+        return dataclasses.replace(self, **changes)
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         """Return the norm module for ``num_channels`` channels-first features.
 
         Args:
             num_channels: channels (or features for ``dims=1``).
-            dims: 1 for (N, C) inputs (MLP), 2 for (N, C, H, W) inputs (CNNs).
+            dims: 1 for (N, C) inputs (MLP), 2 for (N, C, H, W) inputs (CNNs); the module
+                rejects inputs of another rank.
         """
         check_dims(dims)
-        return nn.Identity()
+        return IdentitySlot(num_channels, dims=dims)
 
     @property
     def has_shift(self) -> bool:
         """Whether :meth:`layer` adds a learned shift, making the weight layer's bias redundant."""
         return False
 
-    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+    def linear(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        input_layer: bool = False,
+    ) -> nn.Module:
         """Return the fully connected weight layer."""
         return nn.Linear(in_features, out_features, bias=bias)
 
-    def classifier(self, in_features: int, num_classes: int) -> nn.Module:
+    def classifier(
+        self, in_features: int, num_classes: int, *, input_layer: bool = False
+    ) -> nn.Module:
         """Return the network's output layer (logits). By default the variant's :meth:`linear`;
         variants whose paper leaves the output layer alone return a plain ``nn.Linear``."""
-        return self.linear(in_features, num_classes, bias=True)
+        return self.linear(in_features, num_classes, bias=True, input_layer=input_layer)
 
     def conv(
         self,
@@ -89,6 +116,8 @@ class NormSpec:
         padding: int = 0,
         bias: bool = True,
         groups: int = 1,
+        *,
+        input_layer: bool = False,
     ) -> nn.Module:
         """Return the 2-d convolution weight layer."""
         return nn.Conv2d(
@@ -101,9 +130,21 @@ class NormSpec:
             groups=groups,
         )
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
-        return f"{type(self).__name__}({opts})"
+
+class IdentitySlot(nn.Identity):
+    """An empty norm slot (``norm=none``, plain Weight Normalization, NormProp without γ, β)
+    that still rejects inputs of the wrong shape, as every slot does."""
+
+    def __init__(self, num_channels: int, *, dims: int) -> None:
+        super().__init__()
+        self.num_channels, self.dims = num_channels, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_slot_input(x, self.dims, self.num_channels, type(self).__name__)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, dims={self.dims}"
 
 
 def check_dims(dims: int) -> None:

@@ -16,11 +16,13 @@ device use ``norm=batch`` (it becomes ghost BN with N images per group).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from normbench.norms.checks import check_batch_values
+from normbench.norms.checks import check_batch_values, check_slot_input
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -29,34 +31,46 @@ def _distributed() -> bool:
 
 
 class SyncBatchNorm(nn.SyncBatchNorm):
-    """torch's SyncBatchNorm with normbench's batch-of-one check in a single process."""
+    """torch's SyncBatchNorm with normbench's input-shape and batch-of-one checks."""
 
     variant = "sync_batch"
 
+    def __init__(
+        self, num_features: int, *, dims: int, eps: float, momentum: float | None, affine: bool
+    ) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.dims = dims
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
+        check_slot_input(input, self.dims, self.num_features, type(self).__name__)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
         if self.training and not _distributed():
             check_batch_values(x, self.variant)
         return super().forward(x)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SyncBatchNormSpec(NormSpec):
     """Synchronized BN in the norm slot.
 
-    Args:
+    Attributes:
         momentum: running-estimate update weight; ``None`` for the cumulative average.
         eps: ε added to the variance.
         affine: learn γ and β.
     """
 
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+
     name = "sync_batch"
     batch_dependent = True
 
-    def __init__(self, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True):
-        self.momentum, self.eps, self.affine = momentum, eps, affine
-
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
-        return SyncBatchNorm(num_channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+        return SyncBatchNorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """Unchanged: the statistics are synchronized over all (simulated) devices."""

@@ -25,6 +25,8 @@ whole first batch, not a per-step batch dependence, and is not grouped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +35,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from normbench.norms.batch import BatchNormBase, channel_view
 from normbench.norms.checks import check_batch_values, check_group_size, reduce_dims
 from normbench.norms.grouped import group_count, grouped_view, value_dims
-from normbench.norms.spec import NormSpec, check_dims
+from normbench.norms.spec import IdentitySlot, NormSpec, check_dims
 
 INIT_EPS = 1e-12
 
@@ -96,9 +98,7 @@ class DataDependentInit(nn.Module):
 class WeightNormLinear(DataDependentInit, nn.Linear):
     """``nn.Linear`` with w = g·v/‖v‖ and data-dependent init."""
 
-    def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, data_init: bool = True
-    ):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, data_init: bool):
         super().__init__(in_features, out_features, bias=bias)
         self._setup_weight_norm(data_init)
 
@@ -113,7 +113,7 @@ class WeightNormLinear(DataDependentInit, nn.Linear):
 class WeightNormConv2d(DataDependentInit, nn.Conv2d):
     """``nn.Conv2d`` with w = g·v/‖v‖ per output channel and data-dependent init."""
 
-    def __init__(self, *args: object, data_init: bool = True, **kwargs: object):
+    def __init__(self, *args: object, data_init: bool, **kwargs: object):
         super().__init__(*args, **kwargs)
         self._setup_weight_norm(data_init)
 
@@ -131,9 +131,9 @@ class MeanOnlyBatchNorm(BatchNormBase):
     variant = "weight"
 
     def __init__(
-        self, num_features: int, momentum: float | None = 0.1, group_size: int | None = None
+        self, num_features: int, *, dims: int, momentum: float | None, group_size: int | None
     ):
-        super().__init__(num_features, eps=0.0, momentum=momentum, affine=False)
+        super().__init__(num_features, dims=dims, eps=0.0, momentum=momentum, affine=False)
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.group_size = group_size
 
@@ -169,10 +169,11 @@ class MeanOnlyBatchNorm(BatchNormBase):
         return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
+@dataclass(frozen=True, kw_only=True)
 class WeightNormSpec(NormSpec):
     """Weight-normalized weight layers; identity or mean-only BN in the slot.
 
-    Args:
+    Attributes:
         data_init: the paper's data-dependent init of g and b on the first training batch.
         mean_only_bn: put mean-only BN (with a learned shift) in the norm slot.
         momentum: running-mean update weight of mean-only BN; ``None`` for cumulative.
@@ -180,18 +181,15 @@ class WeightNormSpec(NormSpec):
             (``None``: the whole batch); ``per_device`` sets it.
     """
 
+    data_init: bool = True
+    mean_only_bn: bool = False
+    momentum: float | None = 0.1
+    group_size: int | None = None
+
     name = "weight"
 
-    def __init__(
-        self,
-        data_init: bool = True,
-        mean_only_bn: bool = False,
-        momentum: float | None = 0.1,
-        group_size: int | None = None,
-    ):
-        check_group_size(self.name, group_size)
-        self.data_init, self.mean_only_bn, self.momentum = data_init, mean_only_bn, momentum
-        self.group_size = group_size
+    def __post_init__(self) -> None:
+        check_group_size(self.name, self.group_size)
 
     @property
     def batch_dependent(self) -> bool:  # type: ignore[override]
@@ -205,14 +203,23 @@ class WeightNormSpec(NormSpec):
     def layer(self, num_channels: int, dims: int) -> nn.Module:
         check_dims(dims)
         if not self.mean_only_bn:
-            return nn.Identity()
-        return MeanOnlyBatchNorm(num_channels, self.momentum, self.group_size)
+            return IdentitySlot(num_channels, dims=dims)
+        return MeanOnlyBatchNorm(
+            num_channels, dims=dims, momentum=self.momentum, group_size=self.group_size
+        )
 
     @property
     def has_shift(self) -> bool:
         return self.mean_only_bn
 
-    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+    def linear(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        input_layer: bool = False,
+    ) -> nn.Module:
         return WeightNormLinear(in_features, out_features, bias=bias, data_init=self.data_init)
 
     def conv(
@@ -224,6 +231,8 @@ class WeightNormSpec(NormSpec):
         padding: int = 0,
         bias: bool = True,
         groups: int = 1,
+        *,
+        input_layer: bool = False,
     ) -> nn.Module:
         return WeightNormConv2d(
             in_channels,

@@ -6,11 +6,13 @@ uses Ŵ::
 
     Ŵ_i = (W_i − mean(W_i)) / sqrt(var(W_i) + ε_ws)          (biased variance)
 
-The output layer (``classifier``) stays a plain linear layer. The norm slot is Group Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and
-``eps``. Ŵ is computed with torch's native layer-norm kernel on the (out, fan-in) view of W.
+The output layer (``classifier``) stays a plain linear layer. The norm slot is Group
+Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and ``eps``. Ŵ is computed with torch's native layer-norm kernel on the (out, fan-in) view of W.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from normbench.norms.group import GroupNormSpec
 class WeightStandardization(nn.Module):
     """Parametrization W ↦ (W − mean) / sqrt(var + ε) per output unit (row of the fan-in view)."""
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, eps: float):
         super().__init__()
         self.eps = eps
 
@@ -38,28 +40,34 @@ def standardize_weight(layer: nn.Module, eps: float) -> nn.Module:
     return layer
 
 
+@dataclass(frozen=True, kw_only=True)
 class WSGroupNormSpec(GroupNormSpec):
     """Weight-standardized weight layers and Group Normalization in the slot.
 
-    Args:
+    Attributes:
         num_groups: G of the GN slot; must divide the channel count of every layer.
         eps: ε of GN.
-        ws_eps: ε of the weight standardization.
         affine: learn GN's per-channel γ and β.
+        ws_eps: ε of the weight standardization.
     """
+
+    ws_eps: float = 1e-5
 
     name = "ws_group"
 
-    def __init__(
-        self, num_groups: int = 32, eps: float = 1e-5, ws_eps: float = 1e-5, affine: bool = True
-    ):
-        super().__init__(num_groups, eps, affine)
-        self.ws_eps = ws_eps
-
-    def linear(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+    def linear(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        input_layer: bool = False,
+    ) -> nn.Module:
         return standardize_weight(super().linear(in_features, out_features, bias), self.ws_eps)
 
-    def classifier(self, in_features: int, num_classes: int) -> nn.Module:
+    def classifier(
+        self, in_features: int, num_classes: int, *, input_layer: bool = False
+    ) -> nn.Module:
         """The output layer stays plain: the paper standardizes the convolutions, and a
         standardized output layer could not scale its logits."""
         return nn.Linear(in_features, num_classes)
@@ -73,6 +81,8 @@ class WSGroupNormSpec(GroupNormSpec):
         padding: int = 0,
         bias: bool = True,
         groups: int = 1,
+        *,
+        input_layer: bool = False,
     ) -> nn.Module:
         layer = super().conv(in_channels, out_channels, kernel_size, stride, padding, bias, groups)
         return standardize_weight(layer, self.ws_eps)
