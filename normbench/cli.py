@@ -33,6 +33,11 @@ USAGE = """usage: normbench <command> [args]
 commands:
   train [overrides]   train one configuration (Hydra overrides; -m for a multirun sweep,
                       --cfg job to print the composed config, --help for the config groups)
+  eval RUN_DIR... [key=value ...] [-m]
+                      re-evaluate finished runs from their checkpoints under a statistics mode
+                      (mode=running|precise|batch|adapt|partial|tent) on some data; one row per
+                      evaluation in RUN_DIR/evals.csv (-m sweeps comma-separated values;
+                      `normbench eval --help` for every key)
   report DIR...       turn run or sweep directories into the paper's figure, CSV and README
   data                list every dataset: found or not, where, and how to get it
   bench NAME          benchmarks (`normbench bench NAME --help` for options):
@@ -44,6 +49,7 @@ commands:
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
   normbench train -m experiment=bn_fig1
+  normbench eval runs/bn_fig1/norm=batch -m mode=running,precise,batch batch_size=1,60
   normbench report runs/bn_fig1 --out results/bn_fig1
   normbench bench train --threads 1
 """
@@ -167,6 +173,12 @@ def _report_tally(lines: list[str]) -> int:
     return 1 if bad else 0
 
 
+def _eval(argv: list[str]) -> int:
+    from normbench.eval_cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def _report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="normbench report",
@@ -214,6 +226,7 @@ def _bench(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": _train,
+    "eval": _eval,
     "report": _report,
     "data": _data,
     "bench": _bench,

@@ -9,7 +9,14 @@ from torch import nn
 
 from normbench.errors import ConfigError
 from normbench.norms import build_norm_spec
-from normbench.norms.stats import bn_layers, recompute_bn_stats, use_batch_stats_at_eval
+from normbench.norms.stats import (
+    UndefinedStatisticsError,
+    batch_stats_problem,
+    bn_layers,
+    recompute_bn_stats,
+    use_batch_stats_at_eval,
+    use_prior_weighted_stats,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -195,3 +202,79 @@ def test_prediction_time_bn_restores_even_after_an_error():
     with pytest.raises(RuntimeError), use_batch_stats_at_eval(model):
         raise RuntimeError("boom")
     assert not model[1].training and model[1].track_running_stats
+
+
+def mlp_or_conv(dims: int) -> nn.Sequential:
+    """weight → BN → sigmoid → weight → BN in float64, with non-trivial running statistics."""
+    spec = build_norm_spec({"name": "batch"})
+    if dims == 1:
+        layers = [spec.linear(6, 5), spec.layer(5, 1), nn.Sigmoid(), spec.linear(5, 4)]
+        layers.append(spec.layer(4, 1))
+        shape = (6,)
+    else:
+        layers = [spec.conv(3, 5, 3, padding=1), spec.layer(5, 2), nn.Sigmoid()]
+        layers += [spec.conv(5, 4, 1), spec.layer(4, 2)]
+        shape = (3, 4, 4)
+    model = nn.Sequential(*layers).double().train()
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.randn(16, *shape, dtype=D) * 2 + 1)
+    for layer in bn_layers(model):
+        nn.init.uniform_(layer.weight, 0.5, 1.5)
+        nn.init.uniform_(layer.bias, -0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_partial_adaptation_is_the_prior_weighted_formula(dims):
+    model = mlp_or_conv(dims)
+    shape = (6,) if dims == 1 else (3, 4, 4)
+    x = torch.randn(8, *shape, dtype=D) * 3 - 2  # a shifted target batch, n = 8
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    first = model[1]
+    with torch.no_grad():
+        running = model(x)
+        with use_batch_stats_at_eval(model):
+            batch = model(x)
+        with use_prior_weighted_stats(model, 0.0):
+            prior_zero = model(x)
+        with use_prior_weighted_stats(model, 1e12):
+            prior_large = model(x)
+        with use_prior_weighted_stats(model, 5.0):
+            mixed = first(model[0](x))
+        feats = model[0](x)
+    torch.testing.assert_close(prior_zero, batch, rtol=1e-10, atol=1e-12)  # N = 0: batch mode
+    torch.testing.assert_close(prior_large, running, rtol=1e-9, atol=1e-10)  # N → ∞: running
+    dims_ = (0,) if dims == 1 else (0, 2, 3)
+    mu_t, var_t = feats.mean(dims_), feats.var(dims_, correction=0)
+    w_s, w_t = 5 / (5 + 8), 8 / (5 + 8)
+    mu = w_s * state["1.running_mean"] + w_t * mu_t
+    var = w_s * state["1.running_var"] + w_t * var_t
+    view = (1, -1) if dims == 1 else (1, -1, 1, 1)
+    expected = (feats - mu.view(view)) / torch.sqrt(var.view(view) + first.eps)
+    expected = expected * first.weight.view(view) + first.bias.view(view)
+    torch.testing.assert_close(mixed, expected, rtol=1e-10, atol=1e-12)
+    for k, v in model.state_dict().items():  # buffers and modes restored
+        assert torch.equal(v, state[k]), k
+    assert not any(m.training for m in model.modules())
+
+
+def test_partial_rejects_a_bad_prior_and_undefined_batches():
+    model = mlp_or_conv(1)
+    with pytest.raises(ConfigError, match=">= 0"), use_prior_weighted_stats(model, -1.0):
+        pass
+    one = torch.randn(1, 6, dtype=D)
+    with pytest.raises(UndefinedStatisticsError, match="1 value per channel"):
+        with use_prior_weighted_stats(model, 0.0), torch.no_grad():
+            model(one)
+    with use_prior_weighted_stats(model, 4.0), torch.no_grad():
+        assert torch.isfinite(model(one)).all()  # the prior defines the statistics of one sample
+
+
+def test_undefined_statistics_follow_the_layer_grouping():
+    ghost = build_norm_spec({"name": "ghost_batch", "group_size": 4}).layer(3, 1)
+    assert batch_stats_problem(ghost, torch.zeros(8, 3)) is None
+    assert "a group of 1 sample" in batch_stats_problem(ghost, torch.zeros(9, 3))  # 4 + 4 + 1
+    plain = build_norm_spec({"name": "batch"}).layer(3, 2)
+    assert batch_stats_problem(plain, torch.zeros(1, 3, 2, 2)) is None  # 4 values per channel
+    assert "batch of 1 sample" in batch_stats_problem(plain, torch.zeros(1, 3, 1, 1))

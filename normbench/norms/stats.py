@@ -22,6 +22,19 @@ m_b values per channel:
 
 ``use_batch_stats_at_eval`` is prediction-time BN: inside the context, BN layers normalize with
 the statistics of each evaluated batch; on exit every mode and buffer is restored exactly.
+
+``use_prior_weighted_stats`` is the partial adaptation of Schneider et al. (NeurIPS 2020,
+arXiv 2006.16971): each evaluated batch of n samples is normalized with its statistics mixed
+with the running (source) ones under a prior strength N (a pseudo sample count)::
+
+    μ = N/(N + n) · μ_s + n/(N + n) · μ_t          σ² = N/(N + n) · σ²_s + n/(N + n) · σ²_t
+
+(μ_t, σ²_t: the batch's per-channel mean and biased variance, as BN's training-mode
+normalization uses them, so that N = 0 is prediction-time BN and N → ∞ the running statistics.)
+
+``require_defined_batch_stats`` turns a BN layer about to normalize a group holding a single
+value per channel (a batch of one after global pooling or in an MLP: a variance of one value)
+into :class:`UndefinedStatisticsError`, naming the layer, before the layer's own check.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normbench.errors import ConfigError
+from normbench.errors import ConfigError, NormbenchError
 from normbench.norms.batch import batch_mean_var
 from normbench.norms.checks import values_per_channel
 
@@ -170,5 +183,108 @@ def use_batch_stats_at_eval(model: nn.Module) -> Iterator[nn.Module]:
         with torch.no_grad():
             for layer, training, track, buffers in saved:
                 layer.training, layer.track_running_stats = training, track
+                for buf, value in buffers:
+                    buf.copy_(value)
+
+
+class UndefinedStatisticsError(NormbenchError):
+    """A layer was asked to normalize with batch statistics of a single value per channel."""
+
+
+def batch_stats_problem(layer: _BatchNorm, x: torch.Tensor) -> str | None:
+    """Why ``layer`` cannot normalize ``x`` by batch statistics, or None when it can.
+
+    The statistics are over groups of the layer's ``group_size`` consecutive samples (ghost BN,
+    Batch Renorm's microbatches, mean-only BN) or over the whole batch; a trailing partial group
+    has its own statistics. A group holding at most one value per channel has none.
+    """
+    n = x.shape[0]
+    if n == 0:
+        return None
+    size = min(getattr(layer, "group_size", None) or n, n)
+    smallest = n % size or size
+    values = smallest * (values_per_channel(x) // n)
+    if values > 1:
+        return None
+    where = f"a group of {smallest} sample(s)" if size < n else f"a batch of {n} sample(s)"
+    return (
+        f"batch statistics are undefined: {type(layer).__name__} gets {values} value per "
+        f"channel from {where} (input shape {tuple(x.shape)})"
+    )
+
+
+def _layer_names(model: nn.Module) -> dict[int, str]:
+    return {id(m): name or "model" for name, m in model.named_modules()}
+
+
+@contextmanager
+def require_defined_batch_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the context, a BN layer normalizing with batch statistics (training mode) over a
+    group of one value per channel raises :class:`UndefinedStatisticsError` naming it."""
+    names = _layer_names(model)
+
+    def check(layer: nn.Module, args: tuple[Any, ...]) -> None:
+        problem = batch_stats_problem(layer, args[0]) if layer.training else None
+        if problem is not None:
+            raise UndefinedStatisticsError(f"{names[id(layer)]}: {problem}")
+
+    hooks = [layer.register_forward_pre_hook(check, prepend=True) for layer in bn_layers(model)]
+    try:
+        yield model
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+@contextmanager
+def use_prior_weighted_stats(model: nn.Module, prior: float) -> Iterator[nn.Module]:
+    """Inside the context, every BN layer normalizes each batch with its statistics mixed with
+    the running ones under prior strength ``prior`` = N ≥ 0 (Schneider et al. 2020; see the
+    module docstring). The layers run their own eval-mode formula on the mixed statistics,
+    which are written into their running buffers for the forward; on exit every mode and
+    buffer is restored exactly.
+
+    Raises:
+        ConfigError: a negative or non-finite prior.
+        UndefinedStatisticsError: N = 0 and a batch holds one value per channel.
+    """
+    if not (prior >= 0 and prior != float("inf")):
+        raise ConfigError(f"the prior strength N must be a finite number >= 0, got {prior}.")
+    layers = bn_layers(model)
+    names = _layer_names(model)
+    saved = [
+        (layer, layer.training, [(b, b.detach().clone()) for b in layer.buffers(recurse=False)])
+        for layer in layers
+    ]
+    source = {
+        id(layer): (layer.running_mean.detach().double(), layer.running_var.detach().double())
+        for layer in layers
+    }
+
+    @torch.no_grad()
+    def mix(layer: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0].detach()
+        if prior == 0:
+            problem = batch_stats_problem(layer, x)
+            if problem is not None:
+                raise UndefinedStatisticsError(f"{names[id(layer)]}: {problem}")
+        mean_t, var_t = batch_mean_var(x.double())
+        n = x.shape[0]
+        w_source, w_target = prior / (prior + n), n / (prior + n)
+        mean_s, var_s = source[id(layer)]
+        layer.running_mean.copy_(w_source * mean_s + w_target * mean_t)
+        layer.running_var.copy_(w_source * var_s + w_target * var_t)
+
+    hooks = [layer.register_forward_pre_hook(mix) for layer in layers]
+    try:
+        for layer in layers:
+            layer.eval()
+        yield model
+    finally:
+        for hook in hooks:
+            hook.remove()
+        with torch.no_grad():
+            for layer, training, buffers in saved:
+                layer.train(training)
                 for buf, value in buffers:
                     buf.copy_(value)

@@ -1,0 +1,92 @@
+"""``<run>/evals.csv``: one row per evaluation of a run, replaced when the evaluation is redone.
+
+An evaluation is identified by its :data:`KEY` columns (mode, knobs, data, corruption,
+severity): evaluating the same again replaces its row in place; anything else adds a row.
+The file is rewritten whole, atomically (:func:`normbench.files.write_atomic`: a temporary file
+beside it, flushed, then renamed over it), by a process holding the run's lock, so a kill at
+any moment leaves either the old or the new file. Temporary files left by a killed writer are
+removed by the next write. Columns a newer normbench added are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from normbench.files import write_atomic
+
+FILE = "evals.csv"
+KNOB_COLUMNS = ("samples", "batch_size", "prior", "steps", "lr")
+KEY = ("mode", *KNOB_COLUMNS, "data", "corruption", "severity")
+COLUMNS = (
+    *KEY,
+    "error",
+    "nll",
+    "ece",
+    "status",
+    "applied",
+    "note",
+    "step",
+    "bn_layers",
+    "num_samples",
+    "device",
+    "time_s",
+    "evaluated_at",
+)
+
+
+def cell(value: Any) -> str:
+    """A value as written in the CSV: empty for None, ``true``/``false``, floats exactly."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def read_evals(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``run_dir/evals.csv`` (empty when there is none yet)."""
+    path = Path(run_dir) / FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [dict(row) for row in csv.DictReader(f)]
+
+
+def _key(row: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(row.get(k) or "" for k in KEY)
+
+
+def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
+    """Add ``row`` to ``run_dir/evals.csv``, replacing the row of the same evaluation.
+
+    The caller holds the run's lock.
+
+    Raises:
+        NormbenchError: the directory is not writable or the disk is full.
+    """
+    run_dir = Path(run_dir)
+    for stale in run_dir.glob(f"{FILE}*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+    new = {k: cell(v) for k, v in row.items()}
+    rows = read_evals(run_dir)
+    same = [i for i, r in enumerate(rows) if _key(r) == _key(new)]
+    if same:
+        rows[same[0]] = new
+        rows = [r for i, r in enumerate(rows) if i not in same[1:]]
+    else:
+        rows.append(new)
+    extra = sorted({k for r in rows for k in r if k and k not in COLUMNS})
+    columns = [*COLUMNS, *extra]
+
+    def write(f: IO[str]) -> None:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomic(run_dir / FILE, write)
