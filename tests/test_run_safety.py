@@ -239,7 +239,7 @@ def test_summary_is_strict_json_and_a_later_failure_keeps_a_complete_run(run_cli
     def broken(*args, **kwargs):
         raise OSError("the data file went bad")
 
-    monkeypatch.setattr("normbench.engine.train.load_dataset", broken)
+    monkeypatch.setattr("normbench.engine.build.load_dataset", broken)
     code, out, err = run_cli("train", *FAST, "hydra.run.dir=r", "trainer.eval_every=1000")
     assert code != 0
     assert json.loads(Path("r/summary.json").read_text())["status"] == "complete"

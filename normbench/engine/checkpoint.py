@@ -37,16 +37,25 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda f: torch.save(state, f), binary=True)
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+#: What to do about an unreadable checkpoint, for a run that is resumed.
+RESUME_FIX = (
+    "start the run over with trainer.resume=never (the old checkpoint is replaced), "
+    "or move {path} away"
+)
+#: ... and for a finished run that is evaluated (``normbench eval``).
+EVAL_FIX = (
+    "the run cannot be evaluated from it: train it again with its command and "
+    "trainer.resume=never, or move {path} away"
+)
+
+
+def load_checkpoint(path: Path, device: torch.device, fix: str = RESUME_FIX) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only).
 
     Raises:
         CheckpointError: the file is empty, truncated, corrupt, or holds other objects.
     """
-    fix = (
-        "start the run over with trainer.resume=never (the old checkpoint is replaced), "
-        f"or move {path} away"
-    )
+    fix = fix.format(path=path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (a save was cut off); {fix}.")
     try:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from normbench.config import register_resolvers
 from normbench.data.folder import FolderData
 from normbench.engine.build import BuiltRun, build_run
-from normbench.engine.checkpoint import config_changes, load_checkpoint, plain_config
+from normbench.engine.checkpoint import EVAL_FIX, config_changes, load_checkpoint, plain_config
 from normbench.engine.eval_data import (
     DataChoice,
     EvalData,
@@ -120,7 +120,7 @@ class LoadedRun:
                 cfg.dataset[key] = value
         self.run_dir = run_dir
         self.built: BuiltRun = build_run(cfg, optimizer=False)
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT, self.built.device)
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT, self.built.device, fix=EVAL_FIX)
         changed = config_changes(checkpoint.get("config", {}), plain_config(self.built.cfg))
         if changed:
             raise ConfigError(
