@@ -1,0 +1,111 @@
+"""Dataset pairs of the domain-shift study, on generated files in the datasets' own formats:
+a run trained on one dataset is evaluated on another through `normbench eval data=...`
+(MNIST -> USPS: 28x28 -> 16x16 grey; SVHN -> MNIST: 32x32 RGB -> 28x28 grey)."""
+
+from __future__ import annotations
+
+import bz2
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from tests.conftest import write_idx
+
+TINY = [
+    "model=mlp_sigmoid",
+    "model.hidden=[16]",
+    "dataset.batch_size=10",
+    "trainer.steps=6",
+    "trainer.eval_every=6",
+    "probes.every=0",
+    "trainer.threads=1",
+]
+
+
+def write_mnist(root: Path, n: int = 40) -> None:
+    """MNIST IDX files with every one of the 10 labels."""
+    rng = np.random.default_rng(0)
+    folder = root / "mnist"
+    folder.mkdir(parents=True)
+    for split in ("train", "t10k"):
+        write_idx(
+            folder / f"{split}-images-idx3-ubyte",
+            rng.integers(0, 256, (n, 28, 28)).astype(np.uint8),
+            True,
+        )
+        write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8), True)
+
+
+def write_usps(root: Path, n: int = 30) -> None:
+    """USPS bz2 LIBSVM files (labels 1..10 for digits 0..9) with every label."""
+    rng = np.random.default_rng(1)
+    folder = root / "usps"
+    folder.mkdir(parents=True)
+    for name in ("usps.bz2", "usps.t.bz2"):
+        lines = [
+            f"{i % 10 + 1} "
+            + " ".join(f"{j + 1}:{v:.4f}" for j, v in enumerate(rng.uniform(-1, 1, 256)))
+            for i in range(n)
+        ]
+        (folder / name).write_bytes(bz2.compress(("\n".join(lines) + "\n").encode()))
+
+
+def write_svhn(root: Path, n: int = 40) -> None:
+    """SVHN .mat files (label 10 is the digit 0) with every label."""
+    rng = np.random.default_rng(2)
+    folder = root / "svhn"
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+
+
+def _train(run_cli, dataset: str, root: Path, run: str) -> Path:
+    code, out, err = run_cli(
+        "train", f"dataset={dataset}", f"dataset.root={root}", *TINY, f"hydra.run.dir={run}"
+    )
+    assert code == 0, out + err
+    return Path(run)
+
+
+def _row(run: Path, data: str, mode: str = "running") -> pd.Series:
+    evals = pd.read_csv(run / "evals.csv")
+    rows = evals[(evals["data"] == data) & (evals["mode"] == mode)]
+    assert len(rows) == 1, evals
+    return rows.iloc[0]
+
+
+def test_mnist_to_usps(run_cli, tmp_path):
+    root = tmp_path / "data"
+    write_mnist(root)
+    write_usps(root)
+    run = _train(run_cli, "mnist", root, "mnist_run")
+    code, out, err = run_cli(
+        "eval", str(run), "-m", "mode=running,adapt", "data=usps", f"data.root={root}"
+    )
+    assert code == 0, out + err
+    for mode in ("running", "adapt"):
+        row = _row(run, "usps", mode)
+        assert row["status"] == "ok" and 0.0 <= row["error"] <= 1.0
+
+
+def test_svhn_to_mnist(run_cli, tmp_path):
+    root = tmp_path / "data"
+    write_svhn(root)
+    write_mnist(root)
+    run = _train(run_cli, "svhn", root, "svhn_run")
+    code, out, err = run_cli("eval", str(run), "data=mnist", f"data.root={root}")
+    assert code == 0, out + err
+    assert _row(run, "mnist")["status"] == "ok"
+
+
+def test_a_missing_target_dataset_is_one_line(run_cli, tmp_path):
+    root = tmp_path / "data"
+    write_mnist(root)
+    run = _train(run_cli, "mnist", root, "mnist_run")
+    code, out, err = run_cli("eval", str(run), "data=usps", f"data.root={root}")
+    assert code == 2 and "usps" in err and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) == 1, err
