@@ -109,3 +109,31 @@ def test_a_missing_target_dataset_is_one_line(run_cli, tmp_path):
     code, out, err = run_cli("eval", str(run), "data=usps", f"data.root={root}")
     assert code == 2 and "usps" in err and "Traceback" not in out + err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_office31_amazon_to_webcam(run_cli, tmp_path):
+    """An ImageFolder domain pair: trained on amazon, evaluated on webcam (its own validation
+    domain) and on dslr (another domain chosen at evaluation)."""
+    from tests.test_data_folder import make_folder
+
+    root = tmp_path / "data"
+    for domain, n in (("amazon", 4), ("webcam", 2), ("dslr", 2)):
+        make_folder(root / "office31" / domain / "images", per_class=n, ext="jpg")
+    folder = [
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.path=office31",
+        "dataset.domain=amazon",
+        "dataset.val_domain=webcam",
+        "dataset.size=16",
+        "dataset.num_workers=0",
+        "dataset.batch_size=6",
+        "probes.batch_size=4",
+    ]
+    code, out, err = run_cli("train", *folder, *TINY, "hydra.run.dir=office")
+    assert code == 0, out + err
+    code, out, err = run_cli("eval", "office", "-m", "mode=running,adapt", "data.val_domain=dslr")
+    assert code == 0, out + err
+    evals = pd.read_csv(Path("office") / "evals.csv")
+    assert set(evals["mode"]) == {"running", "adapt"} and (evals["status"] == "ok").all()
+    assert evals["data"].str.contains("dslr").all(), evals["data"]
