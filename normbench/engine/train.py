@@ -380,7 +380,8 @@ class Trainer:
             [
                 f"the final val error {self.last_eval['val_error']:.4f} is at chance level "
                 f"({self.data.num_classes} classes: chance is {1 - 1 / self.data.num_classes:.4f}); "
-                f"the run learned nothing (optim.lr={self.cfg.optim.lr}: try a lower one)"
+                f"the run learned nothing (too few steps, or optim.lr={self.cfg.optim.lr} too high or too "
+                "low for this model and norm)"
             ]
             if at_chance
             else []
