@@ -137,3 +137,38 @@ def test_office31_amazon_to_webcam(run_cli, tmp_path):
     evals = pd.read_csv(Path("office") / "evals.csv")
     assert set(evals["mode"]) == {"running", "adapt"} and (evals["status"] == "ok").all()
     assert evals["data"].str.contains("dslr").all(), evals["data"]
+
+
+def test_a_corrupted_evaluation_differs_from_the_clean_one_and_is_repeatable(run_cli, tmp_path):
+    """corruption=<name> severity=<s> corrupts the run's own validation images (in [0, 1],
+    before its standardization); the same evaluation again gives the same numbers."""
+    root = tmp_path / "data"
+    write_mnist(root)
+    run = _train(run_cli, "mnist", root, "mnist_run")
+    grid = ["-m", "corruption=none,gaussian_noise,contrast", f"data.root={root}"]
+    code, out, err = run_cli("eval", str(run), *grid[:2], f"data.root={root}")
+    assert code != 0 and "needs severity=1..5" in out + err  # a corruption needs a severity
+    code, out, err = run_cli(
+        "eval",
+        str(run),
+        "-m",
+        "corruption=gaussian_noise,contrast",
+        "severity=5",
+        f"data.root={root}",
+    )
+    assert code == 0, out + err
+    code, out, err = run_cli("eval", str(run), f"data.root={root}")
+    assert code == 0, out + err
+    evals = pd.read_csv(run / "evals.csv").set_index("corruption")
+    assert set(evals.index) == {"none", "gaussian_noise", "contrast"}
+    assert evals.loc["gaussian_noise", "nll"] != evals.loc["none", "nll"]
+    assert evals.loc["contrast", "nll"] != evals.loc["none", "nll"]
+    first = evals.loc["gaussian_noise", "nll"]
+    code, out, err = run_cli(
+        "eval", str(run), "corruption=gaussian_noise", "severity=5", f"data.root={root}"
+    )
+    assert (
+        code == 0
+        and pd.read_csv(run / "evals.csv").set_index("corruption").loc["gaussian_noise", "nll"]
+        == first
+    )

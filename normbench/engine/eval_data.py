@@ -7,7 +7,7 @@ run's), with the same number of classes. Images of another dataset are loaded ra
 through the run's input pipeline::
 
     adapter (resize to the run's H×W, grey→RGB by repeating / RGB→grey by averaging channels)
-      → corruption (the hook of ``corruption=<name> severity=<1-5>``; only ``none`` for now)
+      → corruption (``corruption=<name> severity=<1-5>``: normbench.data.corruptions)
       → the run's input standardization (its training split's per-channel mean and std, or
         ImageNet's for image folders), when the run standardized its inputs.
 
@@ -19,7 +19,9 @@ dataset at its files when the name is the run's).
 
 from __future__ import annotations
 
+import difflib
 import math
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from normbench.config import config_dir, unknown_key_message, validate
+from normbench.data.corruptions import ALL_CORRUPTIONS, corrupt
 from normbench.data.datasets import load_dataset
 from normbench.data.folder import IMAGENET_MEAN, IMAGENET_STD, FolderData
 from normbench.engine.build import BuiltRun
@@ -39,8 +42,10 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 #: ``data.<key>`` options that say where the files are, not which data they hold.
 LOCATION_KEYS = ("root", "num_workers")
-#: Corruption names available to ``corruption=`` (the corruption set comes with a later issue).
-CORRUPTIONS = ("none",)
+#: Corruption names available to ``corruption=`` (besides ``none``, the clean data).
+CORRUPTIONS = ALL_CORRUPTIONS
+#: Base seed of the corruptions' random draws (see :func:`corruption_function`).
+CORRUPTION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -162,28 +167,42 @@ def dataset_config(built: BuiltRun, choice: DataChoice) -> DictConfig:
 
 
 def check_corruption(name: str, severity: int | None) -> None:
-    """Reject a corruption that is not available, or a severity without a corruption.
+    """Reject an unknown corruption, a corruption without a severity in 1..5, or a severity
+    without a corruption.
 
     Raises:
         ConfigError: naming the available values.
     """
-    if name not in CORRUPTIONS:
+    if name != "none" and name not in CORRUPTIONS:
+        close = difflib.get_close_matches(name, CORRUPTIONS, n=1)
+        hint = f"did you mean corruption={close[0]}? " if close else ""
         raise ConfigError(
-            f"corruption={name}: corruptions are not yet available; only corruption=none "
-            "(the clean data) can be evaluated for now."
+            f"corruption={name} is not a corruption; {hint}choose none or one of "
+            f"{', '.join(CORRUPTIONS)} (docs/corruptions.md)."
         )
     if name == "none" and severity is not None:
         raise ConfigError(f"severity={severity} needs a corruption (corruption=<name>).")
+    if name != "none" and severity not in range(1, 6):
+        raise ConfigError(f"corruption={name} needs severity=1..5, got {severity}.")
 
 
 def corruption_function(name: str, severity: int | None) -> Transform | None:
     """The function that corrupts a batch of [0, 1] images, or None for ``none``.
 
-    The hook where the corruption set will plug in: it is applied to the evaluation images at
-    the run's input size, before standardization.
+    It is applied to the evaluation images at the run's input size, before standardization.
+    Each batch's random draws are seeded by :data:`CORRUPTION_SEED` and a checksum of the
+    batch's pixels, so the same data are always corrupted the same way and different chunks of
+    a split get different noise.
     """
     check_corruption(name, severity)
-    return None
+    if name == "none":
+        return None
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        sample = x[..., ::7, ::7].detach().float().cpu().contiguous().numpy().tobytes()
+        return corrupt(x, name, int(severity), seed=CORRUPTION_SEED + zlib.crc32(sample))
+
+    return apply
 
 
 def input_adapter(source: tuple[int, ...], target: tuple[int, ...]) -> Transform | None:
