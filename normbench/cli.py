@@ -45,6 +45,8 @@ commands:
                         models  our ResNet-50 / VGG-16 forward time against torchvision's
                         train   share of training-step time in normalization layers, eager vs
                                 compiled, fp32 vs bf16; images/s and the data share of a step
+                        corruptions  time to corrupt N images per corruption, relative to one
+                                forward pass of the evaluated model
 
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
@@ -59,6 +61,7 @@ BENCHMARKS = {
     "norms": "normbench.bench.norms",
     "models": "normbench.bench.models",
     "train": "normbench.bench.train",
+    "corruptions": "normbench.bench.corruptions",
 }
 
 
