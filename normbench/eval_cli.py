@@ -19,7 +19,7 @@ import difflib
 import itertools
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,18 @@ import torch
 import yaml
 
 from normbench.engine.eval_data import DataChoice, check_corruption
+from normbench.engine.eval_kl import COLUMNS as KL_COLUMNS
+from normbench.engine.eval_kl import FILE as KL_FILE
+from normbench.engine.eval_kl import SOURCE_SAMPLES
 from normbench.engine.eval_modes import KNOBS, MODES, Knobs, check_mode, parse_knob
-from normbench.engine.eval_records import write_eval_row
+from normbench.engine.eval_records import write_eval_row, write_rows
 from normbench.engine.eval_run import EvalJob, LoadedRun, own_data, read_run_config
 from normbench.engine.lock import RunLock
 from normbench.errors import ConfigError, NormbenchError
 
 log = logging.getLogger("normbench")
 
-KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device")
+KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device", "kl")
 DEVICES = ("cpu", "cuda", "auto")
 
 HELP = """usage: normbench eval RUN_DIR... [key=value ...] [-m]
@@ -56,6 +59,9 @@ keys:
   data.KEY=VALUE       an option of that dataset config (data.root, data.val_split, ...)
   corruption=none      (the corruption set comes later) severity=1..5
   device=cpu|cuda|auto (default: the run's trainer.device)
+  kl=false|true|K      also write RUN_DIR/kl.csv: per norm layer, the KL divergence between
+                       Gaussian fits of its output on K clean training samples and on (up to
+                       K of) the evaluation data, under the mode (true: K = 2000)
   -m                   sweep over comma-separated values: mode=running,precise batch_size=1,8
 
 example:
@@ -71,6 +77,7 @@ class Result:
     job: EvalJob
     row: dict[str, Any] | None = None
     error: str = ""
+    kl: list[dict[str, Any]] = field(default_factory=list)
 
 
 def split_values(text: str) -> list[str]:
@@ -151,6 +158,7 @@ def make_job(values: dict[str, str], sweep: bool) -> EvalJob:
         severity = int(text)
     corruption = values.get("corruption", "none")
     check_corruption(corruption, severity)
+    kl = parse_kl(values.get("kl", "false"))
     device = values.get("device")
     if device is not None and device not in DEVICES:
         raise ConfigError(f"device={device} is not one of {', '.join(DEVICES)}.")
@@ -162,7 +170,25 @@ def make_job(values: dict[str, str], sweep: bool) -> EvalJob:
         corruption=corruption,
         severity=severity,
     )
-    return EvalJob(mode, Knobs(**knobs), data, device)
+    return EvalJob(mode, Knobs(**knobs), data, device, kl)
+
+
+def parse_kl(text: str) -> int | None:
+    """``kl=false|true|K``: the source samples of the per-layer KL, or None (not measured).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    lowered = text.strip().lower()
+    if lowered in ("false", "no", "0", ""):
+        return None
+    if lowered in ("true", "yes"):
+        return SOURCE_SAMPLES
+    if lowered.isdigit():
+        return int(lowered)
+    raise ConfigError(
+        f"kl={text} is not valid: kl is true, false or a number of source samples K >= 1."
+    )
 
 
 def make_jobs(overrides: list[tuple[str, str]], multirun: bool) -> list[EvalJob]:
@@ -189,9 +215,11 @@ def _line(result: Result) -> str:
     if row["status"] != "ok":
         return f"{head}: {row['status']}: {row['note']}"
     flag = "" if row["applied"] else " (mode not applied)"
+    kl = [r["kl_mean"] for r in result.kl if r["kl_mean"] is not None]
+    shown = f", kl {sum(kl) / len(kl):.4g} over {len(kl)} layers" if kl else ""
     return (
-        f"{head}: error {row['error']:.4f}, nll {row['nll']:.4f}, ece {row['ece']:.4f}{flag} "
-        f"({row['time_s']:.1f} s)"
+        f"{head}: error {row['error']:.4f}, nll {row['nll']:.4f}, ece {row['ece']:.4f}{flag}"
+        f"{shown} ({row['time_s']:.1f} s)"
     )
 
 
@@ -220,9 +248,11 @@ def evaluate_run(
                     loaded = runs[key]
                     if isinstance(loaded, Exception):
                         raise loaded
-                    row = loaded.evaluate(job, progress_every_s)
+                    row, layers = loaded.measure(job, progress_every_s)
                     write_eval_row(run_dir, row)
-                    results.append(Result(run_dir, job, row))
+                    if layers:
+                        write_rows(run_dir, KL_FILE, KL_COLUMNS, layers)
+                    results.append(Result(run_dir, job, row, kl=layers))
                 except NormbenchError as err:
                     if not many:
                         raise

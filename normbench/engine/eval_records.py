@@ -6,13 +6,17 @@ The file is rewritten whole, atomically (:func:`normbench.files.write_atomic`: a
 beside it, flushed, then renamed over it), by a process holding the run's lock, so a kill at
 any moment leaves either the old or the new file. Temporary files left by a killed writer are
 removed by the next write. Columns a newer normbench added are kept.
+
+``<run>/kl.csv`` (``normbench eval ... kl=true``, :mod:`normbench.engine.eval_kl`) is kept the
+same way by :func:`write_rows`: one row per (evaluation, layer), and redoing an evaluation
+replaces all of its rows.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,17 +53,57 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def read_evals(run_dir: Path) -> list[dict[str, str]]:
-    """The rows of ``run_dir/evals.csv`` (empty when there is none yet)."""
-    path = Path(run_dir) / FILE
+def read_rows(run_dir: Path, file: str = FILE) -> list[dict[str, str]]:
+    """The rows of ``run_dir/<file>`` (empty when there is none yet)."""
+    path = Path(run_dir) / file
     if not path.is_file():
         return []
     with open(path, newline="") as f:
         return [dict(row) for row in csv.DictReader(f)]
 
 
+def read_evals(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``run_dir/evals.csv`` (empty when there is none yet)."""
+    return read_rows(run_dir, FILE)
+
+
 def _key(row: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(row.get(k) or "" for k in KEY)
+
+
+def write_rows(
+    run_dir: Path, file: str, columns: Sequence[str], new_rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Add ``new_rows`` (all of one evaluation) to ``run_dir/<file>``, replacing the rows of the
+    same evaluation (same :data:`KEY` columns) at the place of the first of them.
+
+    The caller holds the run's lock.
+
+    Raises:
+        NormbenchError: the directory is not writable or the disk is full.
+    """
+    run_dir = Path(run_dir)
+    for stale in run_dir.glob(f"{file}*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+    new = [{k: cell(v) for k, v in row.items()} for row in new_rows]
+    keys = {_key(row) for row in new}
+    rows = read_rows(run_dir, file)
+    same = [i for i, r in enumerate(rows) if _key(r) in keys]
+    at = same[0] if same else len(rows)
+    rows = (
+        [r for i, r in enumerate(rows[:at]) if i not in same]
+        + new
+        + [r for r in rows[at:] if _key(r) not in keys]
+    )
+    extra = sorted({k for r in rows for k in r if k and k not in columns})
+    fields = [*columns, *extra]
+
+    def write(f: IO[str]) -> None:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomic(run_dir / file, write)
 
 
 def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
@@ -70,23 +114,4 @@ def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
     Raises:
         NormbenchError: the directory is not writable or the disk is full.
     """
-    run_dir = Path(run_dir)
-    for stale in run_dir.glob(f"{FILE}*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    new = {k: cell(v) for k, v in row.items()}
-    rows = read_evals(run_dir)
-    same = [i for i, r in enumerate(rows) if _key(r) == _key(new)]
-    if same:
-        rows[same[0]] = new
-        rows = [r for i, r in enumerate(rows) if i not in same[1:]]
-    else:
-        rows.append(new)
-    extra = sorted({k for r in rows for k in r if k and k not in COLUMNS})
-    columns = [*COLUMNS, *extra]
-
-    def write(f: IO[str]) -> None:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-    write_atomic(run_dir / FILE, write)
+    write_rows(run_dir, FILE, COLUMNS, [row])

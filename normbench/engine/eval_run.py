@@ -30,9 +30,11 @@ from normbench.engine.eval_data import (
     load_eval_data,
     shown_value,
 )
-from normbench.engine.eval_modes import EvalSetup, Knobs, Progress, run_mode
+from normbench.engine.eval_kl import measure_kl
+from normbench.engine.eval_modes import EvalSetup, Knobs, Outcome, Progress, run_mode
+from normbench.engine.eval_records import KEY
 from normbench.errors import ConfigError, NormbenchError
-from normbench.norms.stats import bn_layers
+from normbench.norms.stats import UndefinedStatisticsError, bn_layers
 from normbench.recorder import read_summary
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -47,6 +49,7 @@ class EvalJob:
     knobs: Knobs = field(default_factory=Knobs)
     data: DataChoice = field(default_factory=DataChoice)
     device: str | None = None  #: cpu | cuda | auto; None: the run's trainer.device
+    kl: int | None = None  #: source samples of the per-layer KL (kl.csv); None: not measured
 
     def describe(self) -> str:
         """The job as its overrides: ``mode=batch batch_size=8 data=mnist``."""
@@ -57,6 +60,8 @@ class EvalJob:
         parts += [f"data.{k}={shown_value(v)}" for k, v in self.data.overrides]
         if self.data.corruption != "none":
             parts.append(f"corruption={self.data.corruption} severity={self.data.severity}")
+        if self.kl is not None:
+            parts.append(f"kl={self.kl}")
         return " ".join(parts)
 
 
@@ -174,12 +179,34 @@ class LoadedRun:
 
     def evaluate(self, job: EvalJob, progress_every_s: float = 10.0) -> dict[str, Any]:
         """Evaluate ``job``; return its evals.csv row (see ``eval_records.COLUMNS``)."""
+        return self.measure(job, progress_every_s)[0]
+
+    def measure(
+        self, job: EvalJob, progress_every_s: float = 10.0
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Evaluate ``job``: its evals.csv row and, with ``job.kl``, its kl.csv rows
+        (:mod:`normbench.engine.eval_kl`; none when the evaluation is undefined)."""
         data = self.eval_data(job.data)
         progress = Progress(f"eval {self.run_dir} mode={job.mode}", progress_every_s)
         start = time.perf_counter()
-        outcome = run_mode(job.mode, job.knobs, self.setup(data, progress))
+        setup = self.setup(data, progress)
+        outcome = run_mode(job.mode, job.knobs, setup)
         elapsed = time.perf_counter() - start
+        layers: list[dict[str, Any]] = []
+        if job.kl is not None and outcome.status == "ok":
+            try:
+                layers = measure_kl(job.mode, outcome, setup, job.kl)
+            except UndefinedStatisticsError as err:
+                outcome.note = "; ".join(filter(None, [outcome.note, f"kl not measured: {err}"]))
         self.built.model.load_state_dict(self.state)  # leave the model as loaded
+        row = self._row(job, data, outcome, elapsed)
+        key = {k: row.get(k) for k in KEY}
+        common = {"step": self.step, "evaluated_at": row["evaluated_at"]}
+        return row, [{**key, **layer, **common} for layer in layers]
+
+    def _row(
+        self, job: EvalJob, data: EvalData, outcome: Outcome, elapsed: float
+    ) -> dict[str, Any]:
         metrics = outcome.metrics or {}
         return {
             "mode": job.mode,

@@ -2,8 +2,8 @@
 
 Every number in the README is computed from the run directories; the README also records
 the commands, the hardware, the scale of the runs and the date. This module picks the study
-(each has its own module: ``bn_fig1_report``, ``small_batch_report``) and writes the generic
-report of any other sweep.
+(each has its own module: ``domain_shift``, ``bn_fig1_report``, ``small_batch_report``) and
+writes the generic report of any other sweep.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from normbench.errors import NormbenchError
 from normbench.report.bn_fig1_report import is_bn_fig1_study, write_bn_fig1_report
 from normbench.report.collect import Run, collect, runs_table, varying_keys
 from normbench.report.commands import runs_section
+from normbench.report.domain_shift import is_domain_shift_study, write_domain_shift_report
 from normbench.report.figures import val_error_curves
 from normbench.report.flags import chance_banner, chance_messages
 from normbench.report.output import md_table, write_tables
@@ -35,7 +36,9 @@ def make_report(dirs: list[str], out: str | None) -> Path:
     runs = collect(dirs)
     _create_out_dir(out_dir)
     runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
-    if is_small_batch_study(runs):
+    if is_domain_shift_study(runs):
+        text = write_domain_shift_report(runs, dirs, out_dir)
+    elif is_small_batch_study(runs):
         text = write_small_batch_report(runs, dirs, out_dir)
     elif is_bn_fig1_study(runs):
         text = write_bn_fig1_report(runs, dirs, out_dir)
