@@ -31,14 +31,15 @@ from normbench.engine.eval_kl import COLUMNS as KL_COLUMNS
 from normbench.engine.eval_kl import FILE as KL_FILE
 from normbench.engine.eval_kl import SOURCE_SAMPLES
 from normbench.engine.eval_modes import KNOBS, MODES, Knobs, check_mode, parse_knob
-from normbench.engine.eval_records import write_eval_row, write_rows
+from normbench.engine.eval_records import answered, write_eval_row, write_rows
 from normbench.engine.eval_run import EvalJob, LoadedRun, own_data, read_run_config
 from normbench.engine.lock import RunLock
 from normbench.errors import ConfigError, NormbenchError
+from normbench.recorder import read_summary
 
 log = logging.getLogger("normbench")
 
-KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device", "kl")
+KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device", "kl", "done")
 DEVICES = ("cpu", "cuda", "auto")
 
 HELP = """usage: normbench eval RUN_DIR... [key=value ...] [-m]
@@ -57,11 +58,14 @@ keys:
                lr (the paper's, scaled to batch_size), batch_size (the paper's)
   data=NAME            a dataset config (default: the run's own dataset, validation split)
   data.KEY=VALUE       an option of that dataset config (data.root, data.val_split, ...)
-  corruption=none      (the corruption set comes later) severity=1..5
+  corruption=NAME severity=1..5   a common corruption of the evaluation images
+                       (none, or one of docs/corruptions.md's 19)
   device=cpu|cuda|auto (default: the run's trainer.device)
   kl=false|true|K      also write RUN_DIR/kl.csv: per norm layer, the KL divergence between
                        Gaussian fits of its output on K clean training samples and on (up to
                        K of) the evaluation data, under the mode (true: K = 2000)
+  done=redo|skip       skip: leave out evaluations evals.csv already holds for this checkpoint
+                       (a study resumes without redoing them); redo (default): evaluate again
   -m                   sweep over comma-separated values: mode=running,precise batch_size=1,8
 
 example:
@@ -71,13 +75,15 @@ example:
 
 @dataclass
 class Result:
-    """What became of one job on one run: its row, or the error that stopped it."""
+    """What became of one job on one run: its row, or the error that stopped it (or that it
+    was skipped: ``done=skip`` and evals.csv already answers it)."""
 
     run_dir: Path
     job: EvalJob
     row: dict[str, Any] | None = None
     error: str = ""
     kl: list[dict[str, Any]] = field(default_factory=list)
+    skipped: bool = False
 
 
 def split_values(text: str) -> list[str]:
@@ -210,6 +216,8 @@ def make_jobs(overrides: list[tuple[str, str]], multirun: bool) -> list[EvalJob]
 def _line(result: Result) -> str:
     head = f"{result.run_dir} {result.job.describe()}"
     row = result.row
+    if result.skipped:
+        return f"{head}: skipped (already in evals.csv; done=redo evaluates it again)"
     if row is None:
         return f"{head}: failed: {result.error}"
     if row["status"] != "ok":
@@ -224,7 +232,11 @@ def _line(result: Result) -> str:
 
 
 def evaluate_run(
-    run_dir: Path, jobs: list[EvalJob], many: bool, progress_every_s: float = 10.0
+    run_dir: Path,
+    jobs: list[EvalJob],
+    many: bool,
+    progress_every_s: float = 10.0,
+    skip_done: bool = False,
 ) -> list[Result]:
     """Run ``jobs`` on one run directory, holding its lock; write each row to evals.csv.
 
@@ -236,7 +248,12 @@ def evaluate_run(
         cfg = read_run_config(run_dir)
         with RunLock(run_dir):
             runs: dict[Any, LoadedRun | Exception] = {}
+            step = read_summary(run_dir / "summary.json").get("step")
             for job in jobs:
+                if skip_done and answered(run_dir, job.describe(), step):
+                    results.append(Result(run_dir, job, skipped=True))
+                    print(_line(results[-1]), file=sys.stderr)
+                    continue
                 location = job.data.location() if own_data(cfg, job.data) else {}
                 key = (job.device, tuple(sorted(location.items())))
                 try:
@@ -279,7 +296,8 @@ def table(results: list[Result]) -> str:
     columns += ("ece", "status", "applied")
     lines = [("run", *columns, "note")]
     for r in results:
-        row = r.row or {"mode": r.job.mode, "status": "failed", "note": r.error}
+        status = "skipped" if r.skipped else "failed"
+        row = r.row or {"mode": r.job.mode, "status": status, "note": r.error}
         cells = [str(r.run_dir)]
         for c in columns:
             value = row.get(c)
@@ -300,7 +318,7 @@ def tally(results: list[Result]) -> tuple[str, bool]:
     """The one-line tally, and whether any evaluation failed."""
     counts: dict[str, int] = {"ok": 0, "undefined": 0, "failed": 0}
     for r in results:
-        status = r.row["status"] if r.row else "failed"
+        status = "skipped" if r.skipped else r.row["status"] if r.row else "failed"
         counts[status] = counts.get(status, 0) + 1
     parts = ", ".join(f"{n} {status}" for status, n in counts.items())
     return f"eval: {len(results)} evaluations: {parts}", counts["failed"] > 0
@@ -320,11 +338,14 @@ def main(argv: list[str], progress_every_s: float = 10.0) -> int:
         raise ConfigError(
             "give at least one run directory: normbench eval RUN_DIR... [key=value ...]"
         )
-    jobs = make_jobs(overrides, multirun)
+    done = dict(overrides).get("done", "redo")
+    if done not in ("redo", "skip"):
+        raise ConfigError(f"done={done} is not one of redo, skip.")
+    jobs = make_jobs([(k, v) for k, v in overrides if k != "done"], multirun)
     many = multirun or len(runs) * len(jobs) > 1
     results: list[Result] = []
     for run_dir in runs:
-        results += evaluate_run(run_dir, jobs, many, progress_every_s)
+        results += evaluate_run(run_dir, jobs, many, progress_every_s, skip_done=done == "skip")
     if not many:
         return 0
     print(table(results))

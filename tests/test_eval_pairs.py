@@ -172,3 +172,58 @@ def test_a_corrupted_evaluation_differs_from_the_clean_one_and_is_repeatable(run
         and pd.read_csv(run / "evals.csv").set_index("corruption").loc["gaussian_noise", "nll"]
         == first
     )
+
+
+def test_done_skip_leaves_out_what_evals_csv_already_answers(run_cli, tmp_path):
+    root = tmp_path / "data"
+    write_mnist(root)
+    run = _train(run_cli, "mnist", root, "mnist_run")
+    grid = ["-m", "mode=running,adapt", "corruption=contrast", "severity=1,2", f"data.root={root}"]
+    code, out, err = run_cli("eval", str(run), *grid, "done=skip")
+    assert code == 0 and "4 ok" in err, out + err
+    before = pd.read_csv(run / "evals.csv")
+    code, out, err = run_cli(
+        "eval", str(run), *[g.replace("severity=1,2", "severity=2,3") for g in grid], "done=skip"
+    )
+    assert code == 0 and "2 skipped" in err and "2 ok" in err, err  # only severity 3 is new
+    code, out, err = run_cli("eval", str(run), *grid, "done=skip")
+    assert code == 0 and "4 skipped" in err and "0 failed" in err, out + err
+    after = pd.read_csv(run / "evals.csv")
+    kept = after[after["severity"].isin([1, 2])].reset_index(drop=True)
+    assert len(after) == 6
+    pd.testing.assert_frame_equal(kept, before.reset_index(drop=True))  # rows untouched
+    code, out, err = run_cli(
+        "eval",
+        str(run),
+        "-m",
+        "kl=200",
+        "mode=running",
+        "corruption=contrast",
+        "severity=1",
+        f"data.root={root}",
+        "done=skip",
+    )
+    assert code == 0 and "1 ok" in err, err  # with kl it is another request: evaluated
+    assert len(pd.read_csv(run / "evals.csv")) == len(after)  # the same row, two requests
+    code, out, err = run_cli(
+        "eval",
+        str(run),
+        "-m",
+        "kl=200",
+        "mode=running",
+        "corruption=contrast",
+        "severity=1",
+        f"data.root={root}",
+        "done=skip",
+    )
+    assert "1 skipped" in err, err
+    code, out, err = run_cli(
+        "eval",
+        str(run),
+        "mode=running",
+        "corruption=contrast",
+        "severity=1",
+        f"data.root={root}",
+        "done=skip",
+    )
+    assert code == 0 and "skipped" in out + err  # the row still answers its first request

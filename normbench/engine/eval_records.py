@@ -39,7 +39,10 @@ COLUMNS = (
     "device",
     "time_s",
     "evaluated_at",
+    "requests",
 )
+#: Separates the requests (``EvalJob.describe()``) a row answers, in its ``requests`` column.
+REQUEST_SEP = " | "
 
 
 def cell(value: Any) -> str:
@@ -106,12 +109,33 @@ def write_rows(
     write_atomic(run_dir / file, write)
 
 
+def answered(run_dir: Path, request: str, step: int | None = None) -> bool:
+    """Whether an ``ok`` or ``undefined`` row of ``run_dir/evals.csv`` answers ``request`` (an
+    ``EvalJob.describe()``), for checkpoint ``step`` when given (``done=skip``)."""
+    for row in read_evals(run_dir):
+        done = row.get("status") in ("ok", "undefined")
+        same_step = step is None or row.get("step") == str(step)
+        if done and same_step and request in (row.get("requests") or "").split(REQUEST_SEP):
+            return True
+    return False
+
+
 def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
-    """Add ``row`` to ``run_dir/evals.csv``, replacing the row of the same evaluation.
+    """Add ``row`` to ``run_dir/evals.csv``, replacing the row of the same evaluation (whose
+    ``requests`` it keeps beside its own: one evaluation may answer several requests, e.g. with
+    and without ``kl``, at one checkpoint step).
 
     The caller holds the run's lock.
 
     Raises:
         NormbenchError: the directory is not writable or the disk is full.
     """
+    row = dict(row)
+    for old in read_evals(run_dir):
+        if _key(old) == _key({k: cell(v) for k, v in row.items()}) and old.get("step") == cell(
+            row.get("step")
+        ):
+            requests = [r for r in (old.get("requests") or "").split(REQUEST_SEP) if r]
+            mine = str(row.get("requests") or "")
+            row["requests"] = REQUEST_SEP.join(dict.fromkeys([*requests, mine]))
     write_rows(run_dir, FILE, COLUMNS, [row])

@@ -226,4 +226,5 @@ class LoadedRun:
             "device": str(self.built.device),
             "time_s": round(elapsed, 3),
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "requests": job.describe(),
         }
