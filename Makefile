@@ -9,7 +9,7 @@ JOBS ?= 1
 ARGS ?=
 RESULTS ?= results/$(EXPERIMENT)
 
-.PHONY: help install run test test-all sweep report tb bench data lint format clean
+.PHONY: help install run test test-all sweep domain-shift report tb bench data lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ else
 	[ $$status -lt 128 ] || exit $$status; \
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP) && exit $$status
 endif
+
+domain-shift: install data  ## domain-shift study (AdaBN, partial, tent on common corruptions) -> results/domain_shift
+	NORMBENCH=$(BIN)/normbench JOBS=$(JOBS) scripts/domain_shift.sh $(ARGS)
 
 report: install  ## rebuild the report of the default experiment from its runs
 	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)

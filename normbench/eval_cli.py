@@ -5,8 +5,8 @@ directory is a run directory, even with ``=`` in its name). Without ``-m`` each 
 value; with ``-m`` a comma-separated list (commas inside ``[...]`` do not split) sweeps over it:
 the jobs are the Cartesian product of the lists (``itertools.product``, in the order the keys
 were given; Hydra is not involved), run over every RUN_DIR. A knob the job's mode does not
-take is dropped from that job in a sweep (and is an error in a single evaluation); identical
-jobs run once.
+take is dropped from that job in a sweep (and is an error in a single evaluation), and so is
+``severity`` for ``corruption=none``; identical jobs run once.
 
 A single evaluation that fails raises its one-line error (the CLI exits 2). With several
 evaluations, a failed one is printed and the sweep goes on; at the end a table of the results
@@ -163,6 +163,8 @@ def make_job(values: dict[str, str], sweep: bool) -> EvalJob:
             raise ConfigError(f"severity={text} is out of range: severity is an integer in 1..5.")
         severity = int(text)
     corruption = values.get("corruption", "none")
+    if sweep and corruption == "none":
+        severity = None  # clean data in a sweep over corruptions: severity does not apply
     check_corruption(corruption, severity)
     kl = parse_kl(values.get("kl", "false"))
     device = values.get("device")
