@@ -23,8 +23,8 @@ RUN = [
     "model.hidden=[64,64,64]",
     "optim.lr=0.1",
     "trainer.steps=3000",
-    "trainer.eval_every=100",
-    "trainer.eval_batch_size=64",
+    "trainer.eval_every=50",
+    "trainer.eval_batch_size=32",
     "trainer.log_every=50",
     "trainer.threads=1",
     "trainer.ckpt_every=100000",
@@ -161,14 +161,14 @@ def test_sigint_at_random_moments_resumes_exactly(reference, tmp_path):
 
 def test_sigint_at_an_evaluation_step_keeps_its_row(reference, tmp_path):
     """Random moments, three runs at a time, until one stops the run at an evaluation step
-    (every 100th; an evaluation of 4,096 samples takes a good share of the run's time)."""
+    (every 50th; an evaluation of 4,096 samples takes a good share of the run's time)."""
     rng = random.Random(2)
     for attempt in range(4):
         names = [f"eval{attempt}_{i}" for i in range(3)]
         delays = [rng.uniform(0.05, 2.0) for _ in names]
         steps = _in_parallel(tmp_path, names, delays, signal.SIGINT)
         hits = [
-            name for name, step in zip(names, steps, strict=True) if step % 100 == 0 and step > 0
+            name for name, step in zip(names, steps, strict=True) if step % 50 == 0 and step > 0
         ]
         if hits:
             assert_same_run(tmp_path / hits[0], reference)
