@@ -25,29 +25,12 @@ from normbench.data import corruptions_blur as blur
 from normbench.data import corruptions_digital as digital
 from normbench.data import corruptions_noise as noise
 from normbench.data import corruptions_weather as weather
+from normbench.data.corruption_names import CORRUPTIONS, EXTRA_CORRUPTIONS
 from normbench.data.corruptions_elastic import elastic_transform
 from normbench.data.corruptions_params import PARAMETER_SETS, SMALL_IMAGE_MAX_SIDE
 from normbench.data.corruptions_spatter import spatter
 from normbench.errors import ConfigError, DataError
 
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 PARAMS: tuple[str, ...] = tuple(PARAMETER_SETS)

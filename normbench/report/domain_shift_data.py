@@ -20,28 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from normbench.data.corruption_names import CORRUPTIONS
 from normbench.errors import NormbenchError
 from normbench.report.collect import Run
 from normbench.report.small_batch import Diff
 
 #: Hendrycks & Dietterich (ICLR 2019): the 15 corruptions of mCE, in the paper's order.
-BENCHMARK = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
+BENCHMARK = CORRUPTIONS
 MODE_ORDER = ("running", "precise", "batch", "adapt", "partial", "tent")
 KNOBS = ("samples", "batch_size", "prior", "steps", "lr")
 KEY = ("mode", *KNOBS, "data", "corruption", "severity")
