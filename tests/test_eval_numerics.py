@@ -24,12 +24,12 @@ from normbench.engine.tent import (
     tent_step,
 )
 from normbench.errors import ConfigError
-from normbench.norms import build_norm_spec
 from normbench.norms.stats import (
     bn_layers,
 )
 
 from .test_eval_cli import copy_run, sha256, train_runs
+from .test_norm_stats import mlp_or_conv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D = torch.float64
@@ -104,30 +104,9 @@ def test_adapt_on_the_own_validation_data_moves_less_than_the_seed_spread(traine
         assert abs(adapt - running) < spread, errors
 
 
-def bn_model(dims: int) -> nn.Sequential:
-    """weight → BN → sigmoid → weight → BN in float64, with non-trivial running statistics."""
-    spec = build_norm_spec({"name": "batch"})
-    if dims == 1:
-        layers = [spec.linear(6, 5), spec.layer(5, 1), nn.Sigmoid(), spec.linear(5, 4)]
-        layers.append(spec.layer(4, 1))
-        shape = (6,)
-    else:
-        layers = [spec.conv(3, 5, 3, padding=1), spec.layer(5, 2), nn.Sigmoid()]
-        layers += [spec.conv(5, 4, 1), spec.layer(4, 2)]
-        shape = (3, 4, 4)
-    model = nn.Sequential(*layers).double().train()
-    with torch.no_grad():
-        for _ in range(5):
-            model(torch.randn(16, *shape, dtype=D) * 2 + 1)
-    for layer in bn_layers(model):
-        nn.init.uniform_(layer.weight, 0.5, 1.5)
-        nn.init.uniform_(layer.bias, -0.5, 0.5)
-    return model.eval()
-
-
 def test_one_tent_step_lowers_the_entropy_of_its_batch():
     torch.manual_seed(1)
-    model = bn_model(1).float()
+    model = mlp_or_conv(1).float()
     x = torch.randn(32, 6) * 2
     buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     frozen = [p.detach().clone() for p in (model[0].weight, model[3].weight)]
