@@ -192,30 +192,11 @@ def test_done_skip_leaves_out_what_evals_csv_already_answers(run_cli, tmp_path):
     kept = after[after["severity"].isin([1, 2])].reset_index(drop=True)
     assert len(after) == 6
     pd.testing.assert_frame_equal(kept, before.reset_index(drop=True))  # rows untouched
-    code, out, err = run_cli(
-        "eval",
-        str(run),
-        "-m",
-        "kl=200",
-        "mode=running",
-        "corruption=contrast",
-        "severity=1",
-        f"data.root={root}",
-        "done=skip",
-    )
+    with_kl = ["-m", "kl=200", "mode=running", "corruption=contrast", "severity=1"]
+    code, out, err = run_cli("eval", str(run), *with_kl, f"data.root={root}", "done=skip")
     assert code == 0 and "1 ok" in err, err  # with kl it is another request: evaluated
     assert len(pd.read_csv(run / "evals.csv")) == len(after)  # the same row, two requests
-    code, out, err = run_cli(
-        "eval",
-        str(run),
-        "-m",
-        "kl=200",
-        "mode=running",
-        "corruption=contrast",
-        "severity=1",
-        f"data.root={root}",
-        "done=skip",
-    )
+    code, out, err = run_cli("eval", str(run), *with_kl, f"data.root={root}", "done=skip")
     assert "1 skipped" in err, err
     code, out, err = run_cli(
         "eval",

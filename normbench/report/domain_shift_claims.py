@@ -78,15 +78,22 @@ def _ours(diffs: dict[tuple[str, str], Diff], what: str) -> str:
     return "; ".join(f"{label(g)}: {what} {d.text()}" for g, d in diffs.items())
 
 
-def adapt_claim(cells: pd.DataFrame) -> Verdict:
-    """adapt − running on corrupted cells, per model with batch statistics."""
-    diffs = {g: paired_modes(cells, g, "running", "adapt") for g in groups_of(cells, True)}
+def _mode_pair_claim(cells: pd.DataFrame, claim: str, base: str, other: str) -> Verdict:
+    """``other − base`` on corrupted cells, per model with batch statistics, judged as lower."""
+    diffs = {g: paired_modes(cells, g, base, other) for g in groups_of(cells, True)}
     diffs = {g: d for g, d in diffs.items() if d.seeds}
     if not diffs:
-        needs = not_enough("runs with batch statistics evaluated under mode=running and mode=adapt")
-        return Verdict(CLAIMS["adapt"], "no such pair", needs)
-    verdict = judge(diffs, lower=True, what="mode=running and mode=adapt on corrupted data")
-    return Verdict(CLAIMS["adapt"], _ours(diffs, "adapt − running"), verdict)
+        needs = not_enough(
+            f"runs with batch statistics evaluated under mode={base} and mode={other}"
+        )
+        return Verdict(CLAIMS[claim], "no such pair", needs)
+    verdict = judge(diffs, lower=True, what=f"mode={base} and mode={other} on corrupted data")
+    return Verdict(CLAIMS[claim], _ours(diffs, f"{other} − {base}"), verdict)
+
+
+def adapt_claim(cells: pd.DataFrame) -> Verdict:
+    """adapt − running on corrupted cells, per model with batch statistics."""
+    return _mode_pair_claim(cells, "adapt", "running", "adapt")
 
 
 def severity_claim(cells: pd.DataFrame) -> Verdict:
@@ -262,13 +269,7 @@ def kl_claim(kl_cells: pd.DataFrame) -> Verdict:
 
 def tent_claim(cells: pd.DataFrame) -> Verdict:
     """tent − adapt on corrupted cells, per model with batch statistics."""
-    diffs = {g: paired_modes(cells, g, "adapt", "tent") for g in groups_of(cells, True)}
-    diffs = {g: d for g, d in diffs.items() if d.seeds}
-    if not diffs:
-        needs = not_enough("runs with batch statistics under mode=adapt and mode=tent")
-        return Verdict(CLAIMS["tent"], "no such pair", needs)
-    verdict = judge(diffs, lower=True, what="adapt and tent on corrupted data")
-    return Verdict(CLAIMS["tent"], _ours(diffs, "tent − adapt"), verdict)
+    return _mode_pair_claim(cells, "tent", "adapt", "tent")
 
 
 def verdicts(ev: pd.DataFrame, cells: pd.DataFrame, kl_cells: pd.DataFrame) -> list[Verdict]:
