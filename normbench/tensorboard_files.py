@@ -10,9 +10,11 @@ readers that honour it.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+from typing import IO
+
+from normbench.files import write_atomic
 
 #: Tags written once when a run completes (its hyper-parameters and final metric).
 HPARAMS_TAG_PREFIXES = ("_hparams_/", "hparam/")
@@ -59,16 +61,15 @@ def compact_event_files(tb_dir: Path, last_step: int) -> int:
                 kept[(value.tag, event.step)] = single
     # Sorts before any file a writer opens from now on (their names start with the time).
     name = f"events.out.tfevents.{int(time.time()) - 1:010d}.normbench-compacted"
-    tmp = tb_dir / (name + ".tmp")
-    with tmp.open("wb") as f:
+
+    def write(f: IO[bytes]) -> None:
         writer = RecordWriter(f)
         if header is not None:
             writer.write(header.SerializeToString())
         for event in sorted(kept.values(), key=lambda e: e.step):
             writer.write(event.SerializeToString())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, tb_dir / name)
+
+    write_atomic(tb_dir / name, write, binary=True)
     for path in files:
         if path.name != name:
             path.unlink(missing_ok=True)

@@ -7,9 +7,9 @@ it (other benchmarks' sections, notes added by hand) is kept as it is.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from normbench.files import write_atomic
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -41,8 +41,4 @@ def update_section(path: Path, name: str, body: str) -> None:
         text = text[:start] + block + text[stop + len(end) :]
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(text))
