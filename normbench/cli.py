@@ -69,11 +69,11 @@ def _train(argv: list[str]) -> int:
     import hydra
 
     from normbench.config import config_dir, register_resolvers
-    from normbench.precheck import precheck
+    from normbench.precheck import is_multirun, precheck
 
     precheck(argv)
     register_resolvers()
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
+    multirun = is_multirun(argv)
     fd, tally = tempfile.mkstemp(prefix="normbench-multirun-", suffix=".tsv")
     os.close(fd)
     os.environ[TALLY_ENV] = tally

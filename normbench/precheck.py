@@ -53,6 +53,11 @@ def command_overrides(argv: list[str]) -> list[str] | None:
     return overrides
 
 
+def is_multirun(argv: list[str]) -> bool:
+    """Whether ``normbench train``'s command line asks for a multirun."""
+    return any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
+
+
 def first_of_each_sweep(overrides: list[str]) -> list[str]:
     """The overrides with every swept key (``a=1,2``, ``range(…)``) set to its first value."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -102,7 +107,7 @@ def precheck(argv: list[str]) -> None:
     check_run_name(cfg.get("name"))
     validate(cfg)
     build_norm(cfg.norm)  # the norm's own options and ranges
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
+    multirun = is_multirun(argv)
     check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
     if not multirun:  # a sweep's jobs take their locks one by one
         check_not_locked(Path(cfg.hydra.run.dir))
