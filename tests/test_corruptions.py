@@ -86,6 +86,19 @@ def _resource_filename(module: str, name: str) -> str:
     return os.path.join(os.path.dirname(sys.modules[module].__file__), name)
 
 
+def _seeded_from_global_rng(random_noise):
+    """scikit-image's random_noise draws from a fresh generator unless given one (the oracle
+    gives none): draw its seed from numpy's global RNG, which run_oracle seeds per image, so the
+    oracle's impulse noise is the same on every run."""
+
+    def wrapped(image, mode="gaussian", rng=None, clip=True, **kwargs):
+        if rng is None:
+            rng = np.random.default_rng(np.random.randint(2**31))
+        return random_noise(image, mode=mode, rng=rng, clip=clip, **kwargs)
+
+    return wrapped
+
+
 @pytest.fixture(scope="module")
 def oracle():
     """``imagecorruptions``, importable and runnable on current numpy / scikit-image."""
@@ -101,6 +114,8 @@ def oracle():
         except ImportError:
             pytest.skip("imagecorruptions is not installed (pip install -e '.[dev]')")
         mp.setattr(module.corruptions, "gaussian", _gaussian_with_multichannel)
+        util = module.corruptions.sk.util
+        mp.setattr(util, "random_noise", _seeded_from_global_rng(util.random_noise))
         mp.setattr(np, "float_", np.float64, raising=False)
         state = np.random.get_state()
         yield module
