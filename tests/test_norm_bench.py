@@ -19,7 +19,9 @@ OTHERS = (
 def run_quick(tmp_path, *extra: str) -> None:
     threads = torch.get_num_threads()
     try:
-        argv = ["--quick", "--device", "cpu", "--out", str(tmp_path), "--threads", "1", *extra]
+        compile_flag = [] if "--compile" in extra else ["--no-compile"]
+        argv = ["--quick", "--device", "cpu", "--out", str(tmp_path), "--threads", "1"]
+        argv += compile_flag + list(extra)
         assert bench.main(argv) == 0
     finally:
         torch.set_num_threads(threads)
@@ -28,7 +30,7 @@ def run_quick(tmp_path, *extra: str) -> None:
 def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4), (6, 8)])
     run_quick(tmp_path, "--conditions", "shared VM, 2 cores busy")
-    with (tmp_path / "norms-cpu.csv").open() as f:
+    with (tmp_path / "norms-cpu-1t.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert set(bench.COLUMNS) <= set(rows[0])
     assert {r["variant"] for r in rows} == {c.label for c in bench.CASES}
@@ -41,7 +43,7 @@ def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
             assert float(row["ratio"]) == 1.0
         if row["within_target"] == "False":
             assert row["reason"]
-    assert (tmp_path / "norms-cpu.png").stat().st_size > 1000
+    assert (tmp_path / "norms-cpu-1t.png").stat().st_size > 1000
     readme = (tmp_path / "README.md").read_text()
     assert "normbench bench norms" in readme and "| 4x8x4x4 | frn |" in readme
     assert "Conditions: shared VM, 2 cores busy" in readme and "load average" in readme
@@ -61,13 +63,58 @@ def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
     assert first.startswith(OTHERS.rstrip("\n"))  # everything else kept, section appended
     section = first[first.index(begin) : first.index(end)]
     assert "| 6x8 | batch[closed_form] |" in section and "Models" not in section
-    (tmp_path / "norms-cpu.csv").write_text(
-        (tmp_path / "norms-cpu.csv").read_text().replace("batch[closed_form]", "renamed")
+    (tmp_path / "norms-cpu-1t.csv").write_text(
+        (tmp_path / "norms-cpu-1t.csv").read_text().replace("batch[closed_form]", "renamed")
     )
     assert bench.main(["--readme-only", "--out", str(tmp_path)]) == 0
     second = readme.read_text()
     assert second.count(begin) == 1 and "| 6x8 | renamed |" in second
     assert second.replace("renamed", "batch[closed_form]") == first  # nothing else moved
+
+
+def test_compiled_column(tmp_path, monkeypatch):
+    """--compile times each case through torch.compile beside eager: ratio against eager BN."""
+    monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4)])
+    frn = next(c for c in bench.CASES if c.label == "frn")
+    monkeypatch.setattr(bench, "CASES", [bench.CASES[0], frn])
+    run_quick(tmp_path, "--compile")
+    with (tmp_path / "norms-cpu-1t.csv").open() as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"batch", "frn"}
+    eager_bn = float(rows["batch"]["ms"])
+    for row in rows.values():
+        compiled, eager = float(row["ms_compiled"]), float(row["ms"])
+        assert compiled > 0 and float(row["compile_s"]) > 0, row
+        assert math.isclose(float(row["ratio_compiled"]), compiled / eager_bn, rel_tol=1e-2)
+        assert math.isclose(float(row["compiled_gain"]), eager / compiled, rel_tol=1e-2)
+        assert row["within_compiled_target"] == str(compiled / eager_bn <= bench.COMPILED_TARGET)
+    readme = (tmp_path / "README.md").read_text()
+    assert "| compiled ms | compiled ratio | gain | within compiled target |" in readme
+    assert "| 4x8x4x4 | frn | batch |" in readme
+
+
+def test_compile_failure_is_recorded_not_fatal(tmp_path, monkeypatch):
+    """A case torch.compile cannot build gets a note and n/a, and the other cases are timed."""
+    monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4)])
+    monkeypatch.setattr(bench, "CASES", bench.CASES[:2])
+    real, compiled_calls = bench._step_fn, []
+
+    def failing(module, shape, device, compiled=False):
+        if compiled:
+            compiled_calls.append(module)
+            if len(compiled_calls) > 1:  # the first case (BN) compiles, the second fails
+                raise RuntimeError("inductor: no C++ compiler")
+        return real(module, shape, device, compiled)
+
+    monkeypatch.setattr(bench, "_step_fn", failing)
+    run_quick(tmp_path, "--compile")
+    with (tmp_path / "norms-cpu-1t.csv").open() as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    other = rows[bench.CASES[1].label]
+    assert float(rows["batch"]["ms_compiled"]) > 0
+    assert math.isnan(float(other["ms_compiled"])) and float(other["ms"]) > 0
+    assert "torch.compile failed: RuntimeError: inductor: no C++ compiler" in other["compile_note"]
+    assert "inductor: no C++ compiler" in (tmp_path / "README.md").read_text()
 
 
 def test_every_registered_variant_is_a_case_with_its_shipped_config():

@@ -1,7 +1,9 @@
 """``normbench bench norms``: forward+backward time of every normalization variant.
 
-What is timed, per input shape and device, in eager mode, for every registered variant and a
-few extra cases (the table: :mod:`normbench.bench.norm_cases`):
+What is timed, per input shape and device, for every registered variant and a few extra cases
+(the table: :mod:`normbench.bench.norm_cases`), in eager mode and, unless ``--no-compile``,
+through ``torch.compile`` (the *compiled column*: the case's module compiled with inductor,
+forward and the backward AOTAutograd derives from it):
 
 - *slot* variants (everything acting on activations): ``spec.layer(C, dims)`` alone, in
   training mode, forward and backward (gradients of the input and of every parameter for a
@@ -11,9 +13,14 @@ few extra cases (the table: :mod:`normbench.bench.norm_cases`):
   ``spec.layer(C, dims)``, relative to a plain 1×1 conv (linear) followed by native BN
   (``conv+batch``): the weight transform is paid once per step, beside a conv of the same size.
 
-Cases are timed round-robin within each repeat (so load from other processes hits them
+The compiled column is compared with the *eager* reference (native BN, or conv + native BN):
+target :data:`COMPILED_TARGET` at the 4-d shapes, which is what ``trainer.compile=true`` can buy
+a variant without a native kernel. ``compiled_gain`` is eager ms / compiled ms of the same case.
+
+Cases (eager and compiled alike) are timed round-robin within each repeat (so load from other processes hits them
 alike); the time of a case is the median over repeats of the mean over an inner loop sized
-to last ≥ 5 ms (CUDA events on GPU). Results go to ``<out>/norms-<device>.csv``, a PNG, and
+to last ≥ 5 ms (CUDA events on GPU). Results go to ``<out>/norms-<device>.csv`` (on CPU
+``norms-cpu-<threads>t.csv``: one file per thread count), a PNG, and
 the ``bench norms`` section of ``<out>/README.md``: the text between ``<!-- bench norms -->``
 and ``<!-- /bench norms -->`` (``normbench.bench.readme_sections``), rewritten from every
 ``norms-<device>.csv`` while the rest of the README (other benchmarks' sections, notes) is
@@ -50,6 +57,7 @@ SECTION = "bench norms"
 SHAPES: list[tuple[int, ...]] = [(32, 256, 16, 16), (8, 64, 56, 56), (60, 100)]
 QUICK_SHAPES: list[tuple[int, ...]] = [(8, 32, 8, 8), (60, 100)]
 TARGET = 2.0
+COMPILED_TARGET = 1.5  # compiled case / eager reference, at the 4-d shapes
 MIN_REPEAT_S = 0.005
 
 
@@ -75,16 +83,29 @@ def _timer(device: torch.device) -> Callable[[Callable[[], None], int], float]:
     return cuda if device.type == "cuda" else cpu
 
 
-def _step_fn(module: nn.Module, shape: tuple[int, ...], device: torch.device) -> Callable[[], None]:
+def _step_fn(
+    module: nn.Module, shape: tuple[int, ...], device: torch.device, compiled: bool = False
+) -> Callable[[], None]:
+    """One forward+backward of ``module`` (through ``torch.compile`` when ``compiled``)."""
     module.to(device).train()
     x = torch.randn(shape, device=device, requires_grad=True)
     dy = torch.randn(shape, device=device)
     params = list(module.parameters())
+    forward = torch.compile(module, dynamic=False) if compiled else module
 
     def step() -> None:
-        torch.autograd.grad(module(x), [x, *params], dy)
+        torch.autograd.grad(forward(x), [x, *params], dy)
 
     return step
+
+
+def _compile_config() -> None:
+    """Room in dynamo's cache for every case (each case is its own module, compiled once)."""
+    config = torch._dynamo.config
+    for key in ("recompile_limit", "cache_size_limit"):  # the name changed across versions
+        if hasattr(config, key):
+            setattr(config, key, max(getattr(config, key), 64))
+            break
 
 
 def time_shape(
@@ -93,10 +114,12 @@ def time_shape(
     repeats: int,
     warmup: int,
     log: Callable[[str], None],
+    compiled: bool = False,
 ) -> list[dict]:
-    """Median seconds per forward+backward of every case at ``shape``, and the ratio rows."""
+    """Median seconds per forward+backward of every case at ``shape`` (eager, and compiled when
+    ``compiled``), and the ratio rows."""
     timer = _timer(device)
-    steps: dict[str, tuple[Callable[[], None], int]] = {}
+    steps: dict[tuple[str, bool], tuple[Callable[[], None], int]] = {}
     rows: dict[str, dict] = {}
     for case in CASES:
         row = {
@@ -106,26 +129,46 @@ def time_shape(
             "compared_to": REFERENCE[case.kind],
         }
         rows[case.label] = row
-        try:
-            step = _step_fn(build_case(case, shape), shape, device)
-        except ConfigError as err:
-            row.update(ms=math.nan, note=f"not defined for this shape: {err}")
-            continue
-        for _ in range(warmup):
-            step()
-        once = timer(step, 1)
-        steps[case.label] = (step, max(1, math.ceil(MIN_REPEAT_S / max(once, 1e-7))))
-    samples: dict[str, list[float]] = {label: [] for label in steps}
+        row.update(ms=math.nan, ms_compiled=math.nan)
+        for mode in (False, True) if compiled else (False,):
+            try:
+                step = _step_fn(build_case(case, shape), shape, device, compiled=mode)
+                started = time.perf_counter()
+                for _ in range(warmup):
+                    step()  # compiled: the first call compiles
+            except ConfigError as err:
+                row["note"] = f"not defined for this shape: {err}"
+                break
+            except Exception as err:  # noqa: BLE001 - a case torch.compile cannot build
+                if not mode:
+                    raise
+                row["compile_note"] = f"torch.compile failed: {type(err).__name__}: {err}"[:300]
+                log(f"  {row['shape']} {case.label}: {row['compile_note']}")
+                continue
+            if mode:
+                row["compile_s"] = time.perf_counter() - started
+                log(f"  {row['shape']} {case.label}: compiled in {row['compile_s']:.1f} s")
+            once = timer(step, 1)
+            steps[case.label, mode] = (step, max(1, math.ceil(MIN_REPEAT_S / max(once, 1e-7))))
+    samples: dict[tuple[str, bool], list[float]] = {key: [] for key in steps}
     for r in range(repeats):
-        for label, (step, inner) in steps.items():
-            samples[label].append(timer(step, inner))
+        for key, (step, inner) in steps.items():
+            samples[key].append(timer(step, inner))
         log(f"  {row['shape']}: repeat {r + 1}/{repeats}")
-    for label, values in samples.items():
-        rows[label]["ms"] = statistics.median(values) * 1000
+    for (label, mode), values in samples.items():
+        rows[label]["ms_compiled" if mode else "ms"] = statistics.median(values) * 1000
     for row in rows.values():
         ref = rows[row["compared_to"]]["ms"]
         row["ratio"] = row["ms"] / ref
         row["within_target"] = "" if math.isnan(row["ratio"]) else row["ratio"] <= TARGET
+        if compiled:
+            row["ratio_compiled"] = row["ms_compiled"] / ref
+            row["compiled_gain"] = row["ms"] / row["ms_compiled"]
+            row["within_compiled_target"] = (
+                ""
+                if math.isnan(row["ratio_compiled"]) or len(shape) != 4
+                else row["ratio_compiled"] <= COMPILED_TARGET
+            )
     return list(rows.values())
 
 
@@ -173,6 +216,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small shapes, 3 repeats: a smoke run")
     parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time every case through torch.compile (the compiled column; default: on)",
+    )
+    parser.add_argument(
         "--conditions", default="", help="free text recorded with the run (e.g. machine load)"
     )
     parser.add_argument(
@@ -188,6 +237,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile:
+        _compile_config()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +253,12 @@ def main(argv: list[str]) -> int:
         rows = []
         for shape in shapes:
             rows += time_shape(
-                shape, device, repeats, warmup, lambda s: print(s, file=sys.stderr, flush=True)
+                shape,
+                device,
+                repeats,
+                warmup,
+                lambda s: print(s, file=sys.stderr, flush=True),
+                compiled=args.compile,
             )
         ref_ms = {(r["shape"], r["variant"]): r["ms"] for r in rows}
         env["load_end"] = _load()
@@ -211,8 +267,15 @@ def main(argv: list[str]) -> int:
             for row in rows
         ]
         print_table(rows)
-        write_outputs(rows, out, device.type, command.strip())
+        write_outputs(rows, out, output_name(env), command.strip())
     return 0
+
+
+def output_name(env: dict) -> str:
+    """``norms-cuda`` on GPU; ``norms-cpu-<threads>t`` on CPU, one file per thread count."""
+    if env["device"] == "cpu":
+        return f"norms-cpu-{env['threads']}t"
+    return f"norms-{env['device']}"
 
 
 def _load() -> str:
@@ -254,24 +317,49 @@ COLUMNS = [
     "ms",
     "ratio",
     "within_target",
+    "ms_compiled",
+    "ratio_compiled",
+    "compiled_gain",
+    "within_compiled_target",
+    "compile_s",
     "reason",
+    "compile_note",
 ]
 
 
 def print_table(rows: list[dict]) -> None:
     """One line per case: shape, variant, milliseconds, ratio to its reference."""
-    print(f"{'shape':<14} {'variant':<26} {'ms':>9} {'ratio':>7}  target")
+    compiled = any("ratio_compiled" in row for row in rows)
+    head = f"{'shape':<14} {'variant':<26} {'ms':>9} {'ratio':>7}  target"
+    print(head + (f" {'compiled ms':>11} {'ratio':>7}  target" if compiled else ""))
     for row in rows:
-        mark = "" if row["within_target"] == "" else ("ok" if row["within_target"] else "MISS")
-        print(
-            f"{row['shape']:<14} {row['variant']:<26} {row['ms']:>9.3f} {row['ratio']:>7.2f}  {mark}"
+        line = (
+            f"{row['shape']:<14} {row['variant']:<26} {row['ms']:>9.3f} {row['ratio']:>7.2f}  "
+            f"{_mark(row['within_target']):<6}"
         )
+        if compiled:
+            line += (
+                f" {row.get('ms_compiled', math.nan):>11.3f} {row.get('ratio_compiled', math.nan):>7.2f}"
+                f"  {_mark(row.get('within_compiled_target', ''))}"
+            )
+        print(line)
     for row in rows:
         if row["within_target"] is False:
             print(
                 f"miss: {row['variant']} at {row['shape']}: {row['ratio']:.2f}x {row['compared_to']}"
                 f" ({row['reason']})"
             )
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _mark(within: object) -> str:
+    return "" if within == "" else ("ok" if within else "MISS")
 
 
 def _plot(rows: list[dict], path: Path) -> None:
@@ -286,14 +374,27 @@ def _plot(rows: list[dict], path: Path) -> None:
     )
     for ax, shape in zip(axes[0], shapes, strict=True):
         sub = [r for r in rows if r["shape"] == shape]
-        ratios = [float(r["ratio"]) for r in sub]
+        at = list(range(len(sub)))
+        ratios = [_float(r["ratio"]) for r in sub]
         colors = ["tab:red" if r["within_target"] in (False, "False") else "tab:blue" for r in sub]
-        ax.barh(
-            [r["variant"] for r in sub], [0 if math.isnan(v) else v for v in ratios], color=colors
-        )
+        compiled = [_float(r.get("ratio_compiled", "nan")) for r in sub]
+        height = 0.4 if any(not math.isnan(v) for v in compiled) else 0.8
+        ax.barh(at, [0 if math.isnan(v) else v for v in ratios], height, color=colors, label="eager")
         ax.axvline(TARGET, color="k", ls="--", lw=1)
+        if height < 0.8:
+            ax.barh(
+                [a + height for a in at],
+                [0 if math.isnan(v) else v for v in compiled],
+                height,
+                color="tab:green",
+                label="torch.compile",
+            )
+            ax.axvline(COMPILED_TARGET, color="tab:green", ls=":", lw=1)
+            ax.legend(loc="lower right")
+        ax.set_yticks([a + (height / 2 if height < 0.8 else 0) for a in at])
+        ax.set_yticklabels([r["variant"] for r in sub])
         ax.set_title(f"{shape} ({sub[0]['device']})")
-        ax.set_xlabel("fwd+bwd time / native BN (weight variants: / conv+BN)")
+        ax.set_xlabel("fwd+bwd time / eager native BN (weight variants: / conv+BN)")
     axes[0][0].invert_yaxis()
     fig.suptitle(
         f"normbench bench norms: {rows[0]['device_name']}, torch {rows[0]['torch']}, "
@@ -311,13 +412,17 @@ def readme_section(out: Path) -> str:
         "## Normalization variants: forward+backward time",
         "",
         "Produced by `normbench bench norms` (`normbench/bench/norms.py`); every number here "
-        "comes from that command. Target: every variant within "
-        f"{TARGET:g}x native BatchNorm on CPU in eager mode.",
+        "comes from that command. Targets: every variant within "
+        f"{TARGET:g}x native BatchNorm on CPU in eager mode; compiled (`torch.compile` of the "
+        f"case, forward and backward), within {COMPILED_TARGET:g}x eager native BN at the 4-d "
+        "shapes (issue 12).",
         "",
         "Slot variants time `spec.layer(C, dims)` alone against native BN (`batch`). Weight "
         f"variants ({weight_variants}) time a 1x1 conv (linear for (N, C)) built "
         "by the spec plus the spec's slot, against a plain 1x1 conv (linear) plus native BN "
-        "(`conv+batch`). Median over repeats, cases interleaved within each repeat.",
+        "(`conv+batch`). Median over repeats, cases (eager and compiled) interleaved within each "
+        "repeat. *compiled ratio* = compiled ms / the eager reference's ms; *gain* = eager ms / "
+        "compiled ms of the same case (what `trainer.compile=true` buys it).",
         "",
     ]
     for path in sorted(out.glob("norms-*.csv")):
@@ -342,32 +447,71 @@ def readme_section(out: Path) -> str:
         ]
         if head.get("conditions"):
             lines += [f"Conditions: {head['conditions']}", ""]
-        lines += [
-            "| shape | variant | compared to | ms | ratio | within target |",
-            "|---|---|---|---:|---:|---|",
-        ]
+        compiled = any(r.get("ratio_compiled") not in (None, "") for r in rows)
+        header = "| shape | variant | compared to | ms | ratio | within target |"
+        rule = "|---|---|---|---:|---:|---|"
+        if compiled:
+            header += " compiled ms | compiled ratio | gain | within compiled target |"
+            rule += "---:|---:|---:|---|"
+        lines += [header, rule]
         for r in rows:
-            ms, ratio = float(r["ms"]), float(r["ratio"])
-            ok = {"True": "yes", "False": "**no**"}.get(r["within_target"], "n/a")
-            ms_s, ratio_s = ("n/a", "n/a") if math.isnan(ms) else (f"{ms:.3f}", f"{ratio:.2f}")
-            lines.append(
-                f"| {r['shape']} | {r['variant']} | {r['compared_to']} | {ms_s} | {ratio_s} | {ok} |"
+            line = (
+                f"| {r['shape']} | {r['variant']} | {r['compared_to']} | {_fmt(r['ms'], 3)} | "
+                f"{_fmt(r['ratio'], 2, r['ms'])} | {_yes(r['within_target'])} |"
             )
+            if compiled:
+                line += (
+                    f" {_fmt(r.get('ms_compiled'), 3)} | "
+                    f"{_fmt(r.get('ratio_compiled'), 2, r.get('ms_compiled'))} | "
+                    f"{_fmt(r.get('compiled_gain'), 2, r.get('ms_compiled'))} | "
+                    f"{_yes(r.get('within_compiled_target', ''))} |"
+                )
+            lines.append(line)
         misses = [r for r in rows if r["within_target"] == "False"]
-        lines += ["", f"Misses ({len(misses)}):" if misses else "Misses: none.", ""]
+        lines += ["", f"Eager misses ({len(misses)}):" if misses else "Eager misses: none.", ""]
         lines += [
             f"- `{r['variant']}` at {r['shape']}: {float(r['ratio']):.2f}x - {r['reason']}"
             for r in misses
         ]
         notes = [r for r in rows if r["within_target"] == "" and r["reason"]]
         lines += [f"- `{r['variant']}` at {r['shape']}: {r['reason']}" for r in notes]
+        if compiled:
+            cmisses = [r for r in rows if r.get("within_compiled_target") == "False"]
+            lines += [
+                "",
+                f"Compiled misses at the 4-d shapes ({len(cmisses)}):"
+                if cmisses
+                else f"Compiled: every variant within {COMPILED_TARGET:g}x eager native BN at the "
+                "4-d shapes.",
+                "",
+            ]
+            lines += [
+                f"- `{r['variant']}` at {r['shape']}: {float(r['ratio_compiled']):.2f}x compiled"
+                for r in cmisses
+            ]
+            lines += [
+                f"- `{r['variant']}` at {r['shape']}: {r['compile_note']}"
+                for r in rows
+                if r.get("compile_note")
+            ]
         lines.append("")
     return "\n".join(lines)
 
 
-def write_outputs(rows: list[dict], out: Path, device: str, command: str) -> None:
-    """``norms-<device>.csv``, ``norms-<device>.png`` and the README's ``bench norms`` section."""
-    csv_path = out / f"norms-{device}.csv"
+def _fmt(value: object, digits: int, defined: object = None) -> str:
+    number = _float(value)
+    if math.isnan(number) or math.isnan(_float(value if defined is None else defined)):
+        return "n/a"
+    return f"{number:.{digits}f}"
+
+
+def _yes(within: object) -> str:
+    return {"True": "yes", "False": "**no**"}.get(str(within), "n/a")
+
+
+def write_outputs(rows: list[dict], out: Path, name: str, command: str) -> None:
+    """``<name>.csv``, ``<name>.png`` and the README's ``bench norms`` section."""
+    csv_path = out / f"{name}.csv"
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "command"], extrasaction="ignore")
         writer.writeheader()
@@ -376,10 +520,18 @@ def write_outputs(rows: list[dict], out: Path, device: str, command: str) -> Non
                 {
                     **row,
                     "command": command,
-                    "ms": f"{row['ms']:.4f}",
-                    "ratio": f"{row['ratio']:.3f}",
+                    **{
+                        key: f"{row[key]:.4f}"
+                        for key in ("ms", "ms_compiled", "compile_s")
+                        if key in row
+                    },
+                    **{
+                        key: f"{row[key]:.3f}"
+                        for key in ("ratio", "ratio_compiled", "compiled_gain")
+                        if key in row
+                    },
                 }
             )
-    _plot(rows, out / f"norms-{device}.png")
+    _plot(rows, out / f"{name}.png")
     update_section(out / "README.md", SECTION, readme_section(out))
     print(f"wrote {csv_path}, {csv_path.with_suffix('.png')} and {out / 'README.md'}")
