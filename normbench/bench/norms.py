@@ -379,7 +379,9 @@ def _plot(rows: list[dict], path: Path) -> None:
         colors = ["tab:red" if r["within_target"] in (False, "False") else "tab:blue" for r in sub]
         compiled = [_float(r.get("ratio_compiled", "nan")) for r in sub]
         height = 0.4 if any(not math.isnan(v) for v in compiled) else 0.8
-        ax.barh(at, [0 if math.isnan(v) else v for v in ratios], height, color=colors, label="eager")
+        ax.barh(
+            at, [0 if math.isnan(v) else v for v in ratios], height, color=colors, label="eager"
+        )
         ax.axvline(TARGET, color="k", ls="--", lw=1)
         if height < 0.8:
             ax.barh(
