@@ -240,3 +240,56 @@ def test_identity_baseline_is_the_normalized_network_without_its_norm_layers():
     slots = [bn.model.bn1] + [getattr(b, f"bn{i}") for b in bn.model.blocks() for i in (1, 2, 3)]
     slots += [b.downsample[1] for b in bn.model.blocks() if b.downsample is not None]
     assert len(bn.norm_modules) == 53 and {id(m) for m in bn.norm_modules} == {id(m) for m in slots}
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_reference_model_is_ours_layer_for_layer(stem):
+    """torchvision's ResNet-50 (CIFAR stem swapped in) loads into ours strictly and computes the
+    same outputs: the reference loop times the same network."""
+    import argparse
+
+    from omegaconf import OmegaConf
+
+    from normbench.bench.train import reference_model
+    from normbench.engine.build import build_network, build_norm
+
+    torch.manual_seed(0)
+    theirs = reference_model(argparse.Namespace(stem=stem), 10).eval()
+    cfg = OmegaConf.create({"name": "resnet50", "width": 1.0, "stem": stem})
+    ours = build_network(cfg, build_norm({"name": "batch"}), 10, (3, 32, 32)).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
+
+
+def test_reference_rows_and_the_ratio(run_cli, tmp_path):
+    args = [a if a != "0.0625" else "1" for a in TINY]  # the reference is width 1
+    code, out, err = run_cli(
+        "bench",
+        "train",
+        *args,
+        "--variants",
+        "batch",
+        "--modes",
+        "eager-fp32",
+        "--reference",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0, out + err
+    rows = {r["variant"]: r for r in _rows(tmp_path / "iteration-cpu.csv")}
+    assert list(rows) == ["identity", "batch", "torchvision-reference"]
+    ref, ours = rows["torchvision-reference"], rows["batch"]
+    assert float(ref["images_per_s"]) > 0 and "reference training loop" in ref["note"]
+    expected = float(ours["images_per_s"]) / float(ref["images_per_s"])
+    assert math.isclose(float(ours["vs_reference"]), expected, rel_tol=1e-2)
+    assert rows["identity"]["vs_reference"] in ("", "nan")
+    readme = (tmp_path / "README.md").read_text()
+    assert "Against torchvision's reference training loop" in readme
+    assert f"{float(ours['vs_reference']):.3f}x the reference" in readme
+
+
+def test_reference_needs_resnet50_at_width_1(run_cli, tmp_path):
+    code, out, err = run_cli("bench", "train", *TINY, "--reference", "--out", str(tmp_path / "o"))
+    assert code == 2 and "--reference compares with torchvision's ResNet-50" in out + err

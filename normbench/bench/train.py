@@ -23,6 +23,16 @@ from the in-memory loader (random crop and flip on the device), then
 
 All setups are built and warmed up first (compiling, in compiled modes), then timed
 round-robin across modes and variants, so that load from other processes hits all alike.
+With ``--reference`` (on with ``--gpu-defaults``), each mode also times
+:data:`REFERENCE`: torchvision's ResNet-50 (``torchvision.models.resnet50``; with the CIFAR stem,
+its stem swapped for the 3×3 stride-1 conv without max-pool, the usual CIFAR adaptation, so the
+network is ours layer for layer) in the plain loop of torchvision's classification reference
+script (``references/classification/train.py``: autocast around forward and loss,
+``zero_grad``, ``backward``, ``step``; without its per-step ``loss.item()``, which would only
+slow it down), on the same batches, memory format, precision and compile mode. ``vs_reference``
+(our ``batch`` row's images/s over the reference's, same mode) has the target
+``REFERENCE_TARGET`` (in :mod:`~normbench.bench.train_report`).
+
 Rows go to ``<out>/iteration-<device>.csv``, a PNG beside it, and the ``bench train``
 section of ``<out>/README.md`` (see :mod:`normbench.bench.train_report`).
 """
@@ -73,6 +83,7 @@ CPU_DEFAULTS: dict[str, Any] = {
     "variants": "batch",
     "modes": ",".join(MODES),
     "channels_last": False,
+    "reference": False,
 }
 # The issue's GPU acceptance items: ResNet-50 (CIFAR stem, width 1, batch 128) in fp32 and
 # bf16, and the data share of an in-memory dataset of CIFAR-10's size.
@@ -87,8 +98,10 @@ GPU_DEFAULTS: dict[str, Any] = {
     "device": "cuda",
     "variants": "batch,group",
     "channels_last": True,
+    "reference": True,
 }
 SGD = {"lr": 1e-3, "momentum": 0.9}  # small steps: no variant (norm=none included) diverges
+REFERENCE = "torchvision-reference"
 
 
 @dataclass
@@ -107,10 +120,13 @@ class Setup:
     range_overhead_s: float = 0.0  # the profiler range's own time per module forward (baseline)
     step_s: list[float] = field(default_factory=list)
     data_s: list[float] = field(default_factory=list)
+    train_step: Any = train_step  # (model, x, y, optimizer, fast): ours, or the reference loop's
 
     def step(self) -> torch.Tensor:
         x, y = self.loader.next()
-        return train_step(self.step_model, self.fast.prepare_input(x), y, self.optimizer, self.fast)
+        return self.train_step(
+            self.step_model, self.fast.prepare_input(x), y, self.optimizer, self.fast
+        )
 
 
 def build_setup(
@@ -138,6 +154,61 @@ def build_setup(
     return Setup(variant, label, model, step_model, optimizer, loader, fast, spec.modules)
 
 
+def reference_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, fast: Any
+) -> torch.Tensor:
+    """One step of torchvision's classification reference loop (``train_one_epoch``): forward
+    and loss under autocast, ``zero_grad()``, ``backward()``, ``step()``."""
+    with torch.autocast(
+        device_type=x.device.type, dtype=torch.bfloat16, enabled=fast.amp is not None
+    ):
+        loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def reference_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
+    """torchvision's ResNet-50 with ``num_classes`` outputs; the CIFAR stem swapped in when asked."""
+    import torchvision
+
+    model = torchvision.models.resnet50(num_classes=num_classes)
+    if args.stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    return model
+
+
+def build_reference_setup(
+    args: argparse.Namespace, mode: str, data: Any, device: torch.device
+) -> Setup:
+    """torchvision's ResNet-50 in the reference loop, in ``mode``, on the same batches."""
+    torch.manual_seed(0)
+    model = reference_model(args, data.num_classes).to(device).train()
+    compiled, precision = mode.split("-")
+    fast = FastPath(
+        device,
+        None if precision == "fp32" else precision,
+        args.channels_last,
+        compiled == "compiled",
+    )
+    step_model = fast.prepare_model(model)
+    optimizer = torch.optim.SGD(model.parameters(), **SGD)
+    loader = data.train_loader(args.batch, seed=0)
+    return Setup(
+        REFERENCE,
+        REFERENCE,
+        model,
+        step_model,
+        optimizer,
+        loader,
+        fast,
+        [],
+        train_step=reference_step,
+    )
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -160,7 +231,7 @@ def timed(setup: Setup, steps: int, device: torch.device) -> None:
             x, y = setup.loader.next()
             x = setup.fast.prepare_input(x)
         with timer.phase("train_step"):
-            train_step(setup.step_model, x, y, setup.optimizer, setup.fast)
+            setup.train_step(setup.step_model, x, y, setup.optimizer, setup.fast)
     window = timer.window()
     setup.step_s.append((window["data"] + window["train_step"]) / steps)
     setup.data_s.append(window["data"] / steps)
@@ -205,12 +276,15 @@ def run_all(
     other processes hits every mode and variant alike), profile the eager ones; a row each."""
     log = _log
     if any(m.startswith("compiled") for m in modes):
-        _fresh_compile_cache(len(modes) * len(variants))
+        _fresh_compile_cache(len(modes) * (len(variants) + 1))
     setups: dict[str, list[Setup]] = {}
     for mode in modes:
         setups[mode] = []
-        for variant in variants:
-            setup = build_setup(args, variant, mode, data, device)
+        for variant in variants + ([REFERENCE] if args.reference else []):
+            if variant == REFERENCE:
+                setup = build_reference_setup(args, mode, data, device)
+            else:
+                setup = build_setup(args, variant, mode, data, device)
             log(
                 f"[{mode}] {setup.label}: {args.warmup} warm-up step(s)"
                 + (" (compiling)" if setup.fast.compile else "")
@@ -230,6 +304,18 @@ def run_all(
     for mode, group in setups.items():
         for setup in group:
             rows.append(_row(args, mode, setup, group[0], device))
+    return with_reference_ratio(rows)
+
+
+def with_reference_ratio(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``vs_reference`` on each ``batch`` row: its images/s over the reference's, same mode."""
+    reference = {r["mode"]: r["images_per_s"] for r in rows if r["variant"] == REFERENCE}
+    for row in rows:
+        row["vs_reference"] = (
+            row["images_per_s"] / reference[row["mode"]]
+            if row["variant"] == "batch" and row["mode"] in reference
+            else math.nan
+        )
     return rows
 
 
@@ -261,7 +347,13 @@ def _row(
         "norm_share_profiled": math.nan,
         "note": "",
     }
-    if setup.fast.compile:
+    if setup.variant == REFERENCE:
+        row["note"] = (
+            "torchvision's resnet50 in its reference training loop; the norm shares are not "
+            "measured for it"
+        )
+        row["norm_ms_differential"] = row["norm_share_differential"] = math.nan
+    elif setup.fast.compile:
         row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
     else:
         _log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
@@ -334,6 +426,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="channels_last model and batches (default: off on CPU, on with --gpu-defaults)",
     )
     parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "also time torchvision's ResNet-50 in its reference training loop (same batches, "
+            "precision, memory format, compile mode); needs --model resnet50 --width 1 (default: on "
+            "with --gpu-defaults)"
+        ),
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
     parser.add_argument("--out", type=Path, default=Path("results/bench"), help="output directory")
@@ -373,6 +475,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    if args.reference and (args.model != "resnet50" or args.width != 1):
+        parser.error(
+            "--reference compares with torchvision's ResNet-50: use --model resnet50 --width 1 "
+            f"(got --model {args.model} --width {args.width})"
+        )
     if args.train_size < args.batch:
         parser.error(f"--train-size {args.train_size} is smaller than --batch {args.batch}")
     return args
