@@ -216,6 +216,13 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small shapes, 3 repeats: a smoke run")
     parser.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated input shapes such as 32x256x16x16,60x100 (default: "
+        + ",".join("x".join(map(str, s)) for s in SHAPES)
+        + ")",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -240,6 +247,8 @@ def main(argv: list[str]) -> int:
     if args.compile:
         _compile_config()
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = _parse_shapes(parser, args.shapes)
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["normbench", "bench", "norms", *argv])
@@ -269,6 +278,21 @@ def main(argv: list[str]) -> int:
         print_table(rows)
         write_outputs(rows, out, output_name(env), command.strip())
     return 0
+
+
+def _parse_shapes(parser: argparse.ArgumentParser, text: str) -> list[tuple[int, ...]]:
+    shapes = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            shape = tuple(int(d) for d in item.split("x"))
+        except ValueError:
+            shape = ()
+        if len(shape) not in (2, 4) or min(shape) < 1:
+            parser.error(f"--shapes: {item!r} is not NxC or NxCxHxW with positive sizes")
+        shapes.append(shape)
+    if not shapes:
+        parser.error("--shapes: no shape given")
+    return shapes
 
 
 def output_name(env: dict) -> str:

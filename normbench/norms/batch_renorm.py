@@ -100,6 +100,11 @@ class BatchRenorm(BatchNormBase):
 
         return renorm
 
+    # Run eagerly under torch.compile (a graph break around this layer): traced by dynamo, the
+    # gradients through the grouped BN Function with r and d from the renorm closure came out
+    # wrong (relative error ~1e-4 in float64 against eager, torch 2.14; the cause is not found),
+    # while the forward matched. tests/test_norms_compiled.py checks values and gradients.
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if not self.uses_batch_stats():
