@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
+import torch._dynamo
 
 from normbench.bench.norm_cases import CASES, build_case
 
@@ -24,7 +24,6 @@ def _compiles_or_skip(fn):
 
 
 def _check_case(label: str, steps: int = 3) -> None:
-    import torch._dynamo
 
     torch._dynamo.reset()
     case = next(c for c in CASES if c.label == label)
