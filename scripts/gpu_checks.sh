@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 12, as one script for a lent GPU machine: the GPU tests, `bench train`
+# in eager fp32/bf16 (every CNN variant, torchvision's reference loop) and compiled bf16, and
+# `bench norms` on CUDA with the compiled column. Each step has its own time limit, so that a
+# slow step costs only itself; the CSVs and PNGs are copied to OUTDIR after each step.
+#
+# Usage: scripts/gpu_checks.sh OUTDIR        (PYTHON=python3; normbench importable from here)
+# Then, on the machine with the repository: copy OUTDIR's iteration-cuda.* and norms-cuda.* into
+# results/bench/ and run `normbench bench train --readme-only` and `normbench bench norms
+# --readme-only` to rewrite the README sections.
+set -u
+out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+log="$out/gpu_checks.log"
+export PYTHONUNBUFFERED=1
+work=$(mktemp -d)/bench
+cp -r results/bench "$work"  # the README's other sections are kept and rewritten beside ours
+
+step() {  # step LIMIT_S COMMAND...: run with a time limit, log its output and how it ended
+  local limit=$1 t0 rc
+  shift
+  echo "== $* (limit ${limit} s)" | tee -a "$log"
+  t0=$(date +%s)
+  timeout --signal=INT --kill-after=15 "$limit" "$@" >>"$log" 2>&1
+  rc=$?
+  echo "== exit $rc after $(($(date +%s) - t0)) s" | tee -a "$log"
+  cp "$work"/iteration-cuda.* "$work"/norms-cuda.* "$out"/ 2>/dev/null || true
+}
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+  nproc
+  uptime
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+conditions="lent GPU machine (device tool), this script the only workload; load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores at the start"
+
+step 200 "$py" -m normbench bench train --gpu-defaults --modes eager-fp32,eager-bf16 \
+  --variants batch,batch_renorm,ghost_batch,group,layer,frn,evonorm,ws_group \
+  --out "$work" --conditions "$conditions"
+step 110 "$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_fastpath.py \
+  tests/test_data_augment.py tests/test_corruptions_api.py
+step 130 "$py" -m normbench bench train --gpu-defaults --modes compiled-bf16 --variants batch \
+  --append --out "$work" --conditions "$conditions"
+step 90 "$py" -m normbench bench norms --device cuda --shapes 32x256x16x16 --repeats 10 \
+  --out "$work" --conditions "$conditions; one 4-d shape only (the lease's time)"
+grep -E "passed|failed|error" "$log" | tail -5
+ls -la "$out"
