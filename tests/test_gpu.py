@@ -103,3 +103,23 @@ def test_cnn_train_and_eval_on_gpu(run_cli, tmp_path):
     evals = pd.read_csv(run / "evals.csv")
     assert len(evals) == 1 and evals["mode"][0] == "running"
     assert abs(evals["error"][0] - summary["final"]["val_error"]) < 0.02
+
+
+@pytest.mark.parametrize("label", SLOTS)
+def test_slot_variant_on_gpu_takes_channels_last(label):
+    """trainer.channels_last=true feeds NHWC-strided activations to every slot (CUDA kernels
+    such as group norm refuse them unless made contiguous)."""
+    case = next(c for c in CASES if c.label == label)
+    plain = build_case(case, SHAPE).double().cuda().train()
+    nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    x = torch.randn(SHAPE, dtype=torch.float64, device="cuda")
+    dy = torch.randn(SHAPE, dtype=torch.float64, device="cuda")
+    (y_p, g_p) = _step(plain, x, dy)
+    (y_n, g_n) = _step(
+        nhwc,
+        x.contiguous(memory_format=torch.channels_last),
+        dy.contiguous(memory_format=torch.channels_last),
+    )
+    torch.testing.assert_close(y_n, y_p, rtol=1e-9, atol=1e-9)
+    for a, b in zip(g_n, g_p, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)

@@ -80,6 +80,7 @@ class EvoNormS0Function(torch.autograd.Function):
         groups: int,
         eps: float,
     ) -> torch.Tensor:
+        x = x.contiguous()  # views below assume it; CUDA's group-norm kernel needs it
         n, c = x.shape[:2]
         y, mean, rstd = torch.native_group_norm(x, None, None, n, c, _spatial(x), groups, eps)
         shape = (n, groups, c // groups, -1)  # (N, g, C/g, H·W): statistics broadcast per group
@@ -153,6 +154,7 @@ class EvoNormB0Function(torch.autograd.Function):
         batch_std: torch.Tensor | None = None,
         running: Running | None = None,
     ) -> torch.Tensor:
+        x = x.contiguous()  # views below assume it; CUDA's group-norm kernel needs it
         n, c = x.shape[:2]
         m_i = _spatial(x)
         size = n // groups
@@ -194,6 +196,7 @@ class EvoNormB0Function(torch.autograd.Function):
         none = (None,) * 8
         if grad_y is None:
             return none
+        grad_y = grad_y.contiguous()  # a channels_last gradient from the next layer
         x, inv_den, sigma_b, sigma_i, mean_b, mean_i, v, weight = ctx.saved_tensors
         groups = ctx.groups
         xv, rv, dyv = (grouped_view(t, groups) for t in (x, inv_den, grad_y))
