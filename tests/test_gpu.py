@@ -123,3 +123,25 @@ def test_slot_variant_on_gpu_takes_channels_last(label):
     torch.testing.assert_close(y_n, y_p, rtol=1e-9, atol=1e-9)
     for a, b in zip(g_n, g_p, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("label", SLOTS)
+def test_slot_variant_on_gpu_under_bf16_autocast(label):
+    """trainer.amp=bf16: bf16 activations (a conv's output under autocast) go through every slot
+    forward and backward; the output keeps the input's dtype and is near the float64 result."""
+    case = next(c for c in CASES if c.label == label)
+    exact = build_case(case, SHAPE).double().cuda().train()
+    module = copy.deepcopy(exact).float()
+    x = torch.randn(SHAPE, dtype=torch.float64, device="cuda")
+    dy = torch.randn(SHAPE, dtype=torch.float64, device="cuda")
+    y_ref, g_ref = _step(exact, x, dy)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        xb = x.to(torch.bfloat16).requires_grad_(True)
+        y = module(xb)
+    grads = torch.autograd.grad(y, [xb, *module.parameters()], dy.to(y.dtype))
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.double(), y_ref, rtol=0.05, atol=0.05)
+    for a, b in zip(grads, g_ref, strict=True):
+        assert torch.isfinite(a).all()
+        rel = (a.double() - b).norm() / b.norm().clamp_min(1e-12)
+        assert rel < 0.05, f"{label}: relative gradient error {rel:.3g}"

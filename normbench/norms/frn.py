@@ -72,7 +72,8 @@ class FilterResponseNormFunction(torch.autograd.Function):
             return (None,) * 6
         x, z, s, weight, tau, eps_l = ctx.saved_tensors
         shape = (x.shape[0], x.shape[1], -1)
-        xf, dzf = x.reshape(shape), grad_z.reshape(shape)
+        work = torch.promote_types(x.dtype, tau.dtype)  # bf16 activations: sums in float32
+        xf, dzf = x.reshape(shape).to(work), grad_z.reshape(shape).to(work)
         g = torch.sub(z.view(xf.shape), tau.view(1, -1, 1))  # buffer of g, then of ∂L/∂x
         torch.ops.aten.threshold_backward.grad_input(dzf, g, 0.0, grad_input=g)
         t = torch.linalg.vecdot(g, xf)  # (N, C)

@@ -269,7 +269,8 @@ class NativeGroupedBatchNormFunction(torch.autograd.Function):
             scale = r if weight is None else weight * r
             shift = d if weight is None else torch.addcmul(bias, weight, d)
             channel = (1, -1, *([1] * (xt.dim() - 2)))
-            y = torch.addcmul(shift.view(channel), y, scale.view(channel))
+            # in y's dtype (bf16 under autocast), as torch's BN returns; r, d stay float for backward
+            y = torch.addcmul(shift.view(channel).to(y.dtype), y, scale.view(channel).to(y.dtype))
         if running is not None and in_kernel is None:
             m = xt.shape[0] * math.prod(xt.shape[2:])
             var = invstd.pow(-2).sub_(eps).view(groups, -1)
