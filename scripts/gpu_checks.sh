@@ -38,9 +38,13 @@ step() {  # step LIMIT_S COMMAND...: run with a time limit, log its output and h
 cat "$out/device.txt"
 conditions="lent GPU machine (device tool), this script the only workload; load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores at the start"
 
-step 200 "$py" -m normbench bench train --gpu-defaults --modes eager-fp32,eager-bf16 \
-  --variants batch,batch_renorm,ghost_batch,group,layer,frn,evonorm,ws_group \
+# Timing every variant first, unprofiled (profiling 20 ResNet-50 setups took over 200 s on the
+# H200); then the profiled norm share of BN and GN, appended.
+step 120 "$py" -m normbench bench train --gpu-defaults --modes eager-fp32,eager-bf16 \
+  --variants batch,batch_renorm,ghost_batch,group,layer,frn,evonorm,ws_group --no-profile \
   --out "$work" --conditions "$conditions"
+step 150 "$py" -m normbench bench train --gpu-defaults --modes eager-fp32,eager-bf16 \
+  --variants batch,group --reference --append --out "$work" --conditions "$conditions"
 step 110 "$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_fastpath.py \
   tests/test_data_augment.py tests/test_corruptions_api.py
 step 130 "$py" -m normbench bench train --gpu-defaults --modes compiled-bf16 --variants batch \

@@ -293,3 +293,14 @@ def test_reference_rows_and_the_ratio(run_cli, tmp_path):
 def test_reference_needs_resnet50_at_width_1(run_cli, tmp_path):
     code, out, err = run_cli("bench", "train", *TINY, "--reference", "--out", str(tmp_path / "o"))
     assert code == 2 and "--reference compares with torchvision's ResNet-50" in out + err
+
+
+def test_no_profile_gives_the_differential_only(run_cli, tmp_path):
+    code, out, err = run_cli(
+        "bench", "train", *TINY, "--modes", "eager-fp32", "--no-profile", "--out", str(tmp_path)
+    )
+    assert code == 0, out + err
+    rows = _rows(tmp_path / "iteration-cpu.csv")
+    assert [r["variant"] for r in rows] == ["identity", "batch"] and "profiling" not in err
+    assert all(r["norm_share_profiled"] == "" and "--no-profile" in r["note"] for r in rows)
+    assert all(0 <= float(r["norm_share_differential"]) <= 1 for r in rows)

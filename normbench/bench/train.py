@@ -355,6 +355,8 @@ def _row(
         row["norm_ms_differential"] = row["norm_share_differential"] = math.nan
     elif setup.fast.compile:
         row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
+    elif not args.profile:
+        row["note"] = "not profiled (--no-profile); differential share only"
     else:
         _log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
         share = profiled(setup, args.steps, device)
@@ -434,6 +436,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "precision, memory format, compile mode); needs --model resnet50 --width 1 (default: on "
             "with --gpu-defaults)"
         ),
+    )
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="profile the eager modes for the norm share (default: on; the slow part of a run)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
