@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from normbench.errors import DivergedError, NormbenchError
+from normbench.errors import ConfigError, DivergedError, NormbenchError
 
 log = logging.getLogger("normbench")
 
@@ -71,6 +71,7 @@ def _train(argv: list[str]) -> int:
     from normbench.config import config_dir, register_resolvers
     from normbench.precheck import is_multirun, precheck
 
+    argv = rank_overrides(argv)
     precheck(argv)
     register_resolvers()
     multirun = is_multirun(argv)
@@ -88,6 +89,26 @@ def _train(argv: list[str]) -> int:
         Path(tally).unlink(missing_ok=True)
         os.environ.pop(TALLY_ENV, None)
     return _report_tally(outcomes) if multirun else 0
+
+
+def rank_overrides(argv: list[str]) -> list[str]:
+    """Under torchrun, every process runs this application on the same run directory: the
+    ranks other than 0 write nothing of Hydra's (no .hydra/, no train.log). A multirun under
+    torchrun is refused (one run per torchrun; many runs: a launcher)."""
+    from normbench.engine.distributed import launched_rank, launched_world_size
+    from normbench.precheck import is_multirun
+
+    if launched_world_size() <= 1:
+        return argv
+    if is_multirun(argv):
+        raise ConfigError(
+            "normbench train -m under torchrun: torchrun runs one run on several processes; run "
+            "sweeps with a Hydra launcher whose jobs use torchrun, e.g. hydra/launcher="
+            "submitit_slurm with hydra.launcher.tasks_per_node=P (see the README)."
+        )
+    if launched_rank() == 0:
+        return argv
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled"]
 
 
 def hydra_task(cfg: Any) -> dict[str, Any] | None:

@@ -1,0 +1,132 @@
+"""One run on several processes: torch.distributed under torchrun (DistributedDataParallel).
+
+``torchrun --nproc_per_node=P -m normbench train ...`` starts P processes, each with the
+environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. Each process
+runs the same Hydra application and the same run directory; :class:`Distributed` joins them in
+one process group (gloo on CPU, nccl on GPU, one GPU per process: ``cuda:LOCAL_RANK``).
+
+Division of the work:
+
+- every rank builds the same model (same seed; DDP also broadcasts rank 0's parameters) and its
+  own slice of each global batch (:class:`~normbench.data.memory.InMemoryLoader` ``shard``);
+- DDP averages the gradients, so the update is that of the global batch;
+- rank 0 alone evaluates (on the plain module, with its own running statistics, which DDP
+  broadcasts to the other ranks before every forward) and writes the run directory; the other
+  ranks wait at a barrier;
+- a stop request (SIGINT/SIGTERM on any rank) is all-reduced at every step boundary, so every
+  rank stops after the same step and rank 0 checkpoints it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from normbench.errors import ConfigError
+
+ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def launched_world_size() -> int:
+    """The number of processes torchrun started (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+@dataclass
+class Distributed:
+    """The process group of a run (world_size 1: a plain single-process run, no group)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str = "none"
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def start(cls, device: torch.device, timeout_minutes: float = 30.0) -> Distributed:
+        """Join the process group torchrun describes in the environment (none if WORLD_SIZE is 1).
+
+        ``device`` is the run's device type: CUDA ranks take ``cuda:LOCAL_RANK`` and nccl, CPU
+        ranks gloo.
+        """
+        world = launched_world_size()
+        if world <= 1:
+            return cls()
+        missing = [k for k in (*ENV, "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise ConfigError(
+                f"WORLD_SIZE={world} but {', '.join(missing)} not set: start distributed runs with "
+                "torchrun (torchrun --nproc_per_node=P -m normbench train ...)."
+            )
+        rank, local = launched_rank(), int(os.environ["LOCAL_RANK"])
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            if local >= torch.cuda.device_count():
+                raise ConfigError(
+                    f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} GPU(s): "
+                    "use --nproc_per_node at most the GPU count, or trainer.device=cpu."
+                )
+            torch.cuda.set_device(local)
+        if not dist.is_initialized():
+            dist.init_process_group(
+                backend, timeout=dt.timedelta(minutes=timeout_minutes), rank=rank, world_size=world
+            )
+        return cls(rank, world, local, backend)
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: ``cuda:LOCAL_RANK`` on GPU."""
+        if device.type == "cuda" and self.enabled:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank if ``flag`` is true on any rank (one all-reduce)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def max_int(self, value: int, device: torch.device) -> int:
+        """The largest of ``value`` over the ranks."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.long, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_object(self, obj: object) -> object:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def as_dict(self) -> dict[str, object]:
+        """What summary.json records."""
+        return {"world_size": self.world_size, "backend": self.backend}
