@@ -134,9 +134,12 @@ class FolderData:
         self._val_loaders: dict[int, DataLoader] = {}
         self._probe: torch.Tensor | None = None
 
-    def train_loader(self, batch_size: int, seed: int) -> FolderLoader:
-        """Endless shuffled, augmented training batches, resumable (see :class:`FolderLoader`)."""
-        return FolderLoader(self.train_set, batch_size, seed, self.device, self.num_workers)
+    def train_loader(
+        self, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+    ) -> FolderLoader:
+        """Endless shuffled, augmented training batches, resumable (see :class:`FolderLoader`);
+        ``shard=(rank, world_size)``: this process's slice of each global batch."""
+        return FolderLoader(self.train_set, batch_size, seed, self.device, self.num_workers, shard)
 
     def _loader(self, dataset: Dataset, batch_size: int, persistent: bool) -> DataLoader:
         """In-order batches; a private generator keeps the global RNG untouched by ``iter``."""

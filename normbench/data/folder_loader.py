@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from normbench.data.memory import shard_bounds
 from normbench.errors import ConfigError, DataError
 
 
@@ -73,8 +74,9 @@ class EpochBatches:
     """Batch sampler: the full batches of epoch ``epoch`` from batch ``start`` on, as lists of
     ``(index, seed)``. The loader sets ``epoch`` and ``start`` before each ``iter``."""
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.lo, self.hi = shard_bounds(batch_size, shard)  # this rank's slice of a batch
         self.steps_per_epoch = n // batch_size
         self.epoch = 0
         self.start = 0
@@ -85,7 +87,7 @@ class EpochBatches:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         perm, seeds = epoch_order(self.n, self.seed, self.epoch)
         for position in range(self.start, self.steps_per_epoch):
-            lo, hi = position * self.batch_size, (position + 1) * self.batch_size
+            lo, hi = position * self.batch_size + self.lo, position * self.batch_size + self.hi
             yield list(zip(perm[lo:hi].tolist(), seeds[lo:hi].tolist(), strict=True))
 
 
@@ -101,10 +103,17 @@ class FolderLoader:
         seed: the run's seed.
         device: where batches go (copied ``non_blocking`` from pinned memory on CUDA).
         num_workers: DataLoader worker processes (0: decode in this process).
+        shard: ``(rank, world_size)``: this process's slice of every global batch.
     """
 
     def __init__(
-        self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        num_workers: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         n = len(dataset)
         if batch_size > n:
@@ -113,7 +122,7 @@ class FolderLoader:
                 "images); lower dataset.batch_size."
             )
         self.device = device
-        self.batches = EpochBatches(n, batch_size, seed)
+        self.batches = EpochBatches(n, batch_size, seed, shard)
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.epoch = 0
         self.position = 0

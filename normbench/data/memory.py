@@ -5,6 +5,10 @@ per-epoch random permutation. No per-sample Python work, no DataLoader workers. 
 permutation, and the augmentation parameters of each of its example slots, are drawn from one
 generator seeded by (seed, epoch), so the loader's whole state is two integers and a resumed
 run sees exactly the (augmented) batches it would have seen.
+
+Distributed runs (torchrun): every rank draws the same permutation and takes its own slice of
+each global batch (``shard=(rank, world_size)``), so the global batch and the epoch order are
+those of the single-process run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class InMemoryLoader:
         batch_size: examples per batch.
         seed: the run's seed; epoch ``e`` is shuffled (and augmented) by a function of (seed, e).
         augment: on-device augmentation of training batches, or None.
+        shard: ``(rank, world_size)``: this process's slice of every global batch of
+            ``batch_size`` examples (``batch_size / world_size`` each).
     """
 
     def __init__(
@@ -33,7 +39,9 @@ class InMemoryLoader:
         batch_size: int,
         seed: int,
         augment: RandomCropFlip | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        self.shard_lo, self.shard_hi = shard_bounds(batch_size, shard)
         if batch_size > len(x):
             raise ConfigError(
                 f"dataset.batch_size={batch_size} is larger than the training set ({len(x)} "
@@ -63,8 +71,8 @@ class InMemoryLoader:
             self.epoch += 1
             self.position = 0
             self._start_epoch(self.epoch)
-        start = self.position * self.batch_size
-        stop = start + self.batch_size
+        start = self.position * self.batch_size + self.shard_lo
+        stop = self.position * self.batch_size + self.shard_hi
         idx = self._perm[start:stop]
         self.position += 1
         x = self.x.index_select(0, idx)
@@ -78,3 +86,16 @@ class InMemoryLoader:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._start_epoch(self.epoch)
+
+
+def shard_bounds(batch_size: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """``[lo, hi)``: rank ``shard[0]``'s slice of a global batch of ``batch_size`` examples."""
+    rank, world = shard
+    if batch_size % world:
+        raise ConfigError(
+            f"dataset.batch_size={batch_size} (the global batch) is not divisible by the "
+            f"{world} processes of this run; choose a batch that is a multiple of "
+            "--nproc_per_node."
+        )
+    size = batch_size // world
+    return rank * size, (rank + 1) * size

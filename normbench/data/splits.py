@@ -33,9 +33,12 @@ class Splits:
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def train_loader(self, batch_size: int, seed: int) -> InMemoryLoader:
-        """Endless shuffled (and augmented) training batches, resumable (see :class:`InMemoryLoader`)."""
-        return InMemoryLoader(self.train_x, self.train_y, batch_size, seed, self.augment)
+    def train_loader(
+        self, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+    ) -> InMemoryLoader:
+        """Endless shuffled (and augmented) training batches, resumable (see :class:`InMemoryLoader`);
+        ``shard=(rank, world_size)``: this process's slice of each global batch."""
+        return InMemoryLoader(self.train_x, self.train_y, batch_size, seed, self.augment, shard)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The validation split in order, in batches of at most ``batch_size``."""

@@ -45,10 +45,19 @@ class BuiltRun:
     scheduler: Any = None
 
 
-def effective_config(cfg: DictConfig) -> tuple[DictConfig, PerDevice]:
-    """A copy of ``cfg`` with ``per_device`` resolved into batch, lr and step counts."""
+def effective_config(
+    cfg: DictConfig, world_size: int | None = None
+) -> tuple[DictConfig, PerDevice]:
+    """A copy of ``cfg`` with ``per_device`` resolved into batch, lr and step counts
+    (``world_size``: the run's processes; default torchrun's, else 1)."""
     effective = copy.deepcopy(cfg)
-    return effective, apply_per_device(effective)
+    return effective, apply_per_device(effective, world_size)
+
+
+def group_size(per_device: PerDevice) -> int | None:
+    """Samples per normalization group in one process: per_device.images, except in ddp mode
+    (each process's whole batch is one device's)."""
+    return None if per_device.mode == "ddp" else per_device.images
 
 
 def build_norm(norm_cfg: Any, images_per_device: int | None = None) -> NormSpec:
@@ -65,7 +74,11 @@ def build_network(
 
 
 def build_run(
-    cfg: DictConfig, *, optimizer: bool = True, device: torch.device | str | None = None
+    cfg: DictConfig,
+    *,
+    optimizer: bool = True,
+    device: torch.device | str | None = None,
+    world_size: int | None = None,
 ) -> BuiltRun:
     """Validate ``cfg`` and build the run it describes (seeded, so the same config gives the
     same initial weights).
@@ -74,17 +87,18 @@ def build_run(
         cfg: a composed ``train`` config (Hydra's, or a run's saved ``.hydra/config.yaml``).
         optimizer: also build the optimizer and learning-rate schedule (training only).
         device: where to build; default ``trainer.device``.
+        world_size: processes of a distributed run (default: torchrun's WORLD_SIZE, else 1).
 
     Raises:
         ConfigError, DataError: a bad value or missing data (one message naming the fix).
     """
     validate(cfg)
-    effective, per_device = effective_config(cfg)
+    effective, per_device = effective_config(cfg, world_size)
     tcfg = effective.trainer
     device = torch.device(device) if device is not None else select_device(tcfg.device)
     fast = FastPath.from_config(tcfg, device)
     seed_everything(effective.seed, tcfg.deterministic, tcfg.threads)
-    spec = build_norm(effective.norm, per_device.images)
+    spec = build_norm(effective.norm, group_size(per_device))
     data = load_dataset(
         effective.dataset,
         device,

@@ -33,7 +33,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock, or raise :class:`RunLockedError` naming the process that holds it."""
+        """Take the lock, or raise :class:`RunLockedError` naming the process that holds it.
+        Under torchrun only rank 0 takes it: the other ranks of the run are its own."""
+        from normbench.engine.distributed import launched_rank
+
+        if launched_rank() > 0:
+            return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)

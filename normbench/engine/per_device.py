@@ -13,6 +13,14 @@ per GPU. ``per_device.images=N`` reproduces that on one device in one of two way
   schedule) — scaled by ``dataset.batch_size / (D·N)``, so that every setting sees the same
   number of epochs. ``devices=8`` with ``dataset.batch_size=256`` is the GN paper's own setting:
   8 GPUs × N images, lr 0.1·N/32.
+- ``per_device.mode=ddp``: real devices. Under ``torchrun --nproc_per_node=D`` each of the D
+  processes holds N images (its own batch statistics: nothing is grouped), the global batch is
+  D·N, with the learning rate and step counts of ``real`` mode for ``devices=D``. Compared with
+  ghost mode on the same settings, it differs only in floating-point order and in the running
+  statistics (DDP keeps rank 0's; ghost BN averages the groups').
+
+Any run under torchrun (whatever the mode) splits each global batch of ``dataset.batch_size``
+over the processes, so ``norm=batch`` has per-process statistics of batch / D samples.
 
 Variants whose statistics do not involve other samples (GN, LN, IN, …) are unaffected by the
 ghost mode: their result is independent of N by construction. ``sync_batch`` is unchanged too:
@@ -31,7 +39,7 @@ from normbench.errors import ConfigError
 
 log = logging.getLogger("normbench")
 
-MODES = ("ghost", "real")
+MODES = ("ghost", "real", "ddp")
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,30 @@ class PerDevice:
         return asdict(self)
 
 
-def resolve_per_device(cfg: DictConfig) -> PerDevice:
+def resolve_per_device(cfg: DictConfig, world_size: int | None = None) -> PerDevice:
     """Work out batch size, learning rate, steps and group size from ``per_device.*``.
+
+    ``world_size``: the processes of the run (default: torchrun's WORLD_SIZE, else 1).
 
     Raises:
         ConfigError: an unknown mode, or N that is not a positive divisor of the batch.
     """
+    from normbench.engine.distributed import launched_world_size
+
+    world = launched_world_size() if world_size is None else world_size
     node = cfg.get("per_device") or {}
     images, mode, devices = node.get("images"), node.get("mode", "ghost"), node.get("devices", 1)
     batch, lr, steps = int(cfg.dataset.batch_size), float(cfg.optim.lr), int(cfg.trainer.steps)
     if mode not in MODES:
         raise ConfigError(f"per_device.mode={mode!r} is not one of {', '.join(MODES)}.")
+    if mode == "ddp":
+        return _resolve_ddp(images, devices, world, batch, lr, steps)
+    if world > 1 and images is not None and (batch % world or (batch // world) % images):
+        raise ConfigError(
+            f"per_device.images={images} must divide each process's share of the batch "
+            f"(dataset.batch_size={batch} over {world} processes); or use per_device.mode=ddp, "
+            "where each process holds per_device.images images."
+        )
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ConfigError(f"per_device.devices must be a positive integer, got {devices!r}.")
     if images is None:
@@ -90,10 +111,39 @@ def resolve_per_device(cfg: DictConfig) -> PerDevice:
     )
 
 
-def apply_per_device(cfg: DictConfig) -> PerDevice:
+def _resolve_ddp(
+    images: Any, devices: Any, world: int, batch: int, lr: float, steps: int
+) -> PerDevice:
+    """``per_device.mode=ddp``: ``world`` processes of N images each (real mode's scaling)."""
+    if world < 2:
+        raise ConfigError(
+            "per_device.mode=ddp needs one process per device: start the run with torchrun "
+            "--nproc_per_node=D -m normbench train ... (on one process use per_device.mode=real)."
+        )
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ConfigError(
+            f"per_device.mode=ddp needs per_device.images=N (images per process), got {images!r}."
+        )
+    if devices not in (1, world):
+        raise ConfigError(
+            f"per_device.devices={devices}: in ddp mode the devices are the {world} processes "
+            "torchrun started; leave per_device.devices unset."
+        )
+    real_batch = world * images
+    if batch % real_batch:
+        raise ConfigError(
+            f"{world} processes x per_device.images={images} = {real_batch} does not divide "
+            f"dataset.batch_size={batch}, so the epochs cannot be kept equal."
+        )
+    return PerDevice(
+        images, "ddp", real_batch, world, lr * real_batch / batch, steps * (batch // real_batch)
+    )
+
+
+def apply_per_device(cfg: DictConfig, world_size: int | None = None) -> PerDevice:
     """Resolve ``per_device.*`` and write the effective batch, lr and steps back into ``cfg``."""
-    resolved = resolve_per_device(cfg)
-    if resolved.mode == "real" and resolved.images is not None:
+    resolved = resolve_per_device(cfg, world_size)
+    if resolved.mode in ("real", "ddp") and resolved.images is not None:
         factor = resolved.steps // int(cfg.trainer.steps)
         # Read every step count before writing any: a count given relative to the run length
         # (${nb_step_at:${trainer.steps},0.5}) must resolve against the old length, once.
@@ -116,8 +166,9 @@ def apply_per_device(cfg: DictConfig) -> PerDevice:
             for key, value in norm_steps.items():
                 cfg.norm[key] = value
         log.info(
-            "per_device.mode=real: %d device(s) x %d images = batch %d, lr %.4g, %d steps "
+            "per_device.mode=%s: %d device(s) x %d images = batch %d, lr %.4g, %d steps "
             "(linear scaling rule, same epochs)",
+            resolved.mode,
             resolved.devices,
             resolved.images,
             resolved.batch_size,

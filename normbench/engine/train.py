@@ -3,6 +3,10 @@
 Run directory (see DESIGN.md): metrics.csv, activations.csv, summary.json, tb/, ckpt/last.pt.
 The same command finds the same run directory again; with ``trainer.resume=auto`` it
 continues from the checkpoint, so an interrupted run (Ctrl-C, a killed job) loses nothing.
+
+Under torchrun (:mod:`normbench.engine.distributed`) every process runs this loop on its slice
+of each global batch through DistributedDataParallel; rank 0 alone evaluates, probes and
+writes the run directory; losses are averaged over the processes before they are logged.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from normbench.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from normbench.engine.environment import environment
+from normbench.engine.distributed import Distributed
+from normbench.engine.environment import environment, select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
 from normbench.engine.signals import RunStopped, StopRequest
@@ -44,17 +49,21 @@ CHANCE_MARGIN = 1.2
 class Trainer:
     """One run: builds everything from the config, then :meth:`fit` trains, evaluates and probes."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        built = build_run(cfg)
+    def __init__(self, cfg: DictConfig, run_dir: Path, dist: Distributed | None = None) -> None:
+        self.dist = dist or Distributed()
+        device = self.dist.device(select_device(cfg.trainer.device)) if self.dist.enabled else None
+        built = build_run(cfg, device=device, world_size=self.dist.world_size)
         self.cfg, self.run_dir = built.cfg, run_dir  # the effective config
         self.per_device, self.device, self.fast = built.per_device, built.device, built.fast
         self.spec, self.data, self.model = built.spec, built.data, built.model
         self.optimizer, self.scheduler = built.optimizer, built.scheduler
         self.tcfg = self.cfg.trainer
         cfg = self.cfg
-        # The compiled module (trainer.compile) or the model itself; they share parameters.
-        self.train_model = self.fast.prepare_model(self.model)
-        self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed)
+        # What the training step calls: the model itself, DDP around it, or either compiled
+        # (trainer.compile); they share parameters. Evaluation and probes use the model itself.
+        self.train_model = self._training_module()
+        shard = (self.dist.rank, self.dist.world_size)
+        self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed, shard)
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
         self.timer = PhaseTimer(self.device)
@@ -69,9 +78,22 @@ class Trainer:
         self.window_n = 0
         self.stop = StopRequest()
 
+    def _training_module(self) -> torch.nn.Module:
+        if not self.dist.enabled:
+            return self.fast.prepare_model(self.model)
+        from dataclasses import replace
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        replace(self.fast, compile=False).prepare_model(self.model)  # channels_last, in place
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        return torch.compile(wrapped) if self.fast.compile else wrapped
+
     # --- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
+            "world_size": self.dist.world_size,
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -90,6 +112,18 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ConfigError(
+                f"{self.run_dir} holds a checkpoint of a run on {saved_world} process(es); this run "
+                f"has {self.dist.world_size}. Resume it with the same count ("
+                + (
+                    "without torchrun"
+                    if saved_world == 1
+                    else f"torchrun --nproc_per_node={saved_world}"
+                )
+                + "), or start it over with trainer.resume=never."
+            )
         changed = config_changes(state["config"], plain_config(self.cfg))
         if changed:
             raise ConfigError(
@@ -113,9 +147,10 @@ class Trainer:
     def save(self) -> None:
         """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
         at or before this step (the CSVs are written row by row)."""
-        with self.timer.phase("checkpoint"):
-            self.recorder.flush()
-            save_checkpoint(self.ckpt_path, self.state_dict())
+        if self.dist.is_main:
+            with self.timer.phase("checkpoint"):
+                self.recorder.flush()
+                save_checkpoint(self.ckpt_path, self.state_dict())
         self.last_save = time.perf_counter()
 
     def _wall(self) -> float:
@@ -134,16 +169,20 @@ class Trainer:
         self.step_at_start = self.step
         if self.step >= self.tcfg.steps:
             return self._finished_already()
-        self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, resume_step)
+        self.recorder = self._recorder(resume_step)
         self.recorder.summary(self._summary("running"))
-        log.info(
-            "run dir %s | %s on %s | %d parameters | data %s",
-            self.run_dir,
-            self.spec,
-            self.device,
-            self._num_params(),
-            self.data.source,
-        )
+        if self.dist.is_main:
+            log.info(
+                "run dir %s | %s on %s%s | %d parameters | data %s",
+                self.run_dir,
+                self.spec,
+                self.device,
+                f" x {self.dist.world_size} processes ({self.dist.backend})"
+                if self.dist.enabled
+                else "",
+                self._num_params(),
+                self.data.source,
+            )
         last = (
             self.tcfg.steps
             if self.tcfg.stop_after is None
@@ -153,7 +192,7 @@ class Trainer:
         if resume_step is None:
             self._evaluate()
             self._probe()
-        if not self.stop.requested:
+        if not self._stop_agreed():
             self._train_until(last)
         if self.step >= self.tcfg.steps:
             status = "complete"
@@ -162,15 +201,55 @@ class Trainer:
         self.save()
         summary = self._finish(status)
         if self.stop.requested:
-            log.warning(
-                "stopped at step %d (%s); run the same command to resume", self.step, self.stop.name
-            )
+            if self.dist.is_main:
+                log.warning(
+                    "stopped at step %d (%s); run the same command to resume",
+                    self.step,
+                    self.stop.name,
+                )
             raise RunStopped(self.stop.signum)
         return summary
 
+    def _recorder(self, resume_step: int | None) -> Any:
+        """The run directory's writer on rank 0; a writer of nothing on the other ranks."""
+        if self.dist.is_main:
+            return Recorder(self.run_dir, self.cfg.logging.tensorboard, resume_step)
+        return _NoRecorder()
+
+    def _stop_agreed(self) -> bool:
+        """Whether any process was asked to stop; every process then stops after this step
+        (one all-reduce per step under torchrun)."""
+        if not self.dist.enabled:
+            return self.stop.requested
+        signum = self.dist.max_int(self.stop.signum or 0, self.device)
+        if signum and self.stop.signum is None:
+            self.stop.signum = signum  # asked on another rank
+        return bool(signum)
+
+    def _mean_over_ranks(self, total: torch.Tensor) -> torch.Tensor:
+        """A per-process loss sum averaged over the processes (the global batch's)."""
+        if not self.dist.enabled:
+            return total
+        import torch.distributed
+
+        total = total.detach().clone()
+        torch.distributed.all_reduce(total)
+        return total / self.dist.world_size
+
     def _restore(self) -> int | None:
         """Load the checkpoint (``trainer.resume=auto``) or start over; say which. Returns the
-        step resumed from, or None for a start from step 0."""
+        step resumed from, or None for a start from step 0. Under torchrun, rank 0 decides and
+        the other ranks load the same checkpoint."""
+        if not self.dist.enabled:
+            return self._restore_main()
+        resumed = self._restore_main() if self.dist.is_main else None
+        self.dist.barrier()  # rank 0 has read (or removed) the checkpoint
+        resumed = self.dist.broadcast_object(resumed)
+        if resumed is not None and not self.dist.is_main:
+            self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
+        return resumed
+
+    def _restore_main(self) -> int | None:
         if self.tcfg.resume == "never" and self.ckpt_path.exists():
             # First the checkpoint: a kill while the old files are cleared then starts over again.
             self.ckpt_path.unlink()
@@ -195,6 +274,8 @@ class Trainer:
         """The checkpoint is at the last step. A complete summary is left alone; otherwise the
         run was stopped between its final checkpoint and its summary: complete it now."""
         previous = read_summary(self.run_dir / "summary.json")
+        if not self.dist.is_main:
+            return previous
         if previous.get("status") == "complete":
             log.info(
                 "%s is already complete (%d steps); trainer.resume=never trains it again",
@@ -214,6 +295,8 @@ class Trainer:
         """Write the final records: hparams first, the summary last (a kill in between leaves a
         summary that is not complete, which the next run of the command completes)."""
         summary = self._summary(status)
+        if not self.dist.is_main:
+            return summary
         if status == "complete":
             self.recorder.hparams(
                 self.step, self._hparams(), {"hparam/val_error": summary["final"]["val_error"]}
@@ -261,7 +344,7 @@ class Trainer:
                 self._log_progress(step, self.window_loss, self.window_n)
                 self.window_loss = torch.zeros((), device=self.device)
                 self.window_n = 0
-            if self.stop.requested:
+            if self._stop_agreed():
                 return
             due = (
                 step % tcfg.ckpt_every == 0 or time.perf_counter() - self.last_save >= ckpt_seconds
@@ -272,7 +355,7 @@ class Trainer:
     def _log_progress(self, step: int, window_loss: torch.Tensor, window_n: int) -> None:
         with self.timer.phase("logging"):
             window = self.timer.window()
-            loss = window_loss.item() / window_n
+            loss = self._mean_over_ranks(window_loss).item() / window_n
             if not math.isfinite(loss):
                 raise DivergedError(
                     f"the training loss became {loss} between steps {step - window_n} and {step}: "
@@ -282,6 +365,8 @@ class Trainer:
             step_ms = 1000 * (window.get("train_step", 0) + window.get("data", 0)) / window_n
             data_ms = 1000 * window.get("data", 0) / window_n
             ips = images_per_s(window, window_n * self.cfg.dataset.batch_size)
+            if not self.dist.is_main:
+                return
             self.recorder.scalars(
                 step,
                 {
@@ -311,15 +396,18 @@ class Trainer:
             )
 
     def _evaluate(self) -> None:
+        """Validation on rank 0 (the model itself, its running statistics); every rank takes
+        part in averaging the training loss."""
         with self.timer.phase("eval"):
+            loss_sum = self._mean_over_ranks(self.loss_sum)
+            train_loss = (loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
+            self.loss_sum.zero_()
+            self.loss_count = 0
+            if not self.dist.is_main:
+                return
             result = evaluate(
                 self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast
             )
-            train_loss = (
-                (self.loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
-            )
-            self.loss_sum.zero_()
-            self.loss_count = 0
             self.last_eval = result
             self.best_val_error = min(self.best_val_error, result["val_error"])
             self.recorder.metrics_row(
@@ -337,6 +425,8 @@ class Trainer:
             )
 
     def _probe(self) -> None:
+        if not self.dist.is_main:
+            return
         with self.timer.phase("probe"):
             captured = self.probe.capture()
             self.recorder.activation_rows(self.step, self.probe.summarize(captured))
@@ -414,6 +504,10 @@ class Trainer:
             "started_at": self.started_at,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {**environment(self.device), **self.fast.as_dict()},
+            "distributed": {
+                **self.dist.as_dict(),
+                "evaluation": "rank 0 (its model and running statistics)",
+            },
         }
 
 
@@ -432,12 +526,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         RunStopped: a signal stopped the run; it is checkpointed and resumable.
     """
     with StopRequest() as stop:
-        trainer = Trainer(cfg, Path(run_dir))
-        trainer.stop = stop
-        summary = trainer.fit()
-        if stop.requested:  # arrived while an already finished run was checked: stop a sweep
-            raise RunStopped(stop.signum)
-        return summary
+        dist = Distributed.start(select_device(cfg.trainer.device))
+        try:
+            trainer = Trainer(cfg, Path(run_dir), dist)
+            trainer.stop = stop
+            summary = trainer.fit()
+            if stop.requested:  # arrived while an already finished run was checked: stop a sweep
+                raise RunStopped(stop.signum)
+            return summary
+        finally:
+            dist.close()
 
 
 def _hms(seconds: float) -> str:
@@ -447,3 +545,10 @@ def _hms(seconds: float) -> str:
         if seconds >= 3600
         else f"{seconds // 60}:{seconds % 60:02d}"
     )
+
+
+class _NoRecorder:
+    """The recorder of ranks other than 0: every write is dropped."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
