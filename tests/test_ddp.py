@@ -163,7 +163,11 @@ def _assert_same_parameters(a: Path, b: Path) -> None:
 @pytest.mark.parametrize(
     ("norm_ddp", "norm_single"),
     [
-        (["norm=group", "norm.num_groups=4"], ["norm=group", "norm.num_groups=4"]),
+        pytest.param(
+            ["norm=group", "norm.num_groups=4"],
+            ["norm=group", "norm.num_groups=4"],
+            marks=pytest.mark.slow,  # 12 s; the batch case below runs in the fast set
+        ),
         # per-device statistics: each process's 8 samples, as ghost BN over groups of B/2 = 8
         (["norm=batch"], ["norm=ghost_batch", "norm.group_size=8"]),
     ],
@@ -221,6 +225,7 @@ def test_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_resume_with_another_process_count_is_refused(tmp_path):
     _run(tmp_path, 2, "norm=batch", "trainer.stop_after=10", "name=count")
     done = subprocess.run(
