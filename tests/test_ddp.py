@@ -239,3 +239,24 @@ def test_resume_with_another_process_count_is_refused(tmp_path):
     assert done.returncode == 2
     assert "a checkpoint of a run on 2 process(es); this run has 1" in done.stdout + done.stderr
     assert "torchrun --nproc_per_node=2" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_submitit_job_of_two_tasks_runs_ddp(tmp_path):
+    """hydra/launcher=submitit_local with tasks_per_node=2 (as submitit_slurm on a node): the
+    job's two tasks become the two ranks of one run."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-m", "normbench", "train", "-m", *RUN, "norm=batch", "name=sub"]
+        + ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((_run_dir(tmp_path, "sub") / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["distributed"]["world_size"] == 2

@@ -31,13 +31,41 @@ from normbench.errors import ConfigError
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
+def adopt_submitit_tasks() -> None:
+    """In a submitit job of several tasks (``hydra/launcher=submitit_slurm`` or
+    ``submitit_local`` with ``hydra.launcher.tasks_per_node=P``), set the variables torchrun
+    would: RANK, WORLD_SIZE, LOCAL_RANK from the job's tasks, MASTER_ADDR its first host and
+    MASTER_PORT a port derived from the job id. Nothing when torchrun set them, or outside
+    submitit."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    try:
+        import submitit
+
+        job = submitit.JobEnvironment()
+    except Exception:  # noqa: BLE001 - not a submitit job after all
+        return
+    if job.num_tasks <= 1:
+        return
+    digits = "".join(ch for ch in str(job.raw_job_id) if ch.isdigit()) or "0"
+    os.environ.update(
+        RANK=str(job.global_rank),
+        WORLD_SIZE=str(job.num_tasks),
+        LOCAL_RANK=str(job.local_rank),
+        MASTER_ADDR=job.hostnames[0],
+        MASTER_PORT=str(20000 + int(digits) % 20000),
+    )
+
+
 def launched_rank() -> int:
-    """This process's rank as torchrun set it (0 when not launched by torchrun)."""
+    """This process's rank as torchrun (or a submitit job of several tasks) set it; else 0."""
+    adopt_submitit_tasks()
     return int(os.environ.get("RANK", "0") or 0)
 
 
 def launched_world_size() -> int:
-    """The number of processes torchrun started (1 when not launched by torchrun)."""
+    """The number of processes torchrun (or a submitit job's tasks) started; else 1."""
+    adopt_submitit_tasks()
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
