@@ -249,7 +249,7 @@ def test_submitit_job_of_two_tasks_runs_ddp(tmp_path):
     import json
 
     done = subprocess.run(
-        [sys.executable, "-m", "normbench", "train", "-m", *RUN, "norm=batch", "name=sub"]
+        [sys.executable, "-m", "normbench", "train", "-m", *RUN, "norm=batch", "seed=0", "name=sub"]
         + ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"],
         cwd=tmp_path,
         env=_env(),
