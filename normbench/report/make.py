@@ -17,6 +17,7 @@ from normbench.errors import NormbenchError
 from normbench.report.bn_fig1_report import is_bn_fig1_study, write_bn_fig1_report
 from normbench.report.collect import Run, collect, runs_table, varying_keys
 from normbench.report.commands import runs_section
+from normbench.report.ddp_compare import is_ddp_comparison, write_ddp_report
 from normbench.report.domain_shift import is_domain_shift_study, write_domain_shift_report
 from normbench.report.figures import val_error_curves
 from normbench.report.flags import chance_banner, chance_messages
@@ -38,6 +39,8 @@ def make_report(dirs: list[str], out: str | None) -> Path:
     runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
     if is_domain_shift_study(runs):
         text = write_domain_shift_report(runs, dirs, out_dir)
+    elif is_ddp_comparison(runs):
+        text = write_ddp_report(runs, dirs, out_dir)
     elif is_small_batch_study(runs):
         text = write_small_batch_report(runs, dirs, out_dir)
     elif is_bn_fig1_study(runs):
