@@ -184,6 +184,19 @@ def test_two_process_run_equals_single_process_run(tmp_path, norm_ddp, norm_sing
     assert summary["distributed"]["world_size"] == 2
     assert summary["distributed"]["backend"] == "gloo"
     assert not list(ddp.glob("*.rank1*"))  # rank 1 writes nothing of its own
+    # `normbench eval` (one process) rebuilds the run with its process count and reproduces
+    # rank 0's final validation error
+    done = subprocess.run(
+        [sys.executable, "-m", "normbench", "eval", str(ddp), "mode=running"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    evals = pd.read_csv(ddp / "evals.csv")
+    assert abs(evals["error"].iloc[0] - summary["final"]["val_error"]) < 1e-9
 
 
 def test_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):

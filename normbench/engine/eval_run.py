@@ -124,7 +124,11 @@ class LoadedRun:
             for key, value in (location or {}).items():
                 cfg.dataset[key] = value
         self.run_dir = run_dir
-        self.built: BuiltRun = build_run(cfg, optimizer=False)
+        # a run trained under torchrun is rebuilt with its process count (its effective batch
+        # and steps depend on it in per_device.mode=ddp), here in one process
+        trained_on = read_summary(run_dir / "summary.json").get("distributed") or {}
+        world = int(trained_on.get("world_size", 1))
+        self.built: BuiltRun = build_run(cfg, optimizer=False, world_size=world)
         checkpoint = load_checkpoint(run_dir / CHECKPOINT, self.built.device, fix=EVAL_FIX)
         changed = config_changes(checkpoint.get("config", {}), plain_config(self.built.cfg))
         if changed:
