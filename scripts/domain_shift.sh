@@ -38,20 +38,39 @@ wait_workers || status=1
 echo "== evaluating every run (corruptions x severities x modes) =="
 mapfile -t runs < <(find runs/domain_shift -mindepth 2 -maxdepth 2 -name summary.json -exec dirname {} \; | sort)
 [ ${#runs[@]} -gt 0 ] || { echo "no trained runs under runs/domain_shift" >&2; exit 1; }
-# Each phase is one grid of `normbench eval -m`, its runs split over the workers.
+# Models whose norm uses batch statistics (BN, Batch Renorm): the only ones statistics modes
+# change. The others (GN, LN, FRN) are evaluated with running (their only statistics), adapt
+# (recorded as not applied: the evidence that they gain nothing) and tent (which adapts their
+# affine parameters); batch, partial and the k and N curves would repeat `running` for them.
+bn_runs=()
+other_runs=()
+for run in "${runs[@]}"; do
+  case "$run" in
+    *source=*_batch | *source=*_batch_renorm) bn_runs+=("$run") ;;
+    *) other_runs+=("$run") ;;
+  esac
+done
+# Each phase is one grid of `normbench eval -m` over a set of runs, split over the workers.
 phases=(
-  "mode=running,adapt corruption=none"
-  "mode=running,adapt,batch,partial,tent corruption=$corruptions severity=$severities"
-  "mode=adapt samples=$k_samples corruption=$corruptions severity=3"
-  "mode=partial prior=$n_priors batch_size=8 corruption=$corruptions severity=3"
-  "kl=true mode=running,adapt corruption=none,gaussian_noise,contrast,fog severity=3"
+  "all|mode=running,adapt corruption=none"
+  "bn|mode=running,adapt,batch,partial,tent corruption=$corruptions severity=$severities"
+  "other|mode=running,adapt,tent corruption=$corruptions severity=$severities"
+  "bn|mode=adapt samples=$k_samples corruption=$corruptions severity=3"
+  "bn|mode=partial prior=$n_priors batch_size=8 corruption=$corruptions severity=3"
+  "all|kl=true mode=running,adapt corruption=none,gaussian_noise,contrast,fog severity=3"
 )
 for p in "${!phases[@]}"; do
-  read -r -a grid <<<"${phases[p]}"
-  echo "-- phase $((p + 1))/${#phases[@]}: ${phases[p]}"
+  which=${phases[p]%%|*}
+  read -r -a grid <<<"${phases[p]#*|}"
+  case "$which" in
+    bn) set_runs=("${bn_runs[@]}") ;;
+    other) set_runs=("${other_runs[@]}") ;;
+    *) set_runs=("${runs[@]}") ;;
+  esac
+  echo "-- phase $((p + 1))/${#phases[@]} ($which runs: ${#set_runs[@]}): ${grid[*]}"
   for ((j = 0; j < jobs; j++)); do
     mine=()
-    for ((i = j; i < ${#runs[@]}; i += jobs)); do mine+=("${runs[i]}"); done
+    for ((i = j; i < ${#set_runs[@]}; i += jobs)); do mine+=("${set_runs[i]}"); done
     [ ${#mine[@]} -eq 0 ] && continue
     start_worker "runs/domain_shift-eval$((p + 1))-$j.log" "$normbench" eval "${mine[@]}" -m done=skip "${grid[@]}"
   done
