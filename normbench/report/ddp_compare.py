@@ -101,6 +101,7 @@ def write_ddp_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
             "",
             __doc__.split("\n\n")[0].replace("\n", " "),
             "",
+            *_how_made(runs),
             "Per run (error = the final validation error, and the median of the last evaluations "
             "as in the small-batch report): [ddp_compare.csv](ddp_compare.csv)",
             "",
@@ -118,3 +119,29 @@ def write_ddp_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
             "",
         ]
     )
+
+
+def _how_made(runs: list[Run]) -> list[str]:
+    """Hardware, dates and the command of every run (torchrun for the ddp ones)."""
+    done = [r for r in runs if r.status == "complete"]
+    if not done:
+        return []
+    env = done[0].summary.get("environment") or {}
+    dates = sorted({str(r.summary.get("finished_at", ""))[:10] for r in done} - {""})
+    lines = [
+        f"Made on {env.get('device', '?')} ({env.get('device_name', '?')}, {env.get('cpu_count', '?')} "
+        f"cores, torch {env.get('torch', '?')}, {env.get('threads', '?')} thread(s) per process), "
+        f"{', '.join(dates)}. Commands (one per run):",
+        "",
+        "```bash",
+    ]
+    for r in done:
+        world = (r.summary.get("distributed") or {}).get("world_size", 1)
+        prefix = (
+            f"torchrun --standalone --nproc_per_node={world} -m normbench train"
+            if world > 1
+            else "normbench train"
+        )
+        lines.append(" ".join([prefix, *r.overrides]))
+    lines += ["```", ""]
+    return lines
