@@ -25,6 +25,7 @@ from normbench.norms.first_order import TWICE_DIFFERENTIABLE
 from normbench.norms.frn import FilterResponseNormFunction
 from normbench.norms.grouped import GroupedBatchNormFunction, NativeGroupedBatchNormFunction
 from normbench.norms.normprop import UnitRowsFunction
+from normbench.norms.sync_batch import SyncBatchNormFunction
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +49,32 @@ CASES: dict[type[torch.autograd.Function], Callable[[torch.Tensor], torch.Tensor
     ),
     EvoNormS0Function: lambda x: EvoNormS0Function.apply(x, p(C), p(C), p(C), 1, 1e-5),
     EvoNormB0Function: lambda x: EvoNormB0Function.apply(x, p(C), p(C), p(C), 1e-5, 2),
+    SyncBatchNormFunction: lambda x: (
+        _one_process_group() and SyncBatchNormFunction.apply(x, p(C), p(C), 1e-5, None)
+    ),
 }
+
+
+def _one_process_group() -> bool:
+    """A gloo group of this process alone (the Function all-gathers over the group)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        store = tempfile.mktemp(prefix="normbench-pg-")
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _no_process_group_left():
+    """torch's SyncBatchNorm syncs (and refuses CPU inputs) whenever a group exists."""
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def custom_functions() -> set[type[torch.autograd.Function]]:

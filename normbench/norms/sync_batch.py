@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from normbench.norms.checks import check_batch_values, check_slot_input
+from normbench.norms.first_order import first_order_backward
 from normbench.norms.spec import NormSpec, check_dims
 
 
@@ -110,6 +111,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @first_order_backward("norm=sync_batch (CPU processes)")
     def backward(ctx, grad_y):  # noqa: ANN001, ANN205
         xhat, invstd, weight, total = ctx.saved_tensors
         dims = tuple(d for d in range(xhat.dim()) if d != 1)
