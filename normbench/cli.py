@@ -10,9 +10,11 @@ running job has checkpointed (exit 128 + signal number).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -74,6 +76,8 @@ def _train(argv: list[str]) -> int:
     argv = rank_overrides(argv)
     precheck(argv)
     register_resolvers()
+    from normbench.sweep_stop import SweepStop
+
     multirun = is_multirun(argv)
     fd, tally = tempfile.mkstemp(prefix="normbench-multirun-", suffix=".tsv")
     os.close(fd)
@@ -82,13 +86,19 @@ def _train(argv: list[str]) -> int:
     main = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(
         hydra_task
     )
+    # A multirun's first signal stops its jobs at their next step boundary (see sweep_stop).
+    stop = SweepStop(tally) if multirun else contextlib.nullcontext()
     try:
-        main()
+        with stop:
+            main()
+    except SystemExit:  # Hydra's own exit (a job's exception, --help, ...)
+        if getattr(stop, "signum", None) is None:
+            raise
     finally:
         outcomes = Path(tally).read_text().splitlines()
         Path(tally).unlink(missing_ok=True)
         os.environ.pop(TALLY_ENV, None)
-    return _report_tally(outcomes) if multirun else 0
+    return _report_tally(outcomes, getattr(stop, "signum", None)) if multirun else 0
 
 
 def rank_overrides(argv: list[str]) -> list[str]:
@@ -114,17 +124,66 @@ def rank_overrides(argv: list[str]) -> list[str]:
 def hydra_task(cfg: Any) -> dict[str, Any] | None:
     """One Hydra job, holding its run directory's lock. A user error ends a single run with
     its message alone (exit 2); in a multirun, a failed run is recorded as failed and the sweep
-    goes on."""
+    goes on. A signal stops the whole multirun: a job in a launcher's worker process (joblib)
+    records that it stopped and returns, so that the launcher waits for the other jobs to
+    checkpoint too; a job that starts after the stop does not train."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from normbench.engine.lock import RunLock, RunLockedError
-    from normbench.engine.train import train
-    from normbench.files import find_disk_error
+    from normbench import sweep_stop
+    from normbench.engine.signals import RunStopped
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    tally = os.environ.get(TALLY_ENV)
+    if not (multirun and tally):
+        return _run_job(cfg, run_dir, multirun)
+    stop_file = sweep_stop.stop_file(tally)
+    if not sweep_stop.in_worker_process():  # jobs one after another here: a stop ends them all
+        signum = sweep_stop.requested_signal(stop_file)
+        if signum is not None:
+            log.warning("%s: not started, the sweep was stopped; the same command runs it", run_dir)
+            raise RunStopped(signum)
+        return _run_job(cfg, run_dir, multirun)
+    if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
+        return _run_job(cfg, run_dir, multirun)  # submitit: a job's RunStopped is its failure
+    with sweep_stop.job_stop(tally) as stop:
+        if stop.requested or sweep_stop.requested_signal(stop_file) is not None:
+            log.info("%s: not started, the sweep is stopping; the same command runs it", run_dir)
+            _tally("not started", run_dir)
+            return None
+        _use_job_gpu(cfg, hydra_cfg.job.num)
+        try:
+            return _run_job(cfg, run_dir, multirun)
+        except RunStopped as stopped:  # checkpointed; raised on, joblib would kill the others
+            sweep_stop.request_stop(stop_file, stopped.signum)
+            from normbench.recorder import read_summary
+
+            done = read_summary(run_dir / "summary.json").get("status") == "complete"
+            _tally("complete" if done else "interrupted", run_dir)
+            return None
+
+
+def _use_job_gpu(cfg: Any, job_num: int) -> None:
+    """Where there are several GPUs, the job's GPU is chosen from its number (job_num modulo the
+    GPU count); on one GPU or none, nothing changes."""
+    if str(cfg.trainer.device) not in ("auto", "cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if count > 1:
+        torch.cuda.set_device(job_num % count)
+        log.info("job %d on cuda:%d (of %d GPUs)", job_num, job_num % count, count)
+
+
+def _run_job(cfg: Any, run_dir: Path, multirun: bool) -> dict[str, Any] | None:
+    """Train ``cfg`` into ``run_dir`` under its lock; record the outcome in the tally."""
+    from normbench.engine.lock import RunLock, RunLockedError
+    from normbench.engine.train import train
+    from normbench.files import find_disk_error
+
     try:
         with RunLock(run_dir):
             try:
@@ -179,10 +238,24 @@ def _tally(status: str, run_dir: Path) -> None:
             f.write(f"{status}\t{run_dir}\n")
 
 
-def _report_tally(lines: list[str]) -> int:
+def _report_tally(lines: list[str], signum: int | None = None) -> int:
     """Print the multirun's one-line tally and each job that failed or ended at chance level;
-    return 1 if any job failed."""
+    return 1 if any job failed. A multirun stopped by signal ``signum``: one line with the tally
+    and how to resume; return 128 + signum."""
     outcomes = [line.split("\t", 1) for line in lines if "\t" in line]
+    if signum is not None:
+        counts = Counter(s for s, _ in outcomes)
+        parts = [
+            f"{n} {status}" + (" (checkpointed)" if status == "interrupted" else "")
+            for status, n in sorted(counts.items())
+        ]
+        jobs = f"{len(outcomes)} jobs: {', '.join(parts)}" if outcomes else "no job had started"
+        print(
+            f"multirun stopped by {signal.Signals(signum).name}: {jobs}; "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + signum
     flagged = [(s, d) for s, d in outcomes if s == "at chance level"]
     counts = Counter("complete" if s == "at chance level" else s for s, _ in outcomes)
     bad = [(s, d) for s, d in outcomes if s not in ("complete", "stopped", "at chance level")]
