@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +120,140 @@ def test_the_launcher_configs_compose(monkeypatch):
         monkeypatch.setenv("NORMBENCH_JOBS", "3")
         cfg = compose("train", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
         assert cfg.hydra.launcher.n_jobs == 3 and cfg.hydra.launcher.backend == "loky"
+
+
+# Runs long enough (seconds) for a signal to land while both workers train; a checkpoint only
+# when stopped, so that a resumed run must continue exactly from the step it stopped at.
+LONG = [
+    "dataset=synthetic",
+    "dataset.num_train=512",
+    "dataset.num_val=512",
+    "dataset.batch_size=16",
+    "model.hidden=[64,64,64]",
+    "optim.lr=0.1",
+    "trainer.steps=3000",
+    "trainer.eval_every=50",
+    "trainer.log_every=500",
+    "trainer.threads=1",
+    "trainer.ckpt_every=100000",
+    "trainer.ckpt_minutes=1000",
+    "probes.every=50",
+    "probes.hist_every=500",
+    "probes.batch_size=64",
+    "norm=batch",
+    "seed=0,1,2",
+]
+
+
+def _start_joblib_sweep(cwd: Path) -> subprocess.Popen:
+    """`normbench train -m ... hydra/launcher=joblib` with NORMBENCH_JOBS=2, in its own process
+    group (as a terminal's foreground job is)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NORMBENCH_JOBS": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "normbench.cli", "train", "-m", *LONG, "hydra/launcher=joblib"],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _when_two_train(proc: subprocess.Popen, sweep: Path) -> None:
+    """Wait until two runs have written their step-0 evaluation (both workers train)."""
+    deadline = time.monotonic() + 180
+    while len(list(sweep.glob("*/metrics.csv"))) < 2:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "two runs did not start"
+        time.sleep(0.02)
+
+
+def _stopped(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
+    """The sweep has exited 128 + signum, left no process behind, and its two running jobs
+    are interrupted with a checkpoint; the third was not started."""
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 128 + signum, out
+    assert "Traceback" not in out, out
+    with pytest.raises(ProcessLookupError):  # no worker (nor anything else) of it is left
+        os.killpg(proc.pid, 0)
+    name = signal.Signals(signum).name
+    assert (
+        f"multirun stopped by {name}: 3 jobs: 2 interrupted (checkpointed), 1 not started; "
+        "run the same command to resume"
+    ) in out
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(runs) == 3, runs
+    started = [r for r in runs if (r / "summary.json").exists()]
+    assert len(started) == 2, out
+    for run in started:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and (run / "ckpt" / "last.pt").is_file()
+        assert f"stopped at step {summary['step']} ({name})" in out
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted sweep, one job after another."""
+    cwd = tmp_path_factory.mktemp("serial")
+    done = _train(cwd, *LONG)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return cwd / "runs" / "default"
+
+
+@pytest.mark.slow  # 45-90 s on a shared 2-core machine
+def test_ctrl_c_stops_a_joblib_sweep_at_a_step_and_the_same_command_resumes_it(
+    serial_sweep, tmp_path
+):
+    """Ctrl-C to the sweep's process group, as a terminal sends it: the parent waits while
+    each worker checkpoints its run, the job not started yet is skipped, exit 130. The same
+    command then finishes every run exactly as the uninterrupted serial sweep did."""
+    from tests.test_interrupt import assert_same_run
+
+    sweep = tmp_path / "runs" / "default"
+    proc = _start_joblib_sweep(tmp_path)
+    _when_two_train(proc, sweep)
+    os.killpg(proc.pid, signal.SIGINT)
+    _stopped(proc, sweep, signal.SIGINT)
+    proc = _start_joblib_sweep(tmp_path)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    assert "multirun: 3 jobs: 3 complete" in out
+    assert out.count("from its checkpoint at step") == 2, out
+    assert sorted(_runs(sweep)) == sorted(_runs(serial_sweep))
+    for name, run in _runs(sweep).items():
+        assert_same_run(run, serial_sweep / name)
+
+
+def test_sigterm_to_the_parent_alone_reaches_the_joblib_workers(tmp_path):
+    """A scheduler's SIGTERM to the `normbench train -m` process only: it passes the stop on to
+    its workers, which checkpoint; exit 143."""
+    sweep = tmp_path / "runs" / "default"
+    proc = _start_joblib_sweep(tmp_path)
+    _when_two_train(proc, sweep)
+    proc.send_signal(signal.SIGTERM)
+    _stopped(proc, sweep, signal.SIGTERM)
+
+
+def test_a_joblib_job_takes_the_gpu_of_its_number(monkeypatch):
+    """With several GPUs, job k of a joblib sweep runs on GPU k mod count; with one GPU or none,
+    or trainer.device=cpu, nothing is chosen."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from normbench.cli import _use_job_gpu
+
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for count, device, job, expected in [
+        (3, "auto", 4, [1]),
+        (2, "cuda", 2, [0]),
+        (3, "cpu", 4, []),
+        (1, "auto", 5, []),
+        (0, "auto", 1, []),
+    ]:
+        monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
+        chosen.clear()
+        _use_job_gpu(OmegaConf.create({"trainer": {"device": device}}), job)
+        assert chosen == expected, (count, device, job)
