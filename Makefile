@@ -41,11 +41,13 @@ test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/pytest -q
 
+# JOBS > 1: that many jobs at once through Hydra's joblib launcher (configs/hydra/launcher/joblib.yaml).
 sweep: install data  ## small-batch study (GN paper Fig. 1) -> results/small_batch; SWEEP=batch_size: ablation
 ifneq ($(filter small_batch small_batch_long,$(SWEEP)),)
 	NORMBENCH=$(BIN)/normbench EXPERIMENT=$(SWEEP) JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
 else
-	status=0; $(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $(ARGS) || status=$$?; \
+	status=0; launcher=; [ $(JOBS) -le 1 ] || launcher=hydra/launcher=joblib; \
+	NORMBENCH_JOBS=$(JOBS) $(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $$launcher $(ARGS) || status=$$?; \
 	[ $$status -lt 128 ] || exit $$status; \
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP) && exit $$status
 endif

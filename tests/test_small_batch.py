@@ -1,9 +1,13 @@
-"""Small-batch study (GN paper Figure 1 / Table 2): verdicts on constructed tables, and the report
-of a tiny real sweep over norms x images per device x seeds."""
+"""Small-batch study (GN paper Figure 1 / Table 2): verdicts on constructed tables, the report
+of a tiny real sweep over norms x images per device x seeds, and scripts/small_batch.sh with
+parallel jobs (Hydra's joblib launcher) against one job at a time."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -261,3 +265,57 @@ def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
     assert "| BN | 8 | 2 | 11.0 | 12.0 | 16.0 |" in readme
     assert "| BN | 4 | 2 | 25.0 | 22.5 | 45.0 |" in readme
     assert readme.index("| BN | 8 | 2 |") < readme.index("| BN | 4 | 2 |")  # N descending
+
+
+def test_two_jobs_through_joblib_make_the_runs_and_report_of_one(tmp_path):
+    """scripts/small_batch.sh with JOBS=2 (Hydra's joblib launcher, two worker processes) and
+    with JOBS=1 (one job after another): the same run directories, the same metrics in each,
+    byte-identical report tables."""
+    script = Path(__file__).parents[1] / "scripts" / "small_batch.sh"
+    wrapper = tmp_path / "normbench"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m normbench.cli "$@"\n')
+    wrapper.chmod(0o755)
+
+    def study(jobs: int) -> tuple[Path, str]:
+        cwd = tmp_path / f"jobs{jobs}"
+        cwd.mkdir()
+        env = {
+            **os.environ,
+            "NORMBENCH": str(wrapper),
+            "EXPERIMENT": "bn_fig1",  # norm=none,batch x SEEDS=0,1: 4 jobs
+            "JOBS": str(jobs),
+            "RESULTS": "results",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("NORMBENCH_JOBS", None)
+        done = subprocess.run(
+            ["bash", str(script), *SWEEP], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return cwd, done.stdout + done.stderr
+
+    serial, out = study(1)
+    assert "Joblib" not in out and "multirun: 4 jobs: 4 complete" in out
+    parallel, out = study(2)
+    assert "Joblib.Parallel(n_jobs=2" in out and "multirun: 4 jobs: 4 complete" in out
+    runs = sorted(p.parent.name for p in (serial / "runs" / "bn_fig1").glob("*/summary.json"))
+    assert len(runs) == 4
+    assert runs == sorted(
+        p.parent.name for p in (parallel / "runs" / "bn_fig1").glob("*/summary.json")
+    )
+    for run in runs:
+        a, b = (root / "runs" / "bn_fig1" / run / "metrics.csv" for root in (serial, parallel))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a).drop(columns=["time"]), pd.read_csv(b).drop(columns=["time"])
+        )
+    a, b = serial / "results", parallel / "results"
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    tables = [p.name for p in a.glob("*.csv") if p.name != "runs.csv"]
+    assert tables and all((a / t).read_bytes() == (b / t).read_bytes() for t in tables), tables
+
+    def results(path: Path) -> pd.DataFrame:  # runs.csv less its timings
+        table = pd.read_csv(path)
+        timing = [c for c in table if c == "wall_time_s" or c.startswith(("ms_", "share_"))]
+        return table.drop(columns=timing)
+
+    pd.testing.assert_frame_equal(results(a / "runs.csv"), results(b / "runs.csv"))
