@@ -231,9 +231,12 @@ def _mark(run_dir: Path, status: str, error: str) -> None:
 
 
 def _tally(status: str, run_dir: Path) -> None:
-    """Append a job's outcome to the multirun's tally file (one short line, one write)."""
+    """Append a job's outcome to the multirun's tally file (one short line, one write). A job
+    of several processes (submitit tasks_per_node > 1) is counted once, by rank 0."""
+    from normbench.engine.distributed import launched_rank
+
     path = os.environ.get(TALLY_ENV)
-    if path:
+    if path and launched_rank() == 0:
         with open(path, "a") as f:
             f.write(f"{status}\t{run_dir}\n")
 

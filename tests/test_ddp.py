@@ -271,5 +271,6 @@ def test_submitit_job_of_two_tasks_runs_ddp(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "multirun: 1 jobs: 1 complete" in done.stderr  # the job's two tasks count once
     summary = json.loads((_run_dir(tmp_path, "sub") / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["distributed"]["world_size"] == 2
