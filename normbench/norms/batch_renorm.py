@@ -100,10 +100,12 @@ class BatchRenorm(BatchNormBase):
 
         return renorm
 
-    # Run eagerly under torch.compile (a graph break around this layer): traced by dynamo, the
-    # gradients through the grouped BN Function with r and d from the renorm closure came out
-    # wrong (relative error ~1e-4 in float64 against eager, torch 2.14; the cause is not found),
-    # while the forward matched. tests/test_norms_compiled.py checks values and gradients.
+    # Run eagerly under torch.compile (a graph break around this layer). Compiled, the forward
+    # is right but the gradients are not (relative error ~1e-4 in float64, torch 2.14): the
+    # compiled backward recomputes r and d from the step buffer (r_max(t), d_max(t)) instead of
+    # saving them, and reads it after the forward's step.add_(1) - a recompute of a graph input
+    # that the graph mutates (reproduced with a step buffer, a clamp and an in-place increment,
+    # without normbench's Function). tests/test_norms_compiled.py checks values and gradients.
     @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
