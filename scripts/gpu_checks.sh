@@ -4,7 +4,13 @@
 # `bench norms` on CUDA with the compiled column. Each step has its own time limit, so that a
 # slow step costs only itself; the CSVs and PNGs are copied to OUTDIR after each step.
 #
-# Usage: scripts/gpu_checks.sh OUTDIR        (PYTHON=python3; normbench importable from here)
+# Usage: scripts/gpu_checks.sh OUTDIR        (PYTHON=python3; run from the repository root)
+#
+# On the lent machine (device tool), which has torch but not hydra: carry the wheels of
+# hydra-core, omegaconf and antlr4-python3-runtime in an excluded folder .whl/ (README of the
+# device tool; antlr4 4.9.3 has no wheel on PyPI: `pip wheel --no-deps antlr4-python3-runtime==4.9.3`)
+# and run: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+# PYTHONPATH=/tmp/site bash scripts/gpu_checks.sh $OUT
 # Then, on the machine with the repository: copy OUTDIR's iteration-cuda.* and norms-cuda.* into
 # results/bench/ and run `normbench bench train --readme-only` and `normbench bench norms
 # --readme-only` to rewrite the README sections.
@@ -13,6 +19,10 @@ out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 log="$out/gpu_checks.log"
+# Run from a checkout (not installed): the wheel's package normbench.configs is configs/ here.
+if ! "$py" -c "import normbench.configs" 2>/dev/null; then
+  ln -sfn ../configs normbench/configs
+fi
 export PYTHONUNBUFFERED=1
 work=$(mktemp -d)/bench
 cp -r results/bench "$work"  # the README's other sections are kept and rewritten beside ours
