@@ -43,6 +43,7 @@ def _status(run: Path) -> str:
     return json.loads((run / "summary.json").read_text())["status"]
 
 
+@pytest.mark.slow  # 13 s; tests/test_small_batch.py checks the same (runs and report) in the fast set
 def test_a_joblib_sweep_makes_the_runs_of_a_serial_sweep(tmp_path):
     serial = _train(tmp_path, "name=serial", *FAST, *GRID)
     assert serial.returncode == 0, serial.stdout + serial.stderr
