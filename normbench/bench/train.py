@@ -140,7 +140,23 @@ def build_setup(
         norm_cfg, label = variant_config(variant, args.model, args.width)
         spec = RecordingSpec(build_norm(norm_cfg))
     model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
-    model = build_network(model_cfg, spec, data.num_classes, data.in_shape).to(device).train()
+    model = build_network(model_cfg, spec, data.num_classes, data.in_shape)
+    return _setup(args, mode, data, device, variant, label, model, spec.modules)
+
+
+def _setup(
+    args: argparse.Namespace,
+    mode: str,
+    data: Any,
+    device: torch.device,
+    variant: str,
+    label: str,
+    model: nn.Module,
+    norm_modules: list[nn.Module],
+    step: Any = train_step,
+) -> Setup:
+    """``model`` on ``device`` in ``mode`` (precision, compile), with its SGD and loader."""
+    model = model.to(device).train()
     compiled, precision = mode.split("-")
     fast = FastPath(
         device,
@@ -151,7 +167,9 @@ def build_setup(
     step_model = fast.prepare_model(model)
     optimizer = torch.optim.SGD(model.parameters(), **SGD)
     loader = data.train_loader(args.batch, seed=0)
-    return Setup(variant, label, model, step_model, optimizer, loader, fast, spec.modules)
+    return Setup(
+        variant, label, model, step_model, optimizer, loader, fast, norm_modules, train_step=step
+    )
 
 
 def reference_step(
@@ -185,28 +203,8 @@ def build_reference_setup(
 ) -> Setup:
     """torchvision's ResNet-50 in the reference loop, in ``mode``, on the same batches."""
     torch.manual_seed(0)
-    model = reference_model(args, data.num_classes).to(device).train()
-    compiled, precision = mode.split("-")
-    fast = FastPath(
-        device,
-        None if precision == "fp32" else precision,
-        args.channels_last,
-        compiled == "compiled",
-    )
-    step_model = fast.prepare_model(model)
-    optimizer = torch.optim.SGD(model.parameters(), **SGD)
-    loader = data.train_loader(args.batch, seed=0)
-    return Setup(
-        REFERENCE,
-        REFERENCE,
-        model,
-        step_model,
-        optimizer,
-        loader,
-        fast,
-        [],
-        train_step=reference_step,
-    )
+    model = reference_model(args, data.num_classes)
+    return _setup(args, mode, data, device, REFERENCE, REFERENCE, model, [], reference_step)
 
 
 def _sync(device: torch.device) -> None:
