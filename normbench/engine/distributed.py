@@ -13,7 +13,7 @@ Division of the work:
 - rank 0 alone evaluates (on the plain module, with its own running statistics, which DDP
   broadcasts to the other ranks before every forward) and writes the run directory; the other
   ranks wait at a barrier;
-- a stop request (SIGINT/SIGTERM on any rank) is all-reduced at every step boundary, so every
+- a stop request (SIGINT/SIGTERM on any rank) is all-reduced (on the host) at every step boundary, so every
   rank stops after the same step and rank 0 checkpoints it.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -77,6 +78,7 @@ class Distributed:
     world_size: int = 1
     local_rank: int = 0
     backend: str = "none"
+    host_group: Any = None  # a gloo group for CPU flags under nccl (None: the default group)
 
     @property
     def enabled(self) -> bool:
@@ -115,7 +117,8 @@ class Distributed:
             dist.init_process_group(
                 backend, timeout=dt.timedelta(minutes=timeout_minutes), rank=rank, world_size=world
             )
-        return cls(rank, world, local, backend)
+        host_group = dist.new_group(backend="gloo") if backend == "nccl" else None
+        return cls(rank, world, local, backend, host_group)
 
     def device(self, device: torch.device) -> torch.device:
         """This rank's device: ``cuda:LOCAL_RANK`` on GPU."""
@@ -123,20 +126,13 @@ class Distributed:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank if ``flag`` is true on any rank (one all-reduce)."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def max_int(self, value: int, device: torch.device) -> int:
-        """The largest of ``value`` over the ranks."""
+    def max_int(self, value: int) -> int:
+        """The largest of ``value`` over the ranks: a host-side all-reduce (gloo), so a check
+        made every step never waits for the GPU."""
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.long, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        t = torch.tensor([value], dtype=torch.long)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.host_group)
         return int(t.item())
 
     def barrier(self) -> None:

@@ -221,7 +221,7 @@ class Trainer:
         (one all-reduce per step under torchrun)."""
         if not self.dist.enabled:
             return self.stop.requested
-        signum = self.dist.max_int(self.stop.signum or 0, self.device)
+        signum = self.dist.max_int(self.stop.signum or 0)
         if signum and self.stop.signum is None:
             self.stop.signum = signum  # asked on another rank
         return bool(signum)
