@@ -123,14 +123,19 @@ def filter_response_norm_formula(
     eps: float,
 ) -> torch.Tensor:
     """FRN + TLU on (N, C, *S) as autograd ops: ν² = mean over S of x², z = max(γ x / sqrt(ν² +
-    ε) + β, τ). What ``torch.compile`` traces (the Function is faster in eager mode)."""
+    ε) + β, τ). What ``torch.compile`` traces (the Function is faster in eager mode).
+
+    max(y, τ) is written relu(γ s x + β − τ) + τ with s = (ν² + ε)^(-1/2): the gradient flows to
+    y where y > τ, as in the Function. Compiled on CPU this form ran at 0.4-0.75x eager BN, where
+    ``torch.maximum`` ran at 1.4-2.8x and ``torch.where`` at 5-8x (its backward is not fused)."""
     shape = (1, -1, *([1] * (x.dim() - 2)))
     nu2 = x.square().mean(dim=tuple(range(2, x.dim())), keepdim=True)
     eps_t = eps if eps_l is None else eps_l.abs().view(shape) + eps
-    y = x * torch.rsqrt(nu2 + eps_t)
-    if weight is not None:
-        y = y * weight.view(shape) + bias.view(shape)
-    return torch.maximum(y, tau.view(shape))
+    scale = torch.rsqrt(nu2 + eps_t)
+    if weight is None:
+        return torch.relu(x * scale - tau.view(shape)) + tau.view(shape)
+    scale = scale * weight.view(shape)
+    return torch.relu(x * scale + (bias - tau).view(shape)) + tau.view(shape)
 
 
 class FilterResponseNorm(nn.Module):
@@ -152,8 +157,8 @@ class FilterResponseNorm(nn.Module):
         if x.dim() == 2:
             return filter_response_norm_flat(*args)
         if torch.compiler.is_compiling():
-            # inductor fuses the plain formula into one kernel each way; traced, the
-            # hand-written Function ran 2.6x slower than eager (bench norms, CPU)
+            # inductor fuses the plain formula; traced, the hand-written Function ran 2.6x
+            # slower than eager (bench norms, CPU)
             return filter_response_norm_formula(*args)
         return FilterResponseNormFunction.apply(*args)
 
