@@ -26,7 +26,9 @@ the groups' statistics (μ ← (1−α)μ + α mean_k μ_k, σ² ← (1−α)σ�
 as ``norm=ghost_batch`` does. A trailing partial group is normalized by its own statistics
 and leaves the running estimates alone. The forward and the closed-form backward are
 ``GroupedBatchNormFunction`` (``normbench/norms/grouped.py``): BN's gradient with γ·r_k in
-place of γ, ∂L/∂γ = Σ_k (r_k Σ dy x̂ + d_k Σ dy).
+place of γ, ∂L/∂γ = Σ_k (r_k Σ dy x̂ + d_k Σ dy). Under ``torch.compile`` the same formula
+runs as plain autograd ops (:func:`batch_renorm_formula`), and the buffers are replaced by new
+tensors instead of being updated in place (see ``BatchRenorm._compiled_forward``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,42 @@ import torch
 from torch import nn
 
 from normbench.norms.batch import BatchNormBase
-from normbench.norms.checks import check_group_size
-from normbench.norms.grouped import Renorm
+from normbench.norms.checks import check_batch_values, check_group_size, values_per_channel
+from normbench.norms.grouped import Renorm, group_count
 from normbench.norms.spec import NormSpec, check_dims
+
+
+def batch_renorm_formula(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    groups: int,
+    renorm: Renorm | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode Batch Renorm of (N, C, *S) over ``groups`` groups of consecutive samples, as
+    autograd ops: y = γ ((x − μ_k) / σ_k · r_k + d_k) + β, with r_k, d_k = ``renorm(μ_k, 1/σ_k)``
+    computed without gradient (r = 1, d = 0 when ``renorm`` is None). What ``torch.compile``
+    traces. Statistics in float32 at least (bf16 activations under autocast).
+
+    Returns:
+        y in x's dtype, and the groups' means and biased variances, each (G, C).
+    """
+    n, c = x.shape[:2]
+    work = torch.promote_types(x.dtype, torch.float32)
+    xg = x.reshape(groups, n // groups, c, -1).to(work)
+    var, mean = torch.var_mean(xg, dim=(1, 3), correction=0, keepdim=True)  # (G, 1, C, 1)
+    invstd = torch.rsqrt(var + eps)
+    xhat = (xg - mean) * invstd
+    if renorm is not None:
+        with torch.no_grad():
+            r, d = renorm(mean.view(groups, c), invstd.view(groups, c))
+        xhat = xhat * r.view(mean.shape) + d.view(mean.shape)
+    y = xhat.reshape(x.shape)
+    if weight is not None:
+        shape = (1, c, *([1] * (x.dim() - 2)))
+        y = y * weight.view(shape) + bias.view(shape)
+    return y.to(x.dtype), mean.view(groups, c), var.view(groups, c)
 
 
 class BatchRenorm(BatchNormBase):
@@ -75,14 +110,15 @@ class BatchRenorm(BatchNormBase):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def _ramp(self, end: int) -> torch.Tensor | float:
-        """clip((t − warmup) / (end − warmup), 0, 1); a float on CPU, else a 0-d tensor (no sync)."""
+        """clip((t − warmup) / (end − warmup), 0, 1): a float on CPU in eager mode, else a 0-d
+        tensor (no device sync; under torch.compile, no graph break and no recompile per step)."""
         span = max(end - self.warmup_steps, 1)
-        if self.step.device.type == "cpu":
+        if self.step.device.type == "cpu" and not torch.compiler.is_compiling():
             return min(max((int(self.step) - self.warmup_steps) / span, 0.0), 1.0)
         return ((self.step.to(self.running_var.dtype) - self.warmup_steps) / span).clamp(0.0, 1.0)
 
     def limits(self) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-        """The current (r_max(t), d_max(t)): floats on CPU, 0-d tensors elsewhere."""
+        """The current (r_max(t), d_max(t)): floats or 0-d tensors, as :meth:`_ramp` gives."""
         r_lim = 1.0 + (self.r_max - 1.0) * self._ramp(self.r_max_steps)
         d_lim = self.d_max * self._ramp(self.d_max_steps)
         return r_lim, d_lim
@@ -100,13 +136,6 @@ class BatchRenorm(BatchNormBase):
 
         return renorm
 
-    # Run eagerly under torch.compile (a graph break around this layer). Compiled, the forward
-    # is right but the gradients are not (relative error ~1e-4 in float64, torch 2.14): the
-    # compiled backward recomputes r and d from the step buffer (r_max(t), d_max(t)) instead of
-    # saving them, and reads it after the forward's step.add_(1) - a recompute of a graph input
-    # that the graph mutates (reproduced with a step buffer, a clamp and an in-place increment,
-    # without normbench's Function). tests/test_norms_compiled.py checks values and gradients.
-    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if not self.uses_batch_stats():
@@ -114,8 +143,40 @@ class BatchRenorm(BatchNormBase):
         size = self.group_size or x.shape[0]
         if not (self.track_running_stats and self.running_mean is not None):
             return self.grouped_batch_norm(x, size, impl=self.impl)  # batch stats: r = 1, d = 0
+        if torch.compiler.is_compiling():
+            return self._compiled_forward(x, size)
         y = self.grouped_batch_norm(x, size, self._renorm(), impl=self.impl)
         self.step.add_(1)
+        return y
+
+    def _compiled_forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """The training forward under ``torch.compile``: :func:`batch_renorm_formula`, then the
+        running estimates and the step counter as new tensors in the buffers' places.
+
+        Not in-place updates: compiled (torch 2.14, with inductor and with ``aot_eager``), a
+        backward whose r, d depend on a buffer that the forward updates in place read the
+        updated value, so r, d were those of the next step and ∂L/∂x, ∂L/∂γ wrong (reproduced
+        without normbench's Functions, with a step buffer and ``add_``). DDP collects the
+        buffers again at every sync. tests/test_norms_compiled.py checks the gradients.
+        """
+        n = x.shape[0]
+        groups, rest = group_count(n, size)
+        check_batch_values(x, self.variant, size)
+        factor = self.running_factor()
+        head = x[: n - rest] if rest else x
+        args, renorm = (self.weight, self.bias, self.eps), self._renorm()
+        y, mean, var = batch_renorm_formula(head, *args, groups, renorm)
+        if rest:  # a trailing partial group: its own statistics and r, d; no update from it
+            check_batch_values(x[n - rest :], self.variant)
+            y = torch.cat([y, batch_renorm_formula(x[n - rest :], *args, 1, renorm)[0]])
+        if factor is not None:
+            m = values_per_channel(head) // groups
+            with torch.no_grad():
+                new_mean = mean.mean(0).to(self.running_mean.dtype)
+                new_var = var.mean(0).mul(m / max(m - 1, 1)).to(self.running_var.dtype)
+                self.running_mean = torch.lerp(self.running_mean, new_mean, factor)
+                self.running_var = torch.lerp(self.running_var, new_var, factor)
+        self.step = self.step + 1
         return y
 
     def extra_repr(self) -> str:
