@@ -295,6 +295,32 @@ def test_reference_needs_resnet50_at_width_1(run_cli, tmp_path):
     assert code == 2 and "--reference compares with torchvision's ResNet-50" in out + err
 
 
+def test_compare_ops_counts_every_operator_of_both_steps(run_cli, tmp_path):
+    """Both networks are ResNet-50: 53 convolutions and 53 BN layers a step, each way. They
+    differ in the residual sum: ours is out-of-place (``aten::add``, 16 blocks), torchvision's
+    in place (``aten::add_``), so 16 more ``add`` calls and 16 fewer ``add_``."""
+    args = [a if a != "0.0625" else "1" for a in TINY]
+    code, out, err = run_cli(
+        "bench", "train", *args, "--modes", "eager-fp32", "--compare-ops", "--out", str(tmp_path)
+    )
+    assert code == 0, out + err
+    rows = {r["op"]: r for r in _rows(tmp_path / "ops-vs-reference-cpu.csv")}
+    assert not (tmp_path / "iteration-cpu.csv").exists()  # no timing table in this mode
+    for op in ("aten::convolution_backward", "aten::native_batch_norm"):
+        assert float(rows[op]["calls_ours"]) == float(rows[op]["calls_reference"]) == 53
+    add, add_ = rows["aten::add"], rows["aten::add_"]
+    assert float(add["calls_ours"]) - float(add["calls_reference"]) == 16
+    assert float(add_["calls_reference"]) - float(add_["calls_ours"]) == 16
+    diffs = [abs(float(r["cpu_ms_diff"])) for r in rows.values()]
+    assert diffs == sorted(diffs, reverse=True)  # the largest difference first
+    assert "[eager-fp32] wall ms/step under the profiler" in out + err
+
+
+def test_compare_ops_needs_resnet50_at_width_1(run_cli, tmp_path):
+    code, out, err = run_cli("bench", "train", *TINY, "--compare-ops", "--out", str(tmp_path))
+    assert code == 2 and "--compare-ops compares with torchvision's ResNet-50" in out + err
+
+
 def test_no_profile_gives_the_differential_only(run_cli, tmp_path):
     code, out, err = run_cli(
         "bench", "train", *TINY, "--modes", "eager-fp32", "--no-profile", "--out", str(tmp_path)

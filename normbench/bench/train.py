@@ -442,6 +442,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="profile the eager modes for the norm share (default: on; the slow part of a run)",
     )
     parser.add_argument(
+        "--compare-ops",
+        action="store_true",
+        help=(
+            "instead of the timing table: profile ours (batch) and the torchvision reference in "
+            "each mode, operator by operator, into ops-vs-reference-<device>.csv (where a "
+            "vs_reference gap comes from); needs --model resnet50 --width 1"
+        ),
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
     parser.add_argument("--out", type=Path, default=Path("results/bench"), help="output directory")
@@ -481,9 +490,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available; use --device cpu")
-    if args.reference and (args.model != "resnet50" or args.width != 1):
+    if (args.reference or args.compare_ops) and (args.model != "resnet50" or args.width != 1):
+        option = "--compare-ops" if args.compare_ops else "--reference"
         parser.error(
-            "--reference compares with torchvision's ResNet-50: use --model resnet50 --width 1 "
+            f"{option} compares with torchvision's ResNet-50: use --model resnet50 --width 1 "
             f"(got --model {args.model} --width {args.width})"
         )
     if args.train_size < args.batch:
@@ -555,6 +565,12 @@ def main(argv: list[str]) -> int:
         f"modes {', '.join(args.mode_list)}"
     )
     data = synthetic_data(args, device)
+    if args.compare_ops:
+        from normbench.bench import reference_ops
+
+        path = reference_ops.run(args, argv, data, device, _log)
+        _log(f"wrote {path}")
+        return 0
     start = time.perf_counter()
     rows = [
         {**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)

@@ -1,0 +1,164 @@
+"""``normbench bench train --compare-ops``: operator by operator, where our training step and
+torchvision's reference step differ.
+
+``bench train --reference`` gives one number per mode (our images/s over the reference's). This
+says where a gap comes from: for each mode, ``steps`` steps of ours (``batch``) and of the
+reference (torchvision's ResNet-50 in its reference loop, same batches, precision, memory
+format and compile mode) run under ``torch.profiler`` after their warm-up, and every operator
+(aten ops, CUDA runtime calls such as ``cudaLaunchKernel``, compiled graphs, autograd nodes) is
+counted: calls per step, self CPU ms per step and, on a GPU, self device ms per step. Rows are
+written to ``ops-vs-reference-<device>.csv`` sorted by the largest difference, and the step
+totals (wall ms per step with the profiler on, kernel count) are printed per mode.
+
+Profiler times include the profiler's own cost per recorded event; they rank differences, the
+unprofiled ``bench train --reference`` gives the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from normbench.engine.environment import environment
+from normbench.files import write_atomic
+
+#: Columns of the CSV, after the run's own (device, mode).
+FIELDS = (
+    "op",
+    "calls_ours",
+    "calls_reference",
+    "cpu_ms_ours",
+    "cpu_ms_reference",
+    "device_ms_ours",
+    "device_ms_reference",
+    "cpu_ms_diff",
+    "device_ms_diff",
+)
+
+
+def op_table(setup: Any, steps: int, device: torch.device) -> tuple[dict[str, dict], float]:
+    """Profile ``steps`` steps of ``setup`` (one discarded step first): per operator, calls, self
+    CPU ms and self device ms, each per step; and the wall ms per step under the profiler."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from normbench.bench.train import _sync
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with profile(activities=activities, schedule=plan) as prof:
+        for i in range(steps + 1):
+            if i == 1:
+                start = time.perf_counter()
+            setup.step()
+            _sync(device)
+            prof.step()
+    wall_ms = 1000 * (time.perf_counter() - start) / steps
+    table = {}
+    for avg in prof.key_averages():
+        device_us = getattr(avg, "self_device_time_total", None)
+        if device_us is None:  # older torch
+            device_us = getattr(avg, "self_cuda_time_total", 0.0)
+        table[avg.key] = {
+            "calls": avg.count / steps,
+            "cpu_ms": avg.self_cpu_time_total / 1000 / steps,
+            "device_ms": device_us / 1000 / steps,
+        }
+    return table, wall_ms
+
+
+def compare(ours: dict[str, dict], reference: dict[str, dict]) -> list[dict[str, Any]]:
+    """One row per operator seen in either step, the largest |time difference| first."""
+    rows = []
+    zero = {"calls": 0.0, "cpu_ms": 0.0, "device_ms": 0.0}
+    for op in sorted(set(ours) | set(reference)):
+        a, b = ours.get(op, zero), reference.get(op, zero)
+        rows.append(
+            {
+                "op": op,
+                "calls_ours": round(a["calls"], 2),
+                "calls_reference": round(b["calls"], 2),
+                "cpu_ms_ours": round(a["cpu_ms"], 4),
+                "cpu_ms_reference": round(b["cpu_ms"], 4),
+                "device_ms_ours": round(a["device_ms"], 4),
+                "device_ms_reference": round(b["device_ms"], 4),
+                "cpu_ms_diff": round(a["cpu_ms"] - b["cpu_ms"], 4),
+                "device_ms_diff": round(a["device_ms"] - b["device_ms"], 4),
+            }
+        )
+    rows.sort(key=lambda r: -max(abs(r["cpu_ms_diff"]), abs(r["device_ms_diff"])))
+    return rows
+
+
+def run(
+    args: argparse.Namespace, argv: list[str], data: Any, device: torch.device, log: Any
+) -> Path:
+    """Profile ours and the reference in every mode of ``args``; write the CSV, log the totals."""
+    from normbench.bench.train import build_reference_setup, build_setup, warm_up
+
+    env = environment(device)
+    date = dt.date.today().isoformat()
+    command = "normbench bench train " + shlex.join(argv)
+    out_rows = []
+    for mode in args.mode_list:
+        tables = {}
+        for name in ("ours", "reference"):
+            if name == "ours":
+                setup = build_setup(args, "batch", mode, data, device)
+            else:
+                setup = build_reference_setup(args, mode, data, device)
+            warm_up(setup, args.warmup, device)
+            tables[name] = op_table(setup, args.steps, device)
+            del setup
+        (ours, wall_ours), (ref, wall_ref) = tables["ours"], tables["reference"]
+        rows = compare(ours, ref)
+        launches = {
+            name: table.get("cudaLaunchKernel", {}).get("calls", 0.0)
+            for name, table in (("ours", ours), ("reference", ref))
+        }
+        log(
+            f"[{mode}] wall ms/step under the profiler: ours {wall_ours:.1f}, reference "
+            f"{wall_ref:.1f}; cudaLaunchKernel calls/step: ours {launches['ours']:.0f}, reference "
+            f"{launches['reference']:.0f}"
+        )
+        for row in rows[:12]:
+            log(
+                f"  {row['op'][:60]:60s} calls {row['calls_ours']:8.1f} vs "
+                f"{row['calls_reference']:8.1f}  cpu ms {row['cpu_ms_diff']:+8.3f}  device ms "
+                f"{row['device_ms_diff']:+8.3f}"
+            )
+        for row in rows:
+            out_rows.append(
+                {
+                    "device": device.type,
+                    "device_name": env["device_name"],
+                    "torch": env["torch"],
+                    "threads": env["threads"],
+                    "date": date,
+                    "git": env["git"],
+                    "batch": args.batch,
+                    "channels_last": args.channels_last,
+                    "steps": args.steps,
+                    "mode": mode,
+                    "wall_ms_ours": round(wall_ours, 3),
+                    "wall_ms_reference": round(wall_ref, 3),
+                    **row,
+                    "conditions": args.conditions,
+                    "command": command,
+                }
+            )
+    path = args.out / f"ops-vs-reference-{device.type}.csv"
+
+    def write(handle: Any) -> None:
+        writer = csv.DictWriter(handle, fieldnames=list(out_rows[0]))
+        writer.writeheader()
+        writer.writerows(out_rows)
+
+    write_atomic(path, write)
+    return path
