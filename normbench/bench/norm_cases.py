@@ -47,11 +47,11 @@ REASONS: dict[str, str] = {
     "batch_detached": "statistics as constants need torch's BN kernel plus a separate gradient "
     "multiply (small inputs) or the closed-form Function (large ones)",
     "batch_renorm": "around torch's BN kernel, r and d against the running estimates, the "
-    "schedule step and the corrected affine are ~20 more ops on 100-value vectors (25 aten ops "
-    f"per step), and the backward is a Python autograd.Function; {BN_OPS}",
-    "ghost_batch": "15 groups of 4 samples: torch's BN kernel needs a transposed (group, G·C) "
-    "copy in and out (3.3x measured), so the closed form runs: 47 aten ops per step on tiny "
-    f"tensors and a Python backward; {BN_OPS}",
+    "schedule step and the corrected affine are ~20 more ops on per-channel vectors (25 aten "
+    f"ops per step), and the backward is a Python autograd.Function; {BN_OPS}",
+    "ghost_batch": "groups of 4 samples (15 at 60x100): torch's BN kernel needs a transposed "
+    "(group, G·C) copy in and out (3.3x measured at 60x100), so the closed form runs: 47 aten "
+    f"ops per step and a Python backward; {BN_OPS}",
     "group": GROUP_NORM_KERNEL,
     "layer": GROUP_NORM_KERNEL,
     "instance": GROUP_NORM_KERNEL,
