@@ -316,6 +316,16 @@ def test_compare_ops_counts_every_operator_of_both_steps(run_cli, tmp_path):
     assert "[eager-fp32] wall ms/step under the profiler" in out + err
 
 
+def test_compare_ops_counts_compiled_graphs_under_one_name():
+    from normbench.bench.reference_ops import op_name
+
+    ours = op_name("## Call CompiledFxGraph fwutnm4togwrknsoq7g4qmusezthoxsn7g42 ##")
+    theirs = op_name("## Call CompiledFxGraph foigoa7le3cgvzummpzuz47gaznaphmjpuc3 ##")
+    assert ours == theirs == "## Call CompiledFxGraph ##"
+    assert op_name("Torch-Compiled Region: 1/0") == op_name("Torch-Compiled Region: 0/0")
+    assert op_name("aten::add_") == "aten::add_"
+
+
 def test_compare_ops_needs_resnet50_at_width_1(run_cli, tmp_path):
     code, out, err = run_cli("bench", "train", *TINY, "--compare-ops", "--out", str(tmp_path))
     assert code == 2 and "--compare-ops compares with torchvision's ResNet-50" in out + err

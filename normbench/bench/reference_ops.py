@@ -6,7 +6,8 @@ says where a gap comes from: for each mode, ``steps`` steps of ours (``batch``) 
 reference (torchvision's ResNet-50 in its reference loop, same batches, precision, memory
 format and compile mode) run under ``torch.profiler`` after their warm-up, and every operator
 (aten ops, CUDA runtime calls such as ``cudaLaunchKernel``, compiled graphs, autograd nodes) is
-counted: calls per step, self CPU ms per step and, on a GPU, self device ms per step. Rows are
+counted: calls per step, self CPU ms per step and, on a GPU, self device ms per step (compiled
+graphs under one name: their hashes differ between the two models). Rows are
 written to ``ops-vs-reference-<device>.csv`` sorted by the largest difference, and the step
 totals (wall ms per step with the profiler on, kernel count) are printed per mode.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import re
 import shlex
 import time
 from pathlib import Path
@@ -43,6 +45,21 @@ FIELDS = (
 )
 
 
+#: Names that differ between two compiled models for the same thing: a compiled graph's hash,
+#: dynamo's frame number. Replaced, so that ours and the reference's are counted together.
+RENAMES = (
+    (re.compile(r"(CompiledFxGraph) \w+"), r"\1"),
+    (re.compile(r"(Torch-Compiled Region): \d+/\d+"), r"\1"),
+)
+
+
+def op_name(key: str) -> str:
+    """The profiler's event name with graph hashes and frame numbers taken out."""
+    for pattern, replacement in RENAMES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
 def op_table(setup: Any, steps: int, device: torch.device) -> tuple[dict[str, dict], float]:
     """Profile ``steps`` steps of ``setup`` (one discarded step first): per operator, calls, self
     CPU ms and self device ms, each per step; and the wall ms per step under the profiler."""
@@ -65,11 +82,10 @@ def op_table(setup: Any, steps: int, device: torch.device) -> tuple[dict[str, di
         device_us = getattr(avg, "self_device_time_total", None)
         if device_us is None:  # older torch
             device_us = getattr(avg, "self_cuda_time_total", 0.0)
-        table[avg.key] = {
-            "calls": avg.count / steps,
-            "cpu_ms": avg.self_cpu_time_total / 1000 / steps,
-            "device_ms": device_us / 1000 / steps,
-        }
+        entry = table.setdefault(op_name(avg.key), {"calls": 0.0, "cpu_ms": 0.0, "device_ms": 0.0})
+        entry["calls"] += avg.count / steps
+        entry["cpu_ms"] += avg.self_cpu_time_total / 1000 / steps
+        entry["device_ms"] += device_us / 1000 / steps
     return table, wall_ms
 
 
