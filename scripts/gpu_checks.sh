@@ -61,7 +61,7 @@ step 230 "$py" -m normbench bench train --gpu-defaults --variants batch --refere
 step 120 "$py" -m normbench bench train --gpu-defaults --modes eager-bf16,compiled-bf16 \
   --compare-ops --steps 5 --out "$work" --conditions "$conditions"
 step 100 "$py" -m normbench bench train --gpu-defaults --modes eager-fp32,eager-bf16 \
-  --variants batch_renorm,ghost_batch,group,layer,frn,evonorm,ws_group --no-profile \
+  --variants batch_renorm,ghost_batch,group,layer,frn,evonorm,ws_group --no-profile --no-reference \
   --append --out "$work" --conditions "$conditions"
 # bench norms on CUDA ran on the lease of 2026-11-30 (norms-cuda.csv); within one command's
 # 10 minutes it does not fit beside the steps above.
