@@ -22,7 +22,6 @@ import csv
 import datetime as dt
 import re
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +30,8 @@ import torch
 from normbench.engine.environment import environment
 from normbench.files import write_atomic
 
-#: Columns of the CSV, after the run's own (device, mode).
-FIELDS = (
-    "op",
-    "calls_ours",
-    "calls_reference",
-    "cpu_ms_ours",
-    "cpu_ms_reference",
-    "device_ms_ours",
-    "device_ms_reference",
-    "cpu_ms_diff",
-    "device_ms_diff",
-)
-
+#: What is counted per operator, each per step.
+MEASURES = ("calls", "cpu_ms", "device_ms")
 
 #: Names that differ between two compiled models for the same thing: a compiled graph's hash,
 #: dynamo's frame number. Replaced, so that ours and the reference's are counted together.
@@ -61,53 +49,37 @@ def op_name(key: str) -> str:
 
 
 def op_table(setup: Any, steps: int, device: torch.device) -> tuple[dict[str, dict], float]:
-    """Profile ``steps`` steps of ``setup`` (one discarded step first): per operator, calls, self
-    CPU ms and self device ms, each per step; and the wall ms per step under the profiler."""
-    from torch.profiler import ProfilerActivity, profile, schedule
+    """Profile ``steps`` steps of ``setup``: per operator, calls, self CPU ms and self device ms,
+    each per step; and the wall ms per step under the profiler."""
+    from normbench.bench.train import profile_steps
 
-    from normbench.bench.train import _sync
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
-    with profile(activities=activities, schedule=plan) as prof:
-        for i in range(steps + 1):
-            if i == 1:
-                start = time.perf_counter()
-            setup.step()
-            _sync(device)
-            prof.step()
-    wall_ms = 1000 * (time.perf_counter() - start) / steps
-    table = {}
+    prof, wall_s = profile_steps(setup, steps, device)
+    table: dict[str, dict] = {}
     for avg in prof.key_averages():
         device_us = getattr(avg, "self_device_time_total", None)
         if device_us is None:  # older torch
             device_us = getattr(avg, "self_cuda_time_total", 0.0)
-        entry = table.setdefault(op_name(avg.key), {"calls": 0.0, "cpu_ms": 0.0, "device_ms": 0.0})
+        entry = table.setdefault(op_name(avg.key), dict.fromkeys(MEASURES, 0.0))
         entry["calls"] += avg.count / steps
         entry["cpu_ms"] += avg.self_cpu_time_total / 1000 / steps
         entry["device_ms"] += device_us / 1000 / steps
-    return table, wall_ms
+    return table, 1000 * wall_s / steps
 
 
 def compare(ours: dict[str, dict], reference: dict[str, dict]) -> list[dict[str, Any]]:
     """One row per operator seen in either step, the largest |time difference| first."""
+    zero = dict.fromkeys(MEASURES, 0.0)
     rows = []
-    zero = {"calls": 0.0, "cpu_ms": 0.0, "device_ms": 0.0}
     for op in sorted(set(ours) | set(reference)):
         a, b = ours.get(op, zero), reference.get(op, zero)
-        rows.append(
-            {
-                "op": op,
-                "calls_ours": round(a["calls"], 2),
-                "calls_reference": round(b["calls"], 2),
-                "cpu_ms_ours": round(a["cpu_ms"], 4),
-                "cpu_ms_reference": round(b["cpu_ms"], 4),
-                "device_ms_ours": round(a["device_ms"], 4),
-                "device_ms_reference": round(b["device_ms"], 4),
-                "cpu_ms_diff": round(a["cpu_ms"] - b["cpu_ms"], 4),
-                "device_ms_diff": round(a["device_ms"] - b["device_ms"], 4),
-            }
-        )
+        row: dict[str, Any] = {"op": op}
+        for key in MEASURES:
+            digits = 2 if key == "calls" else 4
+            row[f"{key}_ours"] = round(a[key], digits)
+            row[f"{key}_reference"] = round(b[key], digits)
+        for key in ("cpu_ms", "device_ms"):
+            row[f"{key}_diff"] = round(a[key] - b[key], 4)
+        rows.append(row)
     rows.sort(key=lambda r: -max(abs(r["cpu_ms_diff"]), abs(r["device_ms_diff"])))
     return rows
 
@@ -123,16 +95,17 @@ def run(
     command = "normbench bench train " + shlex.join(argv)
     out_rows = []
     for mode in args.mode_list:
-        tables = {}
-        for name in ("ours", "reference"):
-            if name == "ours":
-                setup = build_setup(args, "batch", mode, data, device)
-            else:
-                setup = build_reference_setup(args, mode, data, device)
+        tables = []
+        for reference in (False, True):
+            setup = (
+                build_reference_setup(args, mode, data, device)
+                if reference
+                else build_setup(args, "batch", mode, data, device)
+            )
             warm_up(setup, args.warmup, device)
-            tables[name] = op_table(setup, args.steps, device)
-            del setup
-        (ours, wall_ours), (ref, wall_ref) = tables["ours"], tables["reference"]
+            tables.append(op_table(setup, args.steps, device))
+            del setup  # one model in memory at a time
+        (ours, wall_ours), (ref, wall_ref) = tables
         rows = compare(ours, ref)
         launches = {
             name: table.get("cudaLaunchKernel", {}).get("calls", 0.0)

@@ -235,19 +235,30 @@ def timed(setup: Setup, steps: int, device: torch.device) -> None:
     setup.data_s.append(window["data"] / steps)
 
 
-def profiled(setup: Setup, steps: int, device: torch.device) -> ModuleShare:
-    """Profile ``steps`` steps with the norm modules scoped (after one profiled, discarded
-    step that warms the profiler up); the time in them."""
+def profile_steps(setup: Setup, steps: int, device: torch.device) -> tuple[Any, float]:
+    """Profile ``steps`` steps of ``setup``, each in a ``STEP_SCOPE`` range, after one profiled,
+    discarded step that warms the profiler up; the finished profiler and the wall seconds of
+    the kept steps."""
     from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
-    with ModuleScopes(setup.norm_modules), profile(activities=activities, schedule=plan) as prof:
-        for _ in range(steps + 1):
+    start = time.perf_counter()
+    with profile(activities=activities, schedule=plan) as prof:
+        for i in range(steps + 1):
+            if i == 1:
+                start = time.perf_counter()
             with record_function(STEP_SCOPE):
                 setup.step()
             _sync(device)
             prof.step()
+    return prof, time.perf_counter() - start
+
+
+def profiled(setup: Setup, steps: int, device: torch.device) -> ModuleShare:
+    """Profile ``steps`` steps with the norm modules scoped; the time in them."""
+    with ModuleScopes(setup.norm_modules):
+        prof, _ = profile_steps(setup, steps, device)
     return module_share(prof.events(), cuda=device.type == "cuda")
 
 
