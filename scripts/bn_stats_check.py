@@ -32,11 +32,11 @@ import pandas as pd
 import torch
 
 from normbench.engine.environment import cpu_name, git_revision
-from normbench.engine.eval_modes import whole_batches
-from normbench.engine.eval_records import read_evals
-from normbench.engine.eval_run import check_run_dir, read_run_config
+from normbench.evaluation.modes import whole_batches
+from normbench.evaluation.records import read_evals
+from normbench.evaluation.run import check_run_dir, read_run_config
 from normbench.errors import NormbenchError
-from normbench.eval_cli import main as eval_main
+from normbench.cli.eval import main as eval_main
 from normbench.recorder import read_summary
 
 MODES = ("running", "precise", "batch")

@@ -20,10 +20,6 @@ out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 log="$out/gpu_checks.log"
-# Run from a checkout (not installed): the wheel's package normbench.configs is configs/ here.
-if ! "$py" -c "import normbench.configs" 2>/dev/null; then
-  ln -sfn ../configs normbench/configs
-fi
 export PYTHONUNBUFFERED=1
 work=$(mktemp -d)/bench
 cp -r results/bench "$work"  # the README's other sections are kept and rewritten beside ours

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from normbench import cli
+from normbench.cli import command as cli
 
 
 @pytest.fixture

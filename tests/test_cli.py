@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from normbench.cli import BENCHMARKS
+from normbench.cli.command import BENCHMARKS
 
 
 def test_usage_and_unknown_command(run_cli):

@@ -30,13 +30,13 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from normbench.data.corruptions import SEVERITIES, corrupt, severity_parameters
-from normbench.data.corruptions_blur import disk_kernel, glass_blur_given
-from normbench.data.corruptions_elastic import elastic_field_given
-from normbench.data.corruptions_filters import clipped_zoom, line_blur
-from normbench.data.corruptions_frost import frost_texture
-from normbench.data.corruptions_params import CIFAR, IMAGENET
-from normbench.data.corruptions_spatter import spatter_given
-from normbench.data.corruptions_weather import fog_given, frost_given, plasma_fractal, snow_given
+from normbench.data.corruptions.blur import disk_kernel, glass_blur_given
+from normbench.data.corruptions.elastic import elastic_field_given
+from normbench.data.corruptions.filters import clipped_zoom, line_blur
+from normbench.data.corruptions.frost import frost_texture
+from normbench.data.corruptions.params import CIFAR, IMAGENET
+from normbench.data.corruptions.spatter import spatter_given
+from normbench.data.corruptions.weather import fog_given, frost_given, plasma_fractal, snow_given
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -371,7 +371,7 @@ def test_line_blur_matches_oracle(oracle, p, size):
 
 @pytest.mark.parametrize("size", [28, 32, 64])
 def test_clipped_zoom_matches_oracle_for_every_factor(oracle, size):
-    from normbench.data.corruptions_params import zoom_factors
+    from normbench.data.corruptions.params import zoom_factors
 
     image = natural_images(1, size, seed=5)[0].astype(np.float32) / 255
     x = torch.from_numpy(image).permute(2, 0, 1)[None]

@@ -14,7 +14,7 @@ from normbench.data.corruptions import (
     corrupt,
     parameter_set_for,
 )
-from normbench.data.corruptions_blur import _glass_pass
+from normbench.data.corruptions.blur import _glass_pass
 from normbench.errors import ConfigError, DataError
 from tests.test_corruptions import natural_images
 

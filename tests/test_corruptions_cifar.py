@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from normbench.data.corruptions import ALL_CORRUPTIONS, SEVERITIES, corrupt
-from normbench.data.corruptions_params import CIFAR, IMAGENET, zoom_factors
+from normbench.data.corruptions.params import CIFAR, IMAGENET, zoom_factors
 from tests.test_corruptions import natural_images
 
 pytestmark = [

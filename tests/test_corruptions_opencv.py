@@ -14,8 +14,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from normbench.data.corruptions import SEVERITIES, severity_parameters
-from normbench.data.corruptions_edges import canny, chamfer_distance, equalize_hist
-from normbench.data.corruptions_elastic import elastic_affine_given
+from normbench.data.corruptions.edges import canny, chamfer_distance, equalize_hist
+from normbench.data.corruptions.elastic import elastic_affine_given
 from tests.test_corruptions import natural_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from normbench import cli
+from normbench.cli import command as cli
 from normbench.report.domain_shift_data import Baseline
 
 CORRUPTIONS = [  # Hendrycks & Dietterich's 15, written out here

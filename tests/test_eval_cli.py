@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from normbench import cli
-from normbench.engine.eval_records import read_evals, write_eval_row
+from normbench.cli import command as cli
+from normbench.evaluation.records import read_evals, write_eval_row
 from normbench.engine.lock import RunLock
-from normbench.eval_cli import main as eval_main
+from normbench.cli.eval import main as eval_main
 
 from .conftest import write_idx
 

@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
-from normbench import cli
+from normbench.cli import command as cli
 from normbench.data.idx import read_idx
-from normbench.engine.eval_kl import (
+from normbench.evaluation.kl import (
     COLUMNS,
     VAR_FLOOR,
     ChannelMoments,
     gaussian_kl,
     layer_divergence,
 )
-from normbench.engine.eval_records import KEY
+from normbench.evaluation.records import KEY
 
 from .conftest import write_idx
 from .test_eval_cli import TRAIN, copy_run, make_hard_idx
@@ -66,7 +66,7 @@ def test_channel_moments_are_the_gaussian_fit_whatever_the_batching():
 
 
 def test_one_shared_affine_normalization_leaves_the_kl_unchanged():
-    """Why each domain is measured under statistics of its own (see normbench.engine.eval_kl):
+    """Why each domain is measured under statistics of its own (see normbench.evaluation.kl):
     normalizing both domains by the same statistics cannot change the Gaussian KL."""
     source, target = torch.randn(400, 3, dtype=D), torch.randn(400, 3, dtype=D) * 0.5 + 0.3
     mean, std, gamma, beta = source.mean(0), source.std(0), torch.rand(3, dtype=D) + 0.5, 1.0

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from normbench.engine.eval_data import DataChoice, input_adapter
-from normbench.engine.eval_modes import Knobs, Progress, run_mode, training_batches
-from normbench.engine.eval_run import EvalJob, LoadedRun, read_run_config
+from normbench.evaluation.data import DataChoice, input_adapter
+from normbench.evaluation.modes import Knobs, Progress, run_mode, training_batches
+from normbench.evaluation.run import EvalJob, LoadedRun, read_run_config
 from normbench.engine.evaluate import Metrics
-from normbench.engine.tent import (
+from normbench.evaluation.tent import (
     SMALL_DATA_RECIPE,
     norm_affine_parameters,
     prediction_entropy,

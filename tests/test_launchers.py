@@ -243,7 +243,7 @@ def test_a_joblib_job_takes_the_gpu_of_its_number(monkeypatch):
     import torch
     from omegaconf import OmegaConf
 
-    from normbench.cli import _use_job_gpu
+    from normbench.cli.command import _use_job_gpu
 
     chosen: list[int] = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)

@@ -15,7 +15,12 @@ import pytest
 
 import normbench.report
 
-UPSTREAM = ("normbench.norms", "normbench.models", "normbench.engine")
+UPSTREAM = (
+    "normbench.norms",
+    "normbench.models",
+    "normbench.engine",
+    "normbench.evaluation",
+)
 MODULES = sorted(
     f"normbench.report.{m.name}" for m in pkgutil.iter_modules(normbench.report.__path__)
 )

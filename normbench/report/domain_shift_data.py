@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normbench.data.corruption_names import CORRUPTIONS
+from normbench.data.corruptions.names import CORRUPTIONS
 from normbench.errors import NormbenchError
 from normbench.report.collect import Run
 from normbench.report.small_batch import Diff

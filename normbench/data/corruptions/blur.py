@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions_filters import (
+from normbench.data.corruptions.filters import (
     clipped_zoom,
     correlate2d,
     gaussian_filter,
     line_blur,
 )
-from normbench.data.corruptions_params import Disk, Glass, Motion, ZoomRange, zoom_factors
+from normbench.data.corruptions.params import Disk, Glass, Motion, ZoomRange, zoom_factors
 
 
 def disk_kernel(radius: float, alias_sigma: float) -> Tensor:

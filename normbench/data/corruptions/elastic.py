@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions_filters import gaussian_filter, sample_bilinear
-from normbench.data.corruptions_params import ElasticAffine, ElasticField
+from normbench.data.corruptions.filters import gaussian_filter, sample_bilinear
+from normbench.data.corruptions.params import ElasticAffine, ElasticField
 
 
 def elastic_transform(x: Tensor, p: ElasticField | ElasticAffine, gen: torch.Generator) -> Tensor:

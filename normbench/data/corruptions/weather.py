@@ -12,10 +12,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions_color import luminance
-from normbench.data.corruptions_filters import line_blur, zoom_centre
-from normbench.data.corruptions_frost import frost_texture
-from normbench.data.corruptions_params import Fog, Frost, Snow
+from normbench.data.corruptions.color import luminance
+from normbench.data.corruptions.filters import line_blur, zoom_centre
+from normbench.data.corruptions.frost import frost_texture
+from normbench.data.corruptions.params import Fog, Frost, Snow
 
 UniformDraw = Callable[[tuple[int, ...], float], Tensor]
 

@@ -41,10 +41,10 @@ from typing import IO, Any, TypeVar
 import torch
 from torch import nn
 
-from normbench.engine.eval_data import EvalData
+from normbench.evaluation.data import EvalData
 from normbench.engine.evaluate import Metrics, evaluate
 from normbench.engine.fastpath import FastPath
-from normbench.engine.tent import (
+from normbench.evaluation.tent import (
     norm_affine_parameters,
     recipe_for,
     tent_mode,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from normbench.data.corruptions_filters import pad2d
+from normbench.data.corruptions.filters import pad2d
 
 _TG22 = 13573  # tan(22.5 deg) in OpenCV's Canny fixed point (15 fractional bits)
 _FIX = 1 << 16  # OpenCV's distance-transform fixed point

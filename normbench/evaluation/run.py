@@ -23,16 +23,16 @@ from normbench.config import register_resolvers
 from normbench.data.folder import FolderData
 from normbench.engine.build import BuiltRun, build_run
 from normbench.engine.checkpoint import EVAL_FIX, config_changes, load_checkpoint, plain_config
-from normbench.engine.eval_data import (
+from normbench.evaluation.data import (
     DataChoice,
     EvalData,
     FolderEvalData,
     load_eval_data,
     shown_value,
 )
-from normbench.engine.eval_kl import measure_kl
-from normbench.engine.eval_modes import EvalSetup, Knobs, Outcome, Progress, run_mode
-from normbench.engine.eval_records import KEY
+from normbench.evaluation.kl import measure_kl
+from normbench.evaluation.modes import EvalSetup, Knobs, Outcome, Progress, run_mode
+from normbench.evaluation.records import KEY
 from normbench.errors import ConfigError, NormbenchError
 from normbench.norms.stats import UndefinedStatisticsError, bn_layers
 from normbench.recorder import read_summary
@@ -189,7 +189,7 @@ class LoadedRun:
         self, job: EvalJob, progress_every_s: float = 10.0
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Evaluate ``job``: its evals.csv row and, with ``job.kl``, its kl.csv rows
-        (:mod:`normbench.engine.eval_kl`; none when the evaluation is undefined)."""
+        (:mod:`normbench.evaluation.kl`; none when the evaluation is undefined)."""
         data = self.eval_data(job.data)
         progress = Progress(f"eval {self.run_dir} mode={job.mode}", progress_every_s)
         start = time.perf_counter()

@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions_color import colour
-from normbench.data.corruptions_edges import canny, chamfer_distance, equalize_hist
-from normbench.data.corruptions_filters import box_blur3, correlate2d, gaussian_filter
-from normbench.data.corruptions_params import Spatter
+from normbench.data.corruptions.color import colour
+from normbench.data.corruptions.edges import canny, chamfer_distance, equalize_hist
+from normbench.data.corruptions.filters import box_blur3, correlate2d, gaussian_filter
+from normbench.data.corruptions.params import Spatter
 
 WATER = (175 / 255, 238 / 255, 238 / 255)
 MUD = (63 / 255, 42 / 255, 20 / 255)

@@ -21,14 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from normbench.data import corruptions_blur as blur
-from normbench.data import corruptions_digital as digital
-from normbench.data import corruptions_noise as noise
-from normbench.data import corruptions_weather as weather
-from normbench.data.corruption_names import CORRUPTIONS, EXTRA_CORRUPTIONS
-from normbench.data.corruptions_elastic import elastic_transform
-from normbench.data.corruptions_params import PARAMETER_SETS, SMALL_IMAGE_MAX_SIDE
-from normbench.data.corruptions_spatter import spatter
+from normbench.data.corruptions import blur
+from normbench.data.corruptions import digital
+from normbench.data.corruptions import noise
+from normbench.data.corruptions import weather
+from normbench.data.corruptions.names import CORRUPTIONS, EXTRA_CORRUPTIONS
+from normbench.data.corruptions.elastic import elastic_transform
+from normbench.data.corruptions.params import PARAMETER_SETS, SMALL_IMAGE_MAX_SIDE
+from normbench.data.corruptions.spatter import spatter
 from normbench.errors import ConfigError, DataError
 
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS

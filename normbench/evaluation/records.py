@@ -7,7 +7,7 @@ beside it, flushed, then renamed over it), by a process holding the run's lock, 
 any moment leaves either the old or the new file. Temporary files left by a killed writer are
 removed by the next write. Columns a newer normbench added are kept.
 
-``<run>/kl.csv`` (``normbench eval ... kl=true``, :mod:`normbench.engine.eval_kl`) is kept the
+``<run>/kl.csv`` (``normbench eval ... kl=true``, :mod:`normbench.evaluation.kl`) is kept the
 same way by :func:`write_rows`: one row per (evaluation, layer), and redoing an evaluation
 replaces all of its rows.
 """

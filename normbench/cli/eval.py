@@ -26,13 +26,13 @@ from typing import Any
 import torch
 import yaml
 
-from normbench.engine.eval_data import DataChoice, check_corruption
-from normbench.engine.eval_kl import COLUMNS as KL_COLUMNS
-from normbench.engine.eval_kl import FILE as KL_FILE
-from normbench.engine.eval_kl import SOURCE_SAMPLES
-from normbench.engine.eval_modes import KNOBS, MODES, Knobs, check_mode, parse_knob
-from normbench.engine.eval_records import answered, write_eval_row, write_rows
-from normbench.engine.eval_run import EvalJob, LoadedRun, own_data, read_run_config
+from normbench.evaluation.data import DataChoice, check_corruption
+from normbench.evaluation.kl import COLUMNS as KL_COLUMNS
+from normbench.evaluation.kl import FILE as KL_FILE
+from normbench.evaluation.kl import SOURCE_SAMPLES
+from normbench.evaluation.modes import KNOBS, MODES, Knobs, check_mode, parse_knob
+from normbench.evaluation.records import answered, write_eval_row, write_rows
+from normbench.evaluation.run import EvalJob, LoadedRun, own_data, read_run_config
 from normbench.engine.lock import RunLock
 from normbench.errors import ConfigError, NormbenchError
 from normbench.recorder import read_summary

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from normbench.data.corruptions_color import hsv_to_rgb, rgb_to_hsv
-from normbench.data.corruptions_params import Saturation
+from normbench.data.corruptions.color import hsv_to_rgb, rgb_to_hsv
+from normbench.data.corruptions.params import Saturation
 
 
 def brightness(x: Tensor, shift: float, gen: torch.Generator) -> Tensor:

@@ -4,7 +4,7 @@ AdaBN (Li et al. 2016) compares, per neuron, the distribution of a BN layer's re
 source domain with its distribution on the target domain (a Gaussian fit of each), before and
 after adapting the statistics. Here, for every layer with batch statistics (every
 ``_BatchNorm`` with running statistics) or, in a model without them, every norm slot (GN, LN,
-FRN, ...; :func:`~normbench.engine.tent.norm_layers`), forward hooks collect the per-channel
+FRN, ...; :func:`~normbench.evaluation.tent.norm_layers`), forward hooks collect the per-channel
 mean and (biased, maximum-likelihood) variance of the layer's OUTPUT, the normalized and
 affine-transformed response, in float64 over the batch and spatial positions, on
 
@@ -55,16 +55,16 @@ import torch
 from torch import nn
 
 from normbench.data.folder import FolderData
-from normbench.engine.eval_modes import (
+from normbench.evaluation.modes import (
     EvalSetup,
     Outcome,
     random_order,
     training_batches,
     whole_batches,
 )
-from normbench.engine.eval_records import KEY
+from normbench.evaluation.records import KEY
 from normbench.engine.evaluate import predict
-from normbench.engine.tent import norm_layers
+from normbench.evaluation.tent import norm_layers
 from normbench.norms.stats import (
     bn_layers,
     recompute_bn_stats,
@@ -236,7 +236,7 @@ def _counts(mode: str, outcome: Outcome, setup: EvalSetup, asked: int) -> tuple[
 
 def measure_kl(mode: str, outcome: Outcome, setup: EvalSetup, samples: int) -> list[dict[str, Any]]:
     """Per-layer KL(source ‖ target) of the model as ``mode`` left it (call right after
-    :func:`~normbench.engine.eval_modes.run_mode`, before reloading the model).
+    :func:`~normbench.evaluation.modes.run_mode`, before reloading the model).
 
     Returns:
         One dict per layer: the :data:`KL_COLUMNS` without step and evaluated_at.

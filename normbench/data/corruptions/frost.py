@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions_color import luminance
+from normbench.data.corruptions.color import luminance
 
 # (RGB mean, RGB std) of frost1.png, frost2.png, frost3.png, frost4.jpg, frost5.jpg.
 PHOTO_PROFILES = (

@@ -67,16 +67,17 @@ BENCHMARKS = {
 }
 
 
-def _train(argv: list[str]) -> int:
+def train_command(argv: list[str]) -> int:
+    """``normbench train [-m] overrides``: one run or a multirun; the exit status."""
     import hydra
 
     from normbench.config import config_dir, register_resolvers
-    from normbench.precheck import is_multirun, precheck
+    from normbench.cli.precheck import is_multirun, precheck
 
     argv = rank_overrides(argv)
     precheck(argv)
     register_resolvers()
-    from normbench.sweep_stop import SweepStop
+    from normbench.cli.sweep_stop import SweepStop
 
     multirun = is_multirun(argv)
     fd, tally = tempfile.mkstemp(prefix="normbench-multirun-", suffix=".tsv")
@@ -106,7 +107,7 @@ def rank_overrides(argv: list[str]) -> list[str]:
     ranks other than 0 write nothing of Hydra's (no .hydra/, no train.log). A multirun under
     torchrun is refused (one run per torchrun; many runs: a launcher)."""
     from normbench.engine.distributed import launched_rank, launched_world_size
-    from normbench.precheck import is_multirun
+    from normbench.cli.precheck import is_multirun
 
     if launched_world_size() <= 1:
         return argv
@@ -130,7 +131,7 @@ def hydra_task(cfg: Any) -> dict[str, Any] | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from normbench import sweep_stop
+    from normbench.cli import sweep_stop
     from normbench.engine.signals import RunStopped
 
     hydra_cfg = HydraConfig.get()
@@ -274,7 +275,7 @@ def _report_tally(lines: list[str], signum: int | None = None) -> int:
 
 
 def _eval(argv: list[str]) -> int:
-    from normbench.eval_cli import main as eval_main
+    from normbench.cli.eval import main as eval_main
 
     return eval_main(argv)
 
@@ -325,7 +326,7 @@ def _bench(argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "train": _train,
+    "train": train_command,
     "eval": _eval,
     "report": _report,
     "data": _data,

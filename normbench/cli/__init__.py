@@ -1,0 +1,5 @@
+"""The command line: ``normbench train|eval|study|report|bench|data`` and the Hydra app."""
+
+from normbench.cli.command import main
+
+__all__ = ["main"]
