@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from normbench.cli import command as cli
-from normbench.report.domain_shift_data import Baseline
+from normbench.studies.domain_shift.data import Baseline
 
 CORRUPTIONS = [  # Hendrycks & Dietterich's 15, written out here
     "gaussian_noise",
@@ -397,7 +397,7 @@ def test_only_clean_evaluations_are_not_a_domain_shift_study(tmp_path, capsys):
 
 def test_the_baseline_is_a_parameter(good, tmp_path):
     from normbench.report.collect import collect
-    from normbench.report.domain_shift import write_domain_shift_report
+    from normbench.studies.domain_shift.report import write_domain_shift_report
 
     out = tmp_path / "out"
     out.mkdir()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from normbench.report.small_batch import verdicts
+from normbench.studies.small_batch.claims import verdicts
 
 STEPS = (0, 20, 40)
 LAYERS = ("hidden.0.act", "hidden.1.act")

@@ -17,7 +17,7 @@ import yaml
 from normbench.config import config_dir
 from normbench.norms import VARIANTS, build_norm_spec
 from normbench.report.collect import Run
-from normbench.report.small_batch import (
+from normbench.studies.small_batch.claims import (
     batch_independent,
     expand_independent,
     paired,

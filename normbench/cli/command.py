@@ -40,6 +40,8 @@ commands:
                       (mode=running|precise|batch|adapt|partial|tent) on some data; one row per
                       evaluation in RUN_DIR/evals.csv (-m sweeps comma-separated values;
                       `normbench eval --help` for every key)
+  study ACTION NAME   a declared study (list | plan | run | status | report): its training
+                      grid, evaluation phases, report and claims; `normbench study --help`
   report DIR...       turn run or sweep directories into the paper's figure, CSV and README
   data                list every dataset: found or not, where, and how to get it
   bench NAME          benchmarks (`normbench bench NAME --help` for options):
@@ -54,6 +56,7 @@ examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
   normbench train -m experiment=bn_fig1
   normbench eval runs/bn_fig1/norm=batch -m mode=running,precise,batch batch_size=1,60
+  normbench study run bn_fig1
   normbench report runs/bn_fig1 --out results/bn_fig1
   normbench bench train --threads 1
 """
@@ -280,6 +283,12 @@ def _eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
+def _study(argv: list[str]) -> int:
+    from normbench.cli.study import main as study_main
+
+    return study_main(argv)
+
+
 def _report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="normbench report",
@@ -328,6 +337,7 @@ def _bench(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "eval": _eval,
+    "study": _study,
     "report": _report,
     "data": _data,
     "bench": _bench,

@@ -1,58 +1,65 @@
 """``normbench report``: runs -> CSV + PNG + README.md beside the paper's claims.
 
 Every number in the README is computed from the run directories; the README also records
-the commands, the hardware, the scale of the runs and the date. This module picks the study
-(each has its own module: ``domain_shift``, ``bn_fig1_report``, ``small_batch_report``) and
-writes the generic report of any other sweep.
+the commands, the hardware, the scale of the runs and the date. Runs recording a study's
+name get that study's report (normbench/studies/); any other sweep gets the generic report.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from normbench.errors import NormbenchError
-from normbench.report.bn_fig1_report import is_bn_fig1_study, write_bn_fig1_report
 from normbench.report.collect import Run, collect, runs_table, varying_keys
 from normbench.report.commands import runs_section
-from normbench.report.ddp_compare import is_ddp_comparison, write_ddp_report
-from normbench.report.domain_shift import is_domain_shift_study, write_domain_shift_report
 from normbench.report.figures import val_error_curves
 from normbench.report.flags import chance_banner, chance_messages
-from normbench.report.output import md_table, write_tables
-from normbench.report.small_batch import is_small_batch_study
-from normbench.report.small_batch_report import write_small_batch_report
+from normbench.report.output import check_out_dir, create_out_dir, md_table, write_tables
 
 
 def make_report(dirs: list[str], out: str | None) -> Path:
-    """Collect the runs under ``dirs`` and write the study's report into ``out``.
+    """Collect the runs under ``dirs`` and write their report into ``out``.
+
+    Runs whose recorded ``name`` is a study's (or a study variant's) get that study's report
+    and claims; any other runs get the generic report.
 
     Raises:
         NormbenchError: ``out`` is a file or cannot be created, or a run directory holds a file
             that cannot be read; nothing is written then.
     """
-    out_dir = _check_out_dir(Path(out) if out else Path(dirs[0]) / "report", out is not None)
+    out_dir = check_out_dir(Path(out) if out else Path(dirs[0]) / "report", out is not None)
     runs = collect(dirs)
-    _create_out_dir(out_dir)
+    create_out_dir(out_dir)
+    found = study_of_runs(runs)
+    if found is not None:
+        from normbench.studies.report import write_report
+
+        study, variant = found
+        command = "normbench report " + " ".join(dirs) + (f" --out {out}" if out else "")
+        write_report(study, variant, runs, dirs, out_dir, command)
+        return out_dir
     runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
-    if is_domain_shift_study(runs):
-        text = write_domain_shift_report(runs, dirs, out_dir)
-    elif is_ddp_comparison(runs):
-        text = write_ddp_report(runs, dirs, out_dir)
-    elif is_small_batch_study(runs):
-        text = write_small_batch_report(runs, dirs, out_dir)
-    elif is_bn_fig1_study(runs):
-        text = write_bn_fig1_report(runs, dirs, out_dir)
-    else:
-        text = write_generic_report(runs, dirs, out_dir)
-    (out_dir / "README.md").write_text(text)
+    (out_dir / "README.md").write_text(write_generic_report(runs, dirs, out_dir))
     for line in chance_messages(runs):
         print(line)
     done = [r for r in runs if r.status == "complete"]
     print(f"report: {len(done)}/{len(runs)} complete runs -> {out_dir}/README.md")
     return out_dir
+
+
+def study_of_runs(runs: list[Run]):
+    """The (study, variant) whose name every run records, or None (several names, or none)."""
+    from normbench.studies import study_of_run_name
+
+    names = {r.name for r in runs}
+    if len(names) != 1:
+        return None
+    found = study_of_run_name(names.pop())
+    if found is None:
+        return None
+    study, variant = found
+    return study, study.variant(variant)
 
 
 def write_generic_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
@@ -72,35 +79,6 @@ def write_generic_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str
         + "\n"
         + runs_section(runs, dirs, out_dir)
     )
-
-
-def _check_out_dir(out_dir: Path, given: bool) -> Path:
-    """``out_dir`` if it is a directory or can be made one (checked before reading any run)."""
-    fix = "pass --out a directory (it is made if missing)"
-    if out_dir.exists() and not out_dir.is_dir():
-        what = "--out " if given else "the report directory "
-        raise NormbenchError(f"{what}{out_dir} is a file, not a directory; {fix}")
-    above = next((p for p in out_dir.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise NormbenchError(
-            f"cannot make the report directory {out_dir}: {above} is a file; {fix}"
-        )
-    return out_dir
-
-
-def _create_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NormbenchError(
-            f"cannot make the report directory {out_dir} ({err.strerror}); pass --out a "
-            "directory you can write to"
-        ) from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise NormbenchError(
-            f"cannot write into the report directory {out_dir} (permission denied); pass --out "
-            "a directory you can write to"
-        )
 
 
 def final_by_configuration(runs: list[Run]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pandas as pd
 from normbench.data.corruptions.names import CORRUPTIONS
 from normbench.errors import NormbenchError
 from normbench.report.collect import Run
-from normbench.report.small_batch import Diff
+from normbench.studies.small_batch.claims import Diff
 
 #: Hendrycks & Dietterich (ICLR 2019): the 15 corruptions of mCE, in the paper's order.
 BENCHMARK = CORRUPTIONS

@@ -16,7 +16,7 @@ import pandas as pd
 
 from normbench.report.collect import Run
 from normbench.report.output import md_table, write_tables
-from normbench.report.small_batch import images_per_device, run_error
+from normbench.studies.small_batch.claims import images_per_device, run_error
 
 
 def _mode(run: Run) -> str:

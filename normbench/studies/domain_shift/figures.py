@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from normbench.report.domain_shift_data import BENCHMARK, CLEAN, MODE_ORDER  # noqa: E402
+from normbench.studies.domain_shift.data import BENCHMARK, CLEAN, MODE_ORDER  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from normbench.report.domain_shift_data import (
+from normbench.studies.domain_shift.data import (
     CELL,
     clean,
     corrupted,
@@ -26,7 +26,7 @@ from normbench.report.domain_shift_data import (
     per_run_gap,
 )
 from normbench.report.flags import not_enough
-from normbench.report.small_batch import MIN_EFFECT, Diff, Verdict
+from normbench.studies.small_batch.claims import MIN_EFFECT, Diff, Verdict
 
 KL_MIN_SHARE = 0.1  # a KL drop counts when it is at least this share of the KL under running
 

@@ -17,7 +17,7 @@ import math
 
 import pandas as pd
 
-from normbench.report.domain_shift_data import (
+from normbench.studies.domain_shift.data import (
     BENCHMARK,
     CELL,
     MODE_ORDER,

@@ -1,6 +1,6 @@
 """``normbench report`` for a small-batch study: figure, CSVs and README beside the GN paper.
 
-The numbers come from :mod:`normbench.report.small_batch`; this module draws and writes them.
+The numbers come from :mod:`normbench.studies.small_batch.claims`; this module draws and writes them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from normbench.report.flags import (  # noqa: E402
 from normbench.report.output import SCALE_HEADER  # noqa: E402
 from normbench.report.output import md_table as _md  # noqa: E402
 from normbench.report.papers import GN_PAPER  # noqa: E402
-from normbench.report.small_batch import (  # noqa: E402
+from normbench.studies.small_batch.claims import (  # noqa: E402
     GN_FLAT_TOL,
     LAST_EVALS,
     MIN_EFFECT,

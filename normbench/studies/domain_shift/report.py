@@ -3,7 +3,7 @@
 AdaBN (Li et al. 2016), BN adaptation with a source prior (Schneider et al. 2020) and Tent
 (Wang et al. 2021), evaluated on common corruptions (Hendrycks & Dietterich 2019). The numbers
 come from ``normbench eval`` rows in each run's evals.csv and kl.csv
-(:mod:`normbench.report.domain_shift_data`); tables in ``domain_shift_tables``, verdicts in
+(:mod:`normbench.studies.domain_shift.data`); tables in ``domain_shift_tables``, verdicts in
 ``domain_shift_claims``, figures in ``domain_shift_figures``.
 
 **Which runs make a domain-shift study:** runs of which at least one complete run holds an
@@ -22,8 +22,8 @@ import pandas as pd
 
 from normbench.report.collect import Run
 from normbench.report.commands import runs_section
-from normbench.report.domain_shift_claims import KL_MIN_SHARE, MIN_EFFECT, verdicts
-from normbench.report.domain_shift_data import (
+from normbench.studies.domain_shift.claims import KL_MIN_SHARE, MIN_EFFECT, verdicts
+from normbench.studies.domain_shift.data import (
     Baseline,
     corrupted,
     evals_table,
@@ -32,13 +32,13 @@ from normbench.report.domain_shift_data import (
     main_cells,
     main_settings,
 )
-from normbench.report.domain_shift_figures import (
+from normbench.studies.domain_shift.figures import (
     heatmaps,
     k_curve_figure,
     kl_figure,
     n_curve_figure,
 )
-from normbench.report.domain_shift_tables import (
+from normbench.studies.domain_shift.tables import (
     ce_table,
     ece_table,
     errors_csv,

@@ -1,0 +1,87 @@
+"""A study's report folder: the study's own tables, figures and claims, and what every study
+README states the same way (the command, the verdict rule, the revisions of the runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from normbench.report.collect import Run, runs_table
+from normbench.report.output import create_out_dir
+from normbench.report.verdicts import RULE, claims_table, write_claims
+from normbench.studies.study import ReportInput, Study, Variant
+
+if TYPE_CHECKING:
+    from normbench.studies.run import Selection
+
+
+def revisions(runs: list[Run]) -> list[str]:
+    """The git revisions the runs (and their evaluations) were made at, sorted."""
+    found = {str((r.summary.get("environment") or {}).get("git") or "unknown") for r in runs}
+    for r in runs:
+        found |= set(evaluation_revisions(r.path))
+    return sorted(found)
+
+
+def evaluation_revisions(run_dir: Path) -> list[str]:
+    """The ``git`` column of ``run_dir/evals.csv`` (rows written before it existed: none)."""
+    import csv
+
+    path = run_dir / "evals.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [row["git"] for row in csv.DictReader(f) if row.get("git")]
+
+
+def revision_note(runs: list[Run]) -> str:
+    """One line: the revision of the study, or a warning that there are several / a dirty tree."""
+    revs = revisions(runs)
+    dirty = [r for r in revs if r.endswith("-dirty")]
+    if len(revs) == 1 and not dirty:
+        return f"All runs and evaluations from one revision: git {revs[0]}."
+    parts = [f"{len(revs)} git revisions ({', '.join(revs[:6])}{' …' if len(revs) > 6 else ''})"]
+    if dirty:
+        parts.append(f"{len(dirty)} of them from a modified (dirty) tree")
+    return "**Runs and evaluations come from " + "; ".join(parts) + ".**"
+
+
+def write_study_report(sel: Selection, runs: list[Run]) -> Path:
+    """The report of ``normbench study report|run``: into the study's results folder."""
+    return write_report(
+        sel.study, sel.variant, runs, [str(sel.runs_root)], sel.out_dir, sel.command()
+    )
+
+
+def write_report(
+    study: Study,
+    variant: Variant | None,
+    runs: list[Run],
+    dirs: list[str],
+    out_dir: Path,
+    command: str,
+) -> Path:
+    """Write ``out_dir``: runs.csv, the study's own files, README.md and claims.csv."""
+    create_out_dir(out_dir)
+    runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
+    output = study.report(ReportInput(study, variant, runs, dirs, out_dir, command))
+    note = revision_note(runs)
+    several = len(revisions(runs)) > 1 or "dirty" in note
+    claims = [
+        dataclasses.replace(
+            c,
+            study=out_dir.name,
+            scale=(c.scale or study.scale) + (f" ({note.strip('*')})" if several else ""),
+        )
+        for c in output.claims
+    ]
+    text = output.text.rstrip() + "\n\n"
+    if claims:
+        text += "## Claims\n\n" + claims_table(claims) + "\n" + RULE + "\n\n"
+    text += f"## How this was made\n\n```\n{command}\n```\n\n{note}\n"
+    (out_dir / "README.md").write_text(text, encoding="utf-8")
+    write_claims(claims, out_dir)
+    done = sum(1 for r in runs if r.status == "complete")
+    print(f"report: {done}/{len(runs)} complete runs -> {out_dir}/README.md ({len(claims)} claims)")
+    return out_dir
