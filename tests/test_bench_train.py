@@ -220,7 +220,7 @@ def test_readme_commands_elide_the_conditions_text():
 def test_identity_baseline_is_the_normalized_network_without_its_norm_layers():
     import argparse
 
-    from normbench.bench.train import build_setup, synthetic_data
+    from normbench.bench.train_setup import build_setup, synthetic_data
 
     args = argparse.Namespace(
         model="resnet50",
@@ -250,7 +250,7 @@ def test_reference_model_is_ours_layer_for_layer(stem):
 
     from omegaconf import OmegaConf
 
-    from normbench.bench.train import reference_model
+    from normbench.bench.train_setup import reference_model
     from normbench.engine.build import build_network, build_norm
 
     torch.manual_seed(0)

@@ -7,7 +7,9 @@ import math
 
 import torch
 
+from normbench.bench import norm_report, norm_timing
 from normbench.bench import norms as bench
+from normbench.bench.norm_cases import CASES, REFERENCE, build_case
 
 OTHERS = (
     "# Benchmarks\n\nA note written by hand.\n\n"
@@ -32,14 +34,14 @@ def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
     run_quick(tmp_path, "--conditions", "shared VM, 2 cores busy")
     with (tmp_path / "norms-cpu-1t.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert set(bench.COLUMNS) <= set(rows[0])
-    assert {r["variant"] for r in rows} == {c.label for c in bench.CASES}
+    assert set(norm_report.COLUMNS) <= set(rows[0])
+    assert {r["variant"] for r in rows} == {c.label for c in CASES}
     for row in rows:
         if row["variant"] == "instance" and row["shape"] == "6x8":
             assert math.isnan(float(row["ms"])) and "spatial" in row["reason"]
             continue
         assert float(row["ms"]) > 0
-        if row["variant"] in bench.REFERENCE.values():
+        if row["variant"] in REFERENCE.values():
             assert float(row["ratio"]) == 1.0
         if row["within_target"] == "False":
             assert row["reason"]
@@ -53,7 +55,7 @@ def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
 
 def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(6, 8)])
-    monkeypatch.setattr(bench, "CASES", bench.CASES[:2])
+    monkeypatch.setattr(norm_timing, "CASES", CASES[:2])
     readme = tmp_path / "README.md"
     readme.write_text(OTHERS)
     run_quick(tmp_path)
@@ -75,8 +77,8 @@ def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
 def test_compiled_column(tmp_path, monkeypatch):
     """--compile times each case through torch.compile beside eager: ratio against eager BN."""
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4)])
-    frn = next(c for c in bench.CASES if c.label == "frn")
-    monkeypatch.setattr(bench, "CASES", [bench.CASES[0], frn])
+    frn = next(c for c in CASES if c.label == "frn")
+    monkeypatch.setattr(norm_timing, "CASES", [CASES[0], frn])
     run_quick(tmp_path, "--compile")
     with (tmp_path / "norms-cpu-1t.csv").open() as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
@@ -87,7 +89,9 @@ def test_compiled_column(tmp_path, monkeypatch):
         assert compiled > 0 and float(row["compile_s"]) > 0, row
         assert math.isclose(float(row["ratio_compiled"]), compiled / eager_bn, rel_tol=1e-2)
         assert math.isclose(float(row["compiled_gain"]), eager / compiled, rel_tol=1e-2)
-        assert row["within_compiled_target"] == str(compiled / eager_bn <= bench.COMPILED_TARGET)
+        assert row["within_compiled_target"] == str(
+            compiled / eager_bn <= norm_timing.COMPILED_TARGET
+        )
     readme = (tmp_path / "README.md").read_text()
     assert "| compiled ms | compiled ratio | gain | within compiled target |" in readme
     assert "| 4x8x4x4 | frn | batch |" in readme
@@ -96,8 +100,8 @@ def test_compiled_column(tmp_path, monkeypatch):
 def test_compile_failure_is_recorded_not_fatal(tmp_path, monkeypatch):
     """A case torch.compile cannot build gets a note and n/a, and the other cases are timed."""
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4)])
-    monkeypatch.setattr(bench, "CASES", bench.CASES[:2])
-    real, compiled_calls = bench._step_fn, []
+    monkeypatch.setattr(norm_timing, "CASES", CASES[:2])
+    real, compiled_calls = norm_timing._step_fn, []
 
     def failing(module, shape, device, compiled=False):
         if compiled:
@@ -106,11 +110,11 @@ def test_compile_failure_is_recorded_not_fatal(tmp_path, monkeypatch):
                 raise RuntimeError("inductor: no C++ compiler")
         return real(module, shape, device, compiled)
 
-    monkeypatch.setattr(bench, "_step_fn", failing)
+    monkeypatch.setattr(norm_timing, "_step_fn", failing)
     run_quick(tmp_path, "--compile")
     with (tmp_path / "norms-cpu-1t.csv").open() as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
-    other = rows[bench.CASES[1].label]
+    other = rows[CASES[1].label]
     assert float(rows["batch"]["ms_compiled"]) > 0
     assert math.isnan(float(other["ms_compiled"])) and float(other["ms"]) > 0
     assert "torch.compile failed: RuntimeError: inductor: no C++ compiler" in other["compile_note"]
@@ -125,17 +129,17 @@ def test_every_registered_variant_is_a_case_with_its_shipped_config():
     base = {}
     for name in known_norms():  # timed as shipped, with the bench's few settings
         cfg = {**shipped_config(name), **TIMED_WITH.get(name, {})}
-        base[name] = next(c for c in bench.CASES if c.cfg == cfg and c.label.startswith(name))
+        base[name] = next(c for c in CASES if c.cfg == cfg and c.label.startswith(name))
     assert base["ghost_batch"].label == "ghost_batch[group_size=4]"
     assert {n for n, c in base.items() if c.kind == "weight"} == {"weight", "normprop", "ws_group"}
-    labels = [c.label for c in bench.CASES]
+    labels = [c.label for c in CASES]
     assert len(labels) == len(set(labels)) == len(known_norms()) + len(EXTRA_CASES)
-    kinds = [c.kind for c in bench.CASES]
+    kinds = [c.kind for c in CASES]
     assert (
         labels[:2] == ["batch", "batch[closed_form]"]
         and "weight" not in kinds[: kinds.count("slot")]
     )
-    assert labels[kinds.index("weight")] == bench.REFERENCE["weight"]
+    assert labels[kinds.index("weight")] == REFERENCE["weight"]
 
 
 def test_a_new_registered_variant_is_benchmarked_without_an_edit(monkeypatch):
@@ -148,5 +152,5 @@ def test_a_new_registered_variant_is_benchmarked_without_an_edit(monkeypatch):
     assert (
         case.label == "new_weight" and case.kind == "weight" and case.cfg == {"name": "new_weight"}
     )
-    module = bench.build_case(case, (4, 64, 3, 3))
+    module = build_case(case, (4, 64, 3, 3))
     assert isinstance(module, torch.nn.Sequential) and module[1].num_groups == 32

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from normbench.bench.norms import environment
+from normbench.bench.provenance import environment
 from normbench.data.corruptions import ALL_CORRUPTIONS, corrupt
 from normbench.engine.build import build_network, build_norm
 

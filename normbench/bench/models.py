@@ -28,7 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from normbench.bench.norms import environment
+from normbench.bench.provenance import environment
 from normbench.bench.readme_sections import update_section
 from normbench.engine.build import build_network, build_norm
 

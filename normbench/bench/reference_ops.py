@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from normbench.bench.train_setup import build_reference_setup, build_setup
+from normbench.bench.train_timing import profile_steps, warm_up
 from normbench.engine.environment import environment
 from normbench.files import write_atomic
 
@@ -51,8 +53,6 @@ def op_name(key: str) -> str:
 def op_table(setup: Any, steps: int, device: torch.device) -> tuple[dict[str, dict], float]:
     """Profile ``steps`` steps of ``setup``: per operator, calls, self CPU ms and self device ms,
     each per step; and the wall ms per step under the profiler."""
-    from normbench.bench.train import profile_steps
-
     prof, wall_s = profile_steps(setup, steps, device)
     table: dict[str, dict] = {}
     for avg in prof.key_averages():
@@ -88,8 +88,6 @@ def run(
     args: argparse.Namespace, argv: list[str], data: Any, device: torch.device, log: Any
 ) -> Path:
     """Profile ours and the reference in every mode of ``args``; write the CSV, log the totals."""
-    from normbench.bench.train import build_reference_setup, build_setup, warm_up
-
     env = environment(device)
     date = dt.date.today().isoformat()
     command = "normbench bench train " + shlex.join(argv)

@@ -34,41 +34,28 @@ slow it down), on the same batches, memory format, precision and compile mode. `
 ``REFERENCE_TARGET`` (in :mod:`~normbench.bench.train_report`).
 
 Rows go to ``<out>/iteration-<device>.csv``, a PNG beside it, and the ``bench train``
-section of ``<out>/README.md`` (see :mod:`normbench.bench.train_report`).
+section of ``<out>/README.md`` (see :mod:`normbench.bench.train_report`). This module is the
+command line; the setups are built in :mod:`normbench.bench.train_setup` and measured in
+:mod:`normbench.bench.train_timing`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
-import statistics
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
-from torch import nn
 
-from normbench.bench.attribution import STEP_SCOPE, ModuleScopes, ModuleShare, module_share
-from normbench.bench.variants import RecordingSpec, variant_config
-from normbench.data.datasets import load_dataset
-from normbench.engine.build import build_network, build_norm
+from normbench.bench.train_setup import BASELINE, MODES, synthetic_data
+from normbench.bench.train_timing import log, run_all
 from normbench.engine.environment import environment
-from normbench.engine.fastpath import FastPath, train_step
 from normbench.errors import ConfigError
 from normbench.models import CNNS
 from normbench.norms import known_norms
-from normbench.probes.timing import PhaseTimer
 
-MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
-# The differential's baseline: the normalized networks with the norm layers' work removed,
-# i.e. identity slots and, unlike norm=none, no bias on the weight layers (whose bias the
-# norm's shift makes redundant, so the normalized networks have none).
-BASELINE = "identity"
 CPU_DEFAULTS: dict[str, Any] = {
     "model": "resnet50",
     "width": 0.25,
@@ -100,297 +87,6 @@ GPU_DEFAULTS: dict[str, Any] = {
     "channels_last": True,
     "reference": True,
 }
-SGD = {"lr": 1e-3, "momentum": 0.9}  # small steps: no variant (norm=none included) diverges
-REFERENCE = "torchvision-reference"
-
-
-@dataclass
-class Setup:
-    """One variant in one mode, ready to step: model, optimizer, loader, norm modules."""
-
-    variant: str
-    label: str
-    model: nn.Module  # the plain module (hooks, parameters)
-    step_model: nn.Module  # compiled or the plain module
-    optimizer: torch.optim.Optimizer
-    loader: Any
-    fast: FastPath
-    norm_modules: list[nn.Module]
-    warmup_s: float = 0.0
-    range_overhead_s: float = 0.0  # the profiler range's own time per module forward (baseline)
-    step_s: list[float] = field(default_factory=list)
-    data_s: list[float] = field(default_factory=list)
-    train_step: Any = train_step  # (model, x, y, optimizer, fast): ours, or the reference loop's
-
-    def step(self) -> torch.Tensor:
-        x, y = self.loader.next()
-        return self.train_step(
-            self.step_model, self.fast.prepare_input(x), y, self.optimizer, self.fast
-        )
-
-
-def build_setup(
-    args: argparse.Namespace, variant: str, mode: str, data: Any, device: torch.device
-) -> Setup:
-    """Model, optimizer and loader of ``variant`` in ``mode`` (``eager-fp32`` ...)."""
-    torch.manual_seed(0)
-    if variant == BASELINE:
-        spec, label = RecordingSpec(build_norm({"name": "none"}), has_shift=True), BASELINE
-    else:
-        norm_cfg, label = variant_config(variant, args.model, args.width)
-        spec = RecordingSpec(build_norm(norm_cfg))
-    model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
-    model = build_network(model_cfg, spec, data.num_classes, data.in_shape)
-    return _setup(args, mode, data, device, variant, label, model, spec.modules)
-
-
-def _setup(
-    args: argparse.Namespace,
-    mode: str,
-    data: Any,
-    device: torch.device,
-    variant: str,
-    label: str,
-    model: nn.Module,
-    norm_modules: list[nn.Module],
-    step: Any = train_step,
-) -> Setup:
-    """``model`` on ``device`` in ``mode`` (precision, compile), with its SGD and loader."""
-    model = model.to(device).train()
-    compiled, precision = mode.split("-")
-    fast = FastPath(
-        device,
-        None if precision == "fp32" else precision,
-        args.channels_last,
-        compiled == "compiled",
-    )
-    step_model = fast.prepare_model(model)
-    optimizer = torch.optim.SGD(model.parameters(), **SGD)
-    loader = data.train_loader(args.batch, seed=0)
-    return Setup(
-        variant, label, model, step_model, optimizer, loader, fast, norm_modules, train_step=step
-    )
-
-
-def reference_step(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, fast: Any
-) -> torch.Tensor:
-    """One step of torchvision's classification reference loop (``train_one_epoch``): forward
-    and loss under autocast, ``zero_grad()``, ``backward()``, ``step()``."""
-    with torch.autocast(
-        device_type=x.device.type, dtype=torch.bfloat16, enabled=fast.amp is not None
-    ):
-        loss = nn.functional.cross_entropy(model(x), y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def reference_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
-    """torchvision's ResNet-50 with ``num_classes`` outputs; the CIFAR stem swapped in when asked."""
-    import torchvision
-
-    model = torchvision.models.resnet50(num_classes=num_classes)
-    if args.stem == "cifar":
-        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()
-    return model
-
-
-def build_reference_setup(
-    args: argparse.Namespace, mode: str, data: Any, device: torch.device
-) -> Setup:
-    """torchvision's ResNet-50 in the reference loop, in ``mode``, on the same batches."""
-    torch.manual_seed(0)
-    model = reference_model(args, data.num_classes)
-    return _setup(args, mode, data, device, REFERENCE, REFERENCE, model, [], reference_step)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def warm_up(setup: Setup, steps: int, device: torch.device) -> None:
-    """Untimed steps (the compile happens here in compiled modes); records their seconds."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        setup.step()
-    _sync(device)
-    setup.warmup_s = time.perf_counter() - start
-
-
-def timed(setup: Setup, steps: int, device: torch.device) -> None:
-    """``steps`` steps split into data and compute as the trainer does; appends seconds per step."""
-    timer = PhaseTimer(device)
-    for _ in range(steps):
-        with timer.phase("data"):
-            x, y = setup.loader.next()
-            x = setup.fast.prepare_input(x)
-        with timer.phase("train_step"):
-            setup.train_step(setup.step_model, x, y, setup.optimizer, setup.fast)
-    window = timer.window()
-    setup.step_s.append((window["data"] + window["train_step"]) / steps)
-    setup.data_s.append(window["data"] / steps)
-
-
-def profile_steps(setup: Setup, steps: int, device: torch.device) -> tuple[Any, float]:
-    """Profile ``steps`` steps of ``setup``, each in a ``STEP_SCOPE`` range, after one profiled,
-    discarded step that warms the profiler up; the finished profiler and the wall seconds of
-    the kept steps."""
-    from torch.profiler import ProfilerActivity, profile, record_function, schedule
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
-    start = time.perf_counter()
-    with profile(activities=activities, schedule=plan) as prof:
-        for i in range(steps + 1):
-            if i == 1:
-                start = time.perf_counter()
-            with record_function(STEP_SCOPE):
-                setup.step()
-            _sync(device)
-            prof.step()
-    return prof, time.perf_counter() - start
-
-
-def profiled(setup: Setup, steps: int, device: torch.device) -> ModuleShare:
-    """Profile ``steps`` steps with the norm modules scoped; the time in them."""
-    with ModuleScopes(setup.norm_modules):
-        prof, _ = profile_steps(setup, steps, device)
-    return module_share(prof.events(), cuda=device.type == "cuda")
-
-
-def profiled_columns(share: ModuleShare, steps: int, range_overhead_s: float) -> dict[str, float]:
-    """Per-step milliseconds and the profiled share, less the attribution's own cost: the time a
-    range around an identity slot takes (``range_overhead_s``, measured on the baseline) for
-    every module forward, taken off the forward time and off the step."""
-    hooks = range_overhead_s * share.ranges
-    forward = max(0.0, share.forward_s - hooks)
-    step = share.step_s - hooks
-    return {
-        "profiled_step_ms": 1000 * step / steps,
-        "norm_fwd_ms": 1000 * forward / steps,
-        "norm_bwd_ms": 1000 * share.backward_s / steps,
-        "hook_overhead_ms": 1000 * hooks / steps,
-        "norm_share_profiled": (forward + share.backward_s) / step if step > 0 else math.nan,
-    }
-
-
-def run_all(
-    args: argparse.Namespace, modes: list[str], variants: list[str], data: Any, device: torch.device
-) -> list[dict[str, Any]]:
-    """Every variant in every mode: build and warm up all, time them round-robin (so load from
-    other processes hits every mode and variant alike), profile the eager ones; a row each."""
-    log = _log
-    if any(m.startswith("compiled") for m in modes):
-        _fresh_compile_cache(len(modes) * (len(variants) + 1))
-    setups: dict[str, list[Setup]] = {}
-    for mode in modes:
-        setups[mode] = []
-        for variant in variants + ([REFERENCE] if args.reference else []):
-            if variant == REFERENCE:
-                setup = build_reference_setup(args, mode, data, device)
-            else:
-                setup = build_setup(args, variant, mode, data, device)
-            log(
-                f"[{mode}] {setup.label}: {args.warmup} warm-up step(s)"
-                + (" (compiling)" if setup.fast.compile else "")
-            )
-            warm_up(setup, args.warmup, device)
-            log(f"[{mode}] {setup.label}: warm-up took {setup.warmup_s:.1f} s")
-            setups[mode].append(setup)
-    for r in range(args.repeats):
-        for mode, group in setups.items():
-            for setup in group:
-                timed(setup, args.steps, device)
-            log(
-                f"repeat {r + 1}/{args.repeats} [{mode}]: "
-                + ", ".join(f"{s.label} {1000 * s.step_s[-1]:.1f} ms" for s in group)
-            )
-    rows = []
-    for mode, group in setups.items():
-        for setup in group:
-            rows.append(_row(args, mode, setup, group[0], device))
-    return with_reference_ratio(rows)
-
-
-def with_reference_ratio(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``vs_reference`` on each ``batch`` row: its images/s over the reference's, same mode."""
-    reference = {r["mode"]: r["images_per_s"] for r in rows if r["variant"] == REFERENCE}
-    for row in rows:
-        row["vs_reference"] = (
-            row["images_per_s"] / reference[row["mode"]]
-            if row["variant"] == "batch" and row["mode"] in reference
-            else math.nan
-        )
-    return rows
-
-
-def _row(
-    args: argparse.Namespace, mode: str, setup: Setup, baseline: Setup, device: torch.device
-) -> dict[str, Any]:
-    """Medians over repeats; the differential pairs each repeat with the baseline's same repeat
-    (timed moments apart, under the same load)."""
-    step_s, data_s = statistics.median(setup.step_s), statistics.median(setup.data_s)
-    pairs = list(zip(setup.step_s, baseline.step_s, strict=True))
-    row: dict[str, Any] = {
-        "variant": setup.label,
-        "mode": mode,
-        "precision": setup.fast.precision,
-        "compiled": setup.fast.compile,
-        "step_ms": 1000 * step_s,
-        "images_per_s": args.batch / step_s,
-        "data_ms": 1000 * data_s,
-        "data_share": data_s / step_s,
-        "warmup_s": setup.warmup_s,
-        "norm_ms_differential": 1000 * statistics.median(v - b for v, b in pairs),
-        "norm_share_differential": min(
-            1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))
-        ),
-        "profiled_step_ms": math.nan,
-        "norm_fwd_ms": math.nan,
-        "norm_bwd_ms": math.nan,
-        "hook_overhead_ms": math.nan,
-        "norm_share_profiled": math.nan,
-        "note": "",
-    }
-    if setup.variant == REFERENCE:
-        row["note"] = (
-            "torchvision's resnet50 in its reference training loop; the norm shares are not "
-            "measured for it"
-        )
-        row["norm_ms_differential"] = row["norm_share_differential"] = math.nan
-    elif setup.fast.compile:
-        row["note"] = "compiled: norm work is fused into generated kernels; differential share only"
-    elif not args.profile:
-        row["note"] = "not profiled (--no-profile); differential share only"
-    else:
-        _log(f"[{mode}] {setup.label}: profiling {args.steps} step(s)")
-        share = profiled(setup, args.steps, device)
-        if setup is baseline and share.ranges:  # profiled first: identity slots, pure overhead
-            setup.range_overhead_s = share.forward_s / share.ranges
-        row.update(profiled_columns(share, args.steps, baseline.range_overhead_s))
-    return row
-
-
-def _fresh_compile_cache(models: int) -> None:
-    """Forget earlier modes' compiled code, and let every model of this mode keep its own: the
-    models share their ``forward`` code objects, and dynamo caches a limited number of
-    compilations per code object (beyond it, it would silently run the model eagerly)."""
-    import torch._dynamo
-
-    torch._dynamo.reset()
-    config = torch._dynamo.config
-    for key in ("recompile_limit", "cache_size_limit"):  # the name changed across versions
-        if hasattr(config, key):
-            setattr(config, key, max(getattr(config, key), 2 * models + 8))
-            break
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -523,29 +219,6 @@ def _variants(text: str) -> list[str]:
     return [BASELINE] + [v for v in dict.fromkeys(names) if v != BASELINE]
 
 
-def synthetic_data(args: argparse.Namespace, device: torch.device) -> Any:
-    """A CIFAR-shaped in-memory dataset on ``device`` with on-device crop (4 px) and flip."""
-    cfg = OmegaConf.create(
-        {
-            "name": "synthetic",
-            "root": "data",
-            "batch_size": args.batch,
-            "val_split": "test",
-            "holdout_size": 1,
-            "standardize": False,
-            "download": False,
-            "num_train": args.train_size,
-            "num_val": args.batch,
-            "num_classes": 10,
-            "image_shape": [3, args.image_size, args.image_size],
-            "augment": True,
-            "crop_padding": min(4, args.image_size - 1),
-            "flip": True,
-        }
-    )
-    return load_dataset(cfg, device)
-
-
 def main(argv: list[str]) -> int:
     """Entry point of ``normbench bench train``."""
     from normbench.bench.train_report import rewrite_readme, write_outputs
@@ -569,7 +242,7 @@ def main(argv: list[str]) -> int:
         "repeats": args.repeats,
         "warmup": args.warmup,
     }
-    _log(
+    log(
         f"bench train on {device.type} ({env['device_name']}, torch {env['torch']}, {env['threads']} "
         f"threads): {args.model} width {args.width} {args.stem} stem, batch {args.batch}, "
         f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
@@ -579,14 +252,14 @@ def main(argv: list[str]) -> int:
     if args.compare_ops:
         from normbench.bench import reference_ops
 
-        path = reference_ops.run(args, argv, data, device, _log)
-        _log(f"wrote {path}")
+        path = reference_ops.run(args, argv, data, device, log)
+        log(f"wrote {path}")
         return 0
     start = time.perf_counter()
     rows = [
         {**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)
     ]
-    _log(f"measured in {time.perf_counter() - start:.0f} s")
+    log(f"measured in {time.perf_counter() - start:.0f} s")
     command = "normbench bench train " + shlex.join(argv)
     write_outputs(rows, env, args.out, device.type, command, args.conditions, args.append)
     return 0
