@@ -34,8 +34,13 @@ def tiny_report(given: ReportInput) -> ReportOutput:
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 rows.append(
-                    {"norm": run.norm, "seed": run.seed, "mode": row["mode"],
-                     "samples": row["samples"], "error": row["error"]}
+                    {
+                        "norm": run.norm,
+                        "seed": run.seed,
+                        "mode": row["mode"],
+                        "samples": row["samples"],
+                        "error": row["error"],
+                    }
                 )
     table = pd.DataFrame(rows).sort_values(["norm", "seed", "mode", "samples"])
     table.to_csv(given.out_dir / "errors.csv", index=False)
@@ -47,8 +52,15 @@ def tiny_report(given: ReportInput) -> ReportOutput:
     ]
     d = estimate(100 * x for x in diffs)
     claim = Claim(
-        "tiny_study", "precise", "Precise BN differs from the running averages", "test",
-        "–", d.text(), "paired by seed", judge_difference(d, -1), "2 tiny runs"
+        "tiny_study",
+        "precise",
+        "Precise BN differs from the running averages",
+        "test",
+        "–",
+        d.text(),
+        "paired by seed",
+        judge_difference(d, -1),
+        "2 tiny runs",
     )
     return ReportOutput("# Tiny study\n", [claim])
 
@@ -60,22 +72,34 @@ TINY = register(
         report=tiny_report,
         params={"norm": "none,batch", "seed": "0"},
         overrides=(
-            "dataset=synthetic", "dataset.num_train=2048", "dataset.num_val=4096",
-            "dataset.batch_size=16", "model.hidden=[32,32]", "trainer.steps=30",
-            "trainer.eval_every=15", "trainer.log_every=15", "probes.every=0",
-            "probes.hist_every=0", "trainer.threads=1",
+            "dataset=synthetic",
+            "dataset.num_train=2048",
+            "dataset.num_val=4096",
+            "dataset.batch_size=16",
+            "model.hidden=[32,32]",
+            "trainer.steps=30",
+            "trainer.eval_every=15",
+            "trainer.log_every=15",
+            "probes.every=0",
+            "probes.hist_every=0",
+            "trainer.threads=1",
         ),
         phases=(
             Phase("clean", {"mode": "running"}),
-            Phase("statistics", {"mode": "precise,batch", "samples": SLOW_EVAL,
-                                 "batch_size": "16,64"}, select=uses_batch_statistics),
+            Phase(
+                "statistics",
+                {"mode": "precise,batch", "samples": SLOW_EVAL, "batch_size": "16,64"},
+                select=uses_batch_statistics,
+            ),
         ),
         results="results/tiny_study",
     )
 )
 
 
-def study(cwd: Path, *args: str, wait: bool = True, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
+def study(
+    cwd: Path, *args: str, wait: bool = True, **kw
+) -> subprocess.Popen | subprocess.CompletedProcess:
     """``normbench study ARGS`` in a fresh interpreter that knows this file's study."""
     code = (
         "import sys; import tests.test_study_run; from normbench.cli import main; "
@@ -85,21 +109,35 @@ def study(cwd: Path, *args: str, wait: bool = True, **kw) -> subprocess.Popen | 
     cmd = [sys.executable, "-c", code, "study", *args]
     if wait:
         return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def stable(path: Path) -> pd.DataFrame:
     """A CSV without the columns that hold times and dates."""
     df = pd.read_csv(path)
-    drop = [c for c in df.columns if c in ("time_s", "evaluated_at", "wall_time_s", "finished_at")
-            or c.startswith(("ms_", "share_"))]
+    drop = [
+        c
+        for c in df.columns
+        if c in ("time_s", "evaluated_at", "wall_time_s", "finished_at")
+        or c.startswith(("ms_", "share_"))
+    ]
     return df.drop(columns=drop)
 
 
 def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     listed = study(tmp_path, "list")
-    assert listed.returncode == 0 and "tiny_study" in listed.stdout and "small_batch" in listed.stdout
+    assert (
+        listed.returncode == 0 and "tiny_study" in listed.stdout and "small_batch" in listed.stdout
+    )
     plan = study(tmp_path, "plan", "tiny_study")
     assert plan.returncode == 0, plan.stderr
     assert "training: 2 runs" in plan.stdout and "(0 done)" in plan.stdout
@@ -109,7 +147,12 @@ def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     errors = pd.read_csv(out / "errors.csv")
     # phase clean on both runs, phase statistics (precise + batch at 16 and 64) on BN only
     assert sorted(errors[errors.norm == "none"]["mode"]) == ["running"]
-    assert sorted(errors[errors.norm == "batch"]["mode"]) == ["batch", "batch", "precise", "running"]
+    assert sorted(errors[errors.norm == "batch"]["mode"]) == [
+        "batch",
+        "batch",
+        "precise",
+        "running",
+    ]
     claims = pd.read_csv(out / "claims.csv")
     assert list(claims["key"]) == ["precise"] and claims["verdict"][0].startswith("not enough runs")
     readme = (out / "README.md").read_text()
@@ -156,7 +199,8 @@ def test_killed_in_the_evaluation_phase_the_same_command_goes_on(tmp_path):
         pd.testing.assert_frame_equal(
             stable(run / "evals.csv").sort_values(["mode", "batch_size"]).reset_index(drop=True),
             stable(cut / "runs" / "tiny_study" / run.name / "evals.csv")
-            .sort_values(["mode", "batch_size"]).reset_index(drop=True),
+            .sort_values(["mode", "batch_size"])
+            .reset_index(drop=True),
         )
 
 

@@ -77,7 +77,9 @@ def test_one_value_is_not_enough():
 
 
 def test_claims_round_trip(tmp_path):
-    claim = v.Claim("s", "k", "BN | helps", "paper §1", "1.0", "+2.00 ± 0.50 (n = 3)", "r", "shown", "x")
+    claim = v.Claim(
+        "s", "k", "BN | helps", "paper §1", "1.0", "+2.00 ± 0.50 (n = 3)", "r", "shown", "x"
+    )
     v.write_claims([claim], tmp_path)
     assert v.read_claims(tmp_path / v.CLAIMS_FILE) == [claim]
     assert "BN \\| helps" in v.claims_table([claim])

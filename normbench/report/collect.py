@@ -19,6 +19,7 @@ import yaml
 from normbench.errors import NormbenchError
 
 CHANCE_FACTOR = 1.2  # a run ended at chance level when its final accuracy is below 1.2 / classes
+TEST_SPLIT_SIZE = {"mnist": 10000, "fashion_mnist": 10000}  # official test splits
 METRICS_COLUMNS = ("step", "val_error")  # numeric columns every metrics.csv has
 ACTIVATIONS_COLUMNS = ("step", "unit_p15", "unit_p50", "unit_p85")  # and a `layer` column
 
@@ -69,6 +70,17 @@ class Run:
         final = self.summary.get("final")
         value = final.get("val_error") if isinstance(final, dict) else None
         return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def val_images(self) -> int | None:
+        """Images of the run's validation split, where the config makes it certain: the
+        held-out split's size, or the 10,000-image test split of MNIST and Fashion-MNIST."""
+        data = self.config.get("dataset") or {}
+        if data.get("val_split") == "holdout" and isinstance(data.get("holdout_size"), int):
+            return int(data["holdout_size"])
+        if data.get("val_split") == "test" and data.get("name") in TEST_SPLIT_SIZE:
+            return TEST_SPLIT_SIZE[data["name"]]
+        return None
 
     @property
     def num_classes(self) -> int | None:

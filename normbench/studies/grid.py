@@ -49,7 +49,9 @@ def experiment_params(experiment: str) -> dict[str, str]:
     from normbench.config import config_dir, register_resolvers
 
     if not (config_dir() / "experiment" / f"{experiment}.yaml").is_file():
-        raise ConfigError(f"no experiment config {experiment}: add configs/experiment/{experiment}.yaml")
+        raise ConfigError(
+            f"no experiment config {experiment}: add configs/experiment/{experiment}.yaml"
+        )
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -108,9 +110,7 @@ def make_grid(layers: list[list[str]]) -> Grid:
 
 def identity(overrides: dict[str, str]) -> frozenset[tuple[str, str]]:
     """What makes a job one run: its overrides without the ignored keys."""
-    return frozenset(
-        (_key(k), str(v)) for k, v in overrides.items() if _key(k) not in IGNORED_KEYS
-    )
+    return frozenset((_key(k), str(v)) for k, v in overrides.items() if _key(k) not in IGNORED_KEYS)
 
 
 def recorded_identity(run: Run) -> frozenset[tuple[str, str]]:
@@ -119,6 +119,8 @@ def recorded_identity(run: Run) -> frozenset[tuple[str, str]]:
 
 def match_runs(grid: Grid, runs_root: Path) -> list[tuple[dict[str, str], Run | None]]:
     """Each job of the grid with the run directory that answers it (None: not started)."""
-    runs = collect([runs_root]) if runs_root.is_dir() and any(runs_root.rglob("config.yaml")) else []
+    runs = (
+        collect([runs_root]) if runs_root.is_dir() and any(runs_root.rglob("config.yaml")) else []
+    )
     by_identity = {recorded_identity(r): r for r in runs}
     return [(job, by_identity.get(identity(job))) for job in grid.jobs()]

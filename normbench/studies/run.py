@@ -146,8 +146,10 @@ def plan(sel: Selection) -> int:
         chosen = phase_plan((item,), st.runs)
         total, done, _ = count(chosen)
         grid = " ".join(f"{k}={v}" for k, v in item.grid.items())
-        print(f"evaluation phase {item.name}: {total} evaluations on {len(chosen)} runs "
-              f"({done} done): {grid}")
+        print(
+            f"evaluation phase {item.name}: {total} evaluations on {len(chosen)} runs "
+            f"({done} done): {grid}"
+        )
         if item.about:
             print(f"  {item.about}")
     if len(st.complete) < len(st.matched) and phases:
@@ -163,9 +165,13 @@ def status(sel: Selection) -> int:
     print(progress_line(sel, st))
     for job, run in st.matched:
         if run is None or run.status != "complete":
-            what = "not started" if run is None else f"{run.status} at step {run.summary.get('step')}"
-            print(f"  {what}: {' '.join(f'{k}={v}' for k, v in job.items())}"
-                  + (f" ({run.path})" if run else ""))
+            what = (
+                "not started" if run is None else f"{run.status} at step {run.summary.get('step')}"
+            )
+            print(
+                f"  {what}: {' '.join(f'{k}={v}' for k, v in job.items())}"
+                + (f" ({run.path})" if run else "")
+            )
     return 0
 
 
@@ -187,12 +193,44 @@ def train(sel: Selection) -> int:
     """Train the grid's runs not finished yet (one multirun); its exit status."""
     from normbench.cli.command import train_command
 
+    if sel.variant is not None and sel.variant.processes > 1:
+        return train_distributed(sel, sel.variant.processes)
     launcher = []
     if sel.jobs > 1:
         launcher = ["hydra/launcher=joblib"]
         os.environ["NORMBENCH_JOBS"] = str(sel.jobs)
     name = f"name={sel.runs_root.name}"
     return train_command(["-m", *sel.grid.argv(), name, *launcher])
+
+
+def train_distributed(sel: Selection, processes: int) -> int:
+    """Each unfinished run of the grid as one ``torchrun --nproc_per_node=processes``, in turn
+    (a multirun cannot run under torchrun); the first signal stops the study, resumable."""
+    import subprocess
+
+    code = 0
+    name = f"name={sel.runs_root.name}"
+    for job, run in grids.match_runs(sel.grid, sel.runs_root):
+        if run is not None and run.status == "complete":
+            continue
+        argv = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "normbench",
+            "train",
+            *(f"{k}={v}" for k, v in job.items()),
+            name,
+        ]
+        print("study: " + " ".join(map(shlex.quote, argv[2:])), flush=True)
+        done = subprocess.run(argv, check=False)
+        if done.returncode < 0 or done.returncode >= 128:  # stopped: the same command resumes
+            return 128 + abs(done.returncode) if done.returncode < 0 else done.returncode
+        code = max(code, 1 if done.returncode else 0)
+    return code
 
 
 def evaluate(sel: Selection) -> int:

@@ -43,6 +43,7 @@ class Variant:
     results: str
     about: str = ""
     phases: tuple[Phase, ...] | None = None  # None: the study's phases
+    processes: int = 1  # > 1: each run is one torchrun of this many processes (DDP), in turn
 
 
 @dataclass

@@ -1,8 +1,5 @@
-"""BN paper Figure 1 (sigmoid MLP with and without BN): tables, verdicts and README text.
-
-A claim whose comparison has nothing to compare (one norm only, no metrics or activation
-rows, no accuracy level both reach) gets "not enough runs" and what it needs, never a verdict.
-"""
+"""BN paper Figure 1 (sigmoid MLP with and without BN): figure, tables and README text; the
+claims are judged in :mod:`normbench.studies.bn_fig1.claims`."""
 
 from __future__ import annotations
 
@@ -11,23 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-from normbench.report.collect import Run, varying_keys
+from normbench.report.collect import Run
 from normbench.report.commands import runs_section
 from normbench.report.figures import PERCENTILES, bn_fig1
-from normbench.report.flags import chance_banner, not_enough
+from normbench.report.flags import chance_banner
 from normbench.report.output import SCALE_HEADER, write_tables
 from normbench.report.output import md_table as _md
 from normbench.report.papers import BN_FIG1
 
 ACCURACY_THRESHOLDS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90, 0.95, 0.97, 0.98)
 NORM_LABEL = {"none": "no BN", "batch": "BN"}
-
-
-def is_bn_fig1_study(runs: list[Run]) -> bool:
-    """Whether these runs are Figure 1's grid: experiment bn_fig1 runs that differ in nothing but
-    norm and seed (judged on the complete runs, else on every run)."""
-    basis = [r for r in runs if r.status == "complete"] or runs
-    return {r.name for r in basis} == {"bn_fig1"} and varying_keys(basis) <= {"norm", "seed"}
 
 
 def steps_to_reach(runs: list[Run], thresholds: tuple[float, ...]) -> pd.DataFrame:
@@ -101,16 +91,6 @@ def drift(pct: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _lacking(norms: set[str], what: str, hint: str = "") -> str | None:
-    """``not_enough`` naming ``what`` both norms need, or None when both have it."""
-    missing = [f"norm={n}" for n in ("none", "batch") if n not in norms]
-    if not missing:
-        return None
-    return not_enough(
-        f"{what} of both norm=none and norm=batch (missing: {', '.join(missing)}{hint})"
-    )
-
-
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
     """``cfg``'s value at a dotted key; ``?`` where a run's config lacks it."""
     value: Any = cfg
@@ -123,47 +103,6 @@ def _get(cfg: dict[str, Any], dotted: str) -> Any:
 
 def _thousands(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def _bn_fig1_verdicts(
-    runs: list[Run], reach: pd.DataFrame, moves: pd.DataFrame, pct: pd.DataFrame, ahead: tuple
-) -> tuple[str, str, str]:
-    """Verdicts on (fewer steps, higher throughout, stabler percentiles): "not enough runs"
-    wherever the comparison has nothing to compare."""
-    lacking_runs = _lacking(
-        {r.norm for r in runs if not r.metrics.empty}, "complete runs with metrics.csv rows"
-    )
-    both = reach[(reach.iloc[:, 1:] != "not reached").all(axis=1)]
-    faster = [
-        float(b.replace(",", "")) <= float(n.replace(",", ""))
-        for n, b in zip(both.iloc[:, 1], both.iloc[:, 2], strict=True)
-    ]
-    if lacking_runs:
-        speed = higher = lacking_runs
-    else:
-        speed = (
-            f"{'holds' if all(faster) else 'does not hold'} for {sum(faster)} of {len(faster)} "
-            "accuracy levels both reach"
-            if faster
-            else not_enough("runs long enough that both norms reach one of the accuracy levels")
-        )
-        higher = (
-            ("holds" if ahead[0] == ahead[1] else "does not hold")
-            if ahead[1]
-            else not_enough("evaluations of both norms at the same steps after step 0")
-        )
-    stable = _lacking(set(pct["norm"]), "activations.csv rows", "; train with probes.every > 0")
-    if stable is None:
-        key = "largest move of a percentile from step 0"
-        steadier = float(moves.iloc[1][key]) < float(moves.iloc[0][key])
-        stable = "holds" if steadier else "does not hold"
-        late = [float(moves.iloc[i]["from 10% of training on"]) for i in (0, 1)]
-        if steadier and late[1] > late[0]:
-            stable = (
-                f"holds from step 0; but from 10% of training on BN's percentiles move more "
-                f"({late[1]:.2f} vs {late[0]:.2f}): the learned γ, β widen the spread"
-            )
-    return speed, higher, stable
 
 
 def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) -> str:
@@ -179,7 +118,6 @@ def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) ->
     reach = steps_to_reach(runs, ACCURACY_THRESHOLDS)
     moves = drift(pct)
     ahead = higher_throughout(acc)
-    verdict_speed, verdict_higher, verdict_drift = _bn_fig1_verdicts(runs, reach, moves, pct, ahead)
     cfg = basis[0].config
     seeds = sorted({r.seed for r in runs})
     bn = next((r.config["norm"] for r in basis if r.norm == "batch"), None)
@@ -212,14 +150,9 @@ def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"Paper: {BN_FIG1['paper']}. Reduced reproduction made by normbench (see the commands below).\n",
         *chance_banner(basis),
         "![Figure 1](fig1.png)\n",
-        "## The paper's claims beside ours\n",
-        "| paper (claim) | ours | verdict |",
-        "|---|---|---|",
-        f"| {BN_FIG1['claims'][0]} | steps to reach each accuracy: table below | fewer steps: {verdict_speed} |",
-        f"| (same) higher test accuracy throughout | {ahead_text} | {verdict_higher} |",
-        f"| {BN_FIG1['claims'][1]} | largest move of the typical unit's 15/50/85th percentile: "
-        f"{moves_text or '–'} | {verdict_drift} |\n",
-        "### Steps to reach a test accuracy (first evaluation at or above it; mean over seeds)\n",
+        f"BN's mean accuracy: {ahead_text}. Largest move of the typical unit's 15/50/85th "
+        f"percentile from step 0 (mean over seeds): {moves_text or '–'}.\n",
+        "### Steps to reach a test accuracy (first evaluation at or above it; mean over seeds; per seed: [steps_per_seed.csv](steps_per_seed.csv))\n",
         _md(reach),
         *(
             ["### Test accuracy (mean ± std over seeds)\n", _md(accuracy_at(acc, probe_steps))]
