@@ -23,6 +23,8 @@ def test_bench_corruptions_writes_a_row_per_corruption(run_cli, tmp_path):
         "1",
         "--out",
         str(tmp_path / "bench"),
+        "--conditions",
+        "two words",
     )
     assert code == 0, out + err
     rows = pd.read_csv(tmp_path / "bench" / "corruptions-cpu.csv")
@@ -31,3 +33,4 @@ def test_bench_corruptions_writes_a_row_per_corruption(run_cli, tmp_path):
     expected = rows["ms_corrupt"] / rows["ms_forward"]
     assert ((rows["ratio"] - expected).abs() <= 0.05 * expected + 0.001).all()
     assert rows["command"].str.startswith("normbench bench corruptions").all()
+    assert rows["command"].str.endswith("--conditions 'two words'").all()  # shell-quoted

@@ -126,6 +126,30 @@ def test_bad_options_are_clear_errors(run_cli, tmp_path, args, message):
     assert "Traceback" not in out + err and not (tmp_path / "o").exists()
 
 
+BENCHES = ("norms", "models", "train", "corruptions")
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+        (["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+        (["--threads", "two"], "argument --threads: expected an integer, got 'two'"),
+        (["--device", "cuda"], "--device cuda: no CUDA device is available; use --device cpu"),
+    ],
+)
+def test_every_bench_shares_the_options_and_their_errors(
+    run_cli, tmp_path, monkeypatch, bench, args, message
+):
+    """The shared options (normbench/bench/options.py) reject the same mistakes with the same
+    message in every bench command, before anything is timed or written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_cli("bench", bench, *args, "--out", str(tmp_path / "o"))
+    assert code == 2 and message in out + err, out + err
+    assert "Traceback" not in out + err and not (tmp_path / "o").exists()
+
+
 def test_module_share_links_backward_nodes_to_the_scoped_modules():
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -14,17 +14,16 @@ device, torch version and thread count; the table is printed.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
+from normbench.bench import options
 from normbench.bench.provenance import environment
 from normbench.data.corruptions import ALL_CORRUPTIONS, corrupt
 from normbench.engine.build import build_network, build_norm
@@ -58,9 +57,8 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 def main(argv: list[str]) -> int:
     """Time every corruption against the model's forward pass; write the CSV. Returns 0."""
-    parser = argparse.ArgumentParser(
-        prog="normbench bench corruptions",
-        description="Time to corrupt N images, per corruption, relative to one forward pass.",
+    parser = options.bench_parser(
+        "corruptions", "Time to corrupt N images, per corruption, relative to one forward pass."
     )
     parser.add_argument("--model", default="resnet50", choices=["resnet50", "vgg16"])
     parser.add_argument("--width", type=float, default=0.125)
@@ -70,21 +68,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--severity", type=int, default=3, choices=range(1, 6))
     parser.add_argument("--corruptions", default="all", help="comma-separated names, or all")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("results/bench"))
-    parser.add_argument("--conditions", default="", help="free text recorded with the rows")
+    options.add_repeats(parser, 3)
+    options.add_device(parser)
+    options.add_threads(parser)
+    options.add_output(parser, readme_only=None)
     args = parser.parse_args(argv)
     names = list(ALL_CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
     unknown = sorted(set(names) - set(ALL_CORRUPTIONS))
     if unknown:
         parser.error(f"--corruptions: unknown {', '.join(unknown)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available; use --device cpu")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    (device,) = options.devices(parser, args.device)
+    options.apply_threads(args.threads)
     model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": "cifar"})
     shape = (args.channels, args.size, args.size)
     model = build_network(model_cfg, build_norm({"name": "batch"}), 10, shape).to(device).eval()
@@ -105,7 +99,7 @@ def main(argv: list[str]) -> int:
         return run
 
     env = environment(device)
-    command = "normbench bench corruptions " + " ".join(argv)
+    command = options.command_line("corruptions", argv)
     forward()  # warm-up
     rows = []
     for name in names:

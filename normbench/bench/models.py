@@ -16,7 +16,6 @@ such CSV, leaving the rest of the README alone. ``--readme-only`` rewrites just 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import sys
@@ -28,10 +27,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from normbench.bench import options
 from normbench.bench.provenance import environment
-from normbench.bench.readme_sections import update_section
+from normbench.bench.readme_sections import rewrite_section, update_section
 from normbench.engine.build import build_network, build_norm
 
+SECTION = "bench models"
 TARGET = 1.10
 COLUMNS = [
     "date",
@@ -147,42 +148,29 @@ def readme_section(out: Path) -> str:
 
 def main(argv: list[str]) -> int:
     """Time the model pairs, print the ratios, append them to the CSV. Returns 0."""
-    parser = argparse.ArgumentParser(
-        prog="normbench bench models",
-        description="Eval-mode forward time of our ResNet-50 / VGG-16 against torchvision's.",
+    parser = options.bench_parser(
+        "models", "Eval-mode forward time of our ResNet-50 / VGG-16 against torchvision's."
     )
     parser.add_argument("--models", default="resnet50", help="comma-separated: resnet50,vgg16")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    options.add_device(parser)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224, help="input height and width")
-    parser.add_argument("--repeats", type=int, default=9, help="timed forwards per model (median)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=Path("results/bench"))
-    parser.add_argument(
-        "--conditions", default="", help="free text recorded with the row (e.g. machine load)"
-    )
-    parser.add_argument(
-        "--readme-only",
-        action="store_true",
-        help="only rewrite the README section from the existing CSVs (no timing)",
-    )
+    options.add_repeats(parser, 9, help="timed forwards per model (median; default 9)")
+    options.add_warmup(parser, 2, help="untimed forwards per model first (default 2)")
+    options.add_threads(parser)
+    options.add_output(parser)
     args = parser.parse_args(argv)
     if args.readme_only:
-        update_section(args.out / "README.md", "bench models", readme_section(args.out))
-        print(f"rewrote the 'bench models' section of {args.out / 'README.md'}", file=sys.stderr)
+        rewrite_section(args.out, SECTION, readme_section(args.out))
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - {"resnet50", "vgg16"})
     if unknown or not models:
         parser.error(f"--models: unknown {', '.join(unknown) or '(none)'}; known: resnet50, vgg16")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available; use --device cpu")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    (device,) = options.devices(parser, args.device)
+    options.apply_threads(args.threads)
     env = environment(device)
-    command = "normbench bench models " + " ".join(argv)
+    command = options.command_line("models", argv)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     rows = []
@@ -203,7 +191,7 @@ def main(argv: list[str]) -> int:
                 "within_target": ratio <= TARGET,
                 "max_abs_diff": f"{diff:.2e}",
                 "conditions": args.conditions,
-                "command": command.strip(),
+                "command": command,
             }
         )
         print(
@@ -215,9 +203,9 @@ def main(argv: list[str]) -> int:
         del ours, theirs
     path = args.out / f"models-{device.type}.csv"
     append_rows(rows, path)
-    update_section(args.out / "README.md", "bench models", readme_section(args.out))
+    update_section(args.out / "README.md", SECTION, readme_section(args.out))
     print(
-        f"appended {len(rows)} row(s) to {path}; rewrote the 'bench models' section of "
+        f"appended {len(rows)} row(s) to {path}; rewrote the '{SECTION}' section of "
         f"{args.out / 'README.md'}",
         file=sys.stderr,
     )

@@ -32,12 +32,9 @@ the run, the ``--conditions`` note, the table and the variants missing the 2× C
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
-import torch
-
+from normbench.bench import options
 from normbench.bench.norm_cases import CASES
 from normbench.bench.norm_report import (
     SECTION,
@@ -48,43 +45,22 @@ from normbench.bench.norm_report import (
 )
 from normbench.bench.norm_timing import raise_compile_cache_limit, time_shape, with_reasons
 from normbench.bench.provenance import environment, load_average
-from normbench.bench.readme_sections import update_section
-from normbench.errors import ConfigError
+from normbench.bench.readme_sections import rewrite_section
 
 SHAPES: list[tuple[int, ...]] = [(32, 256, 16, 16), (8, 64, 56, 56), (60, 100)]
 QUICK_SHAPES: list[tuple[int, ...]] = [(8, 32, 8, 8), (60, 100)]
 
 
-def _devices(choice: str) -> list[torch.device]:
-    cuda = torch.cuda.is_available()
-    if choice == "cuda" and not cuda:
-        raise ConfigError(
-            "bench norms --device cuda: no CUDA device is available; use --device cpu."
-        )
-    if choice == "all":
-        return [torch.device("cpu")] + ([torch.device("cuda")] if cuda else [])
-    return [torch.device(choice)]
-
-
 def main(argv: list[str]) -> int:
     """Entry point of ``normbench bench norms``."""
-    parser = argparse.ArgumentParser(
-        prog="normbench bench norms", description=__doc__.split("\n\n")[0]
+    parser = options.bench_parser("norms", __doc__.split("\n\n")[0])
+    options.add_device(
+        parser, "all", every=True, help="where to time (default: CPU, and CUDA when available)"
     )
-    parser.add_argument(
-        "--device",
-        choices=["cpu", "cuda", "all"],
-        default="all",
-        help="where to time (default: CPU, and CUDA when available)",
-    )
-    parser.add_argument(
-        "--out", default="results/bench", help="output directory (default: results/bench)"
-    )
-    parser.add_argument("--repeats", type=int, default=15, help="timed repeats per case (median)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per case first")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    options.add_repeats(parser, 15, help="timed repeats per case (median; default 15)")
+    options.add_warmup(parser, 3, help="untimed calls per case first (default 3)")
+    options.add_threads(parser)
+    options.add_output(parser)
     parser.add_argument("--quick", action="store_true", help="small shapes, 3 repeats: a smoke run")
     parser.add_argument(
         "--shapes",
@@ -99,31 +75,21 @@ def main(argv: list[str]) -> int:
         default=True,
         help="also time every case through torch.compile (the compiled column; default: on)",
     )
-    parser.add_argument(
-        "--conditions", default="", help="free text recorded with the run (e.g. machine load)"
-    )
-    parser.add_argument(
-        "--readme-only",
-        action="store_true",
-        help="only rewrite the README section from the existing CSVs (no timing)",
-    )
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = args.out
     if args.readme_only:
-        update_section(out / "README.md", SECTION, readme_section(out))
-        print(f"rewrote the '{SECTION}' section of {out / 'README.md'}", file=sys.stderr)
+        rewrite_section(out, SECTION, readme_section(out))
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    devices = options.devices(parser, args.device)
+    shapes = _parse_shapes(parser, args.shapes) if args.shapes else None
+    options.apply_threads(args.threads)
     if args.compile:
         raise_compile_cache_limit()
-    shapes = QUICK_SHAPES if args.quick else SHAPES
-    if args.shapes:
-        shapes = _parse_shapes(parser, args.shapes)
+    shapes = shapes or (QUICK_SHAPES if args.quick else SHAPES)
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     out.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["normbench", "bench", "norms", *argv])
-    for device in _devices(args.device):
+    command = options.command_line("norms", argv)
+    for device in devices:
         env = {**environment(device), "load_start": load_average(), "conditions": args.conditions}
         print(
             f"bench norms on {device.type} ({env['device_name']}, torch {env['torch']}, "
@@ -143,7 +109,7 @@ def main(argv: list[str]) -> int:
         env["load_end"] = load_average()
         rows = [{**env, **row} for row in with_reasons(rows)]
         print_table(rows)
-        write_outputs(rows, out, output_name(env), command.strip())
+        write_outputs(rows, out, output_name(env), command)
     return 0
 
 

@@ -7,6 +7,7 @@ it (other benchmarks' sections, notes added by hand) is kept as it is.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from normbench.files import write_atomic
@@ -42,3 +43,9 @@ def update_section(path: Path, name: str, body: str) -> None:
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
     write_atomic(path, lambda f: f.write(text))
+
+
+def rewrite_section(out: Path, name: str, body: str) -> None:
+    """``--readme-only``: write ``body`` as section ``name`` of ``<out>/README.md``, and say so."""
+    update_section(out / "README.md", name, body)
+    print(f"rewrote the '{name}' section of {out / 'README.md'}", file=sys.stderr)

@@ -42,13 +42,13 @@ command line; the setups are built in :mod:`normbench.bench.train_setup` and mea
 from __future__ import annotations
 
 import argparse
-import shlex
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from normbench.bench import options
 from normbench.bench.train_setup import BASELINE, MODES, synthetic_data
 from normbench.bench.train_timing import log, run_all
 from normbench.engine.environment import environment
@@ -91,10 +91,10 @@ GPU_DEFAULTS: dict[str, Any] = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options; ``--gpu-defaults`` swaps the CPU-scale defaults for the issue's GPU setting."""
-    parser = argparse.ArgumentParser(
-        prog="normbench bench train",
-        description="Share of training-step time in normalization layers (forward + backward), "
-        "eager vs compiled, fp32 vs bf16; images/s, step ms and the data share of the step.",
+    parser = options.bench_parser(
+        "train",
+        "Share of training-step time in normalization layers (forward + backward), eager vs "
+        "compiled, fp32 vs bf16; images/s, step ms and the data share of the step.",
     )
     parser.add_argument(
         "--gpu-defaults",
@@ -113,8 +113,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, help="input height and width (default 32)")
     parser.add_argument("--train-size", type=int, help="examples in the in-memory training set")
     parser.add_argument("--steps", type=int, help="steps per timed repeat and per profile")
-    parser.add_argument("--repeats", type=int, help="timed repeats (median)")
-    parser.add_argument("--warmup", type=int, help="untimed steps first (compile happens here)")
+    options.add_repeats(parser, None, help="timed repeats (median)")
+    options.add_warmup(parser, None, help="untimed steps first (compile happens here)")
     parser.add_argument(
         "--variants",
         help=(
@@ -123,9 +123,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--modes", help=f"comma-separated, from {', '.join(MODES)} (default: all)")
-    parser.add_argument(
-        "--device", choices=["cpu", "cuda"], help="default: cpu (GPU defaults: cuda)"
-    )
+    options.add_device(parser, None, help="default: cpu (GPU defaults: cuda)")
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -157,22 +155,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "vs_reference gap comes from); needs --model resnet50 --width 1"
         ),
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    options.add_threads(parser)
+    options.add_output(
+        parser, "only redraw the PNGs and rewrite the README section from the existing CSVs"
     )
-    parser.add_argument("--out", type=Path, default=Path("results/bench"), help="output directory")
     parser.add_argument(
         "--append",
         action="store_true",
         help="add rows to the existing CSV instead of replacing it (split a long run)",
-    )
-    parser.add_argument(
-        "--conditions", default="", help="free text recorded with the rows (machine load ...)"
-    )
-    parser.add_argument(
-        "--readme-only",
-        action="store_true",
-        help="only redraw the PNGs and rewrite the README section from the existing CSVs",
     )
     args = parser.parse_args(argv)
     if args.readme_only:
@@ -181,7 +171,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for key in ("batch", "image_size", "train_size", "steps", "repeats"):
+    for key in ("batch", "image_size", "train_size", "steps"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     if args.warmup < 1:
@@ -195,8 +185,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(
             f"--modes: unknown {', '.join(unknown) or '(none)'}; known modes: {', '.join(MODES)}"
         )
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    options.devices(parser, args.device)  # a usage error for cuda without CUDA
     if (args.reference or args.compare_ops) and (args.model != "resnet50" or args.width != 1):
         option = "--compare-ops" if args.compare_ops else "--reference"
         parser.error(
@@ -226,9 +215,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.readme_only:
         rewrite_readme(args.out, redraw=True)
+        print(f"redrew the PNGs and rewrote the README section in {args.out}", file=sys.stderr)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    options.apply_threads(args.threads)
     device = torch.device(args.device)
     env = environment(device)
     scale = {
@@ -260,6 +249,6 @@ def main(argv: list[str]) -> int:
         {**scale, **row} for row in run_all(args, args.mode_list, args.variant_list, data, device)
     ]
     log(f"measured in {time.perf_counter() - start:.0f} s")
-    command = "normbench bench train " + shlex.join(argv)
+    command = options.command_line("train", argv)
     write_outputs(rows, env, args.out, device.type, command, args.conditions, args.append)
     return 0
