@@ -61,7 +61,7 @@ report: install  ## rebuild the report of the default experiment from its runs
 tb: install  ## TensorBoard on all runs (http://localhost:6006)
 	$(BIN)/tensorboard --logdir runs
 
-bench: install  ## time every normalization variant (results/bench/)
+bench: install  ## time every normalization variant -> runs/bench/ (ARGS='--out results/bench' updates the committed files)
 	$(BIN)/normbench bench norms $(ARGS)
 
 lint: install  ## ruff lint and format check

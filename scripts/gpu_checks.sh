@@ -13,8 +13,9 @@
 # and run: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 # PYTHONPATH=/tmp/site bash scripts/gpu_checks.sh $OUT
 # Then, on the machine with the repository: copy OUTDIR's iteration-cuda.*, norms-cuda.* and
-# ops-vs-reference-cuda.csv into results/bench/ and run `normbench bench train --readme-only` to
-# rewrite the README section.
+# ops-vs-reference-cuda.csv into results/bench/ and run
+# `normbench bench train --readme-only --out results/bench` to rewrite the README section (without
+# --out, the benches read and write runs/bench).
 set -u
 out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
 py=${PYTHON:-python3}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,6 +149,50 @@ def test_every_bench_shares_the_options_and_their_errors(
     code, out, err = run_cli("bench", bench, *args, "--out", str(tmp_path / "o"))
     assert code == 2 and message in out + err, out + err
     assert "Traceback" not in out + err and not (tmp_path / "o").exists()
+
+
+TINY_RUNS = {
+    "norms": (["--quick", "--no-compile", "--threads", "1"], "norms-cpu-1t.csv"),
+    "models": (
+        ["--batch", "1", "--size", "32", "--repeats", "1", "--warmup", "0"],
+        "models-cpu.csv",
+    ),
+    "train": ([*TINY, "--modes", "eager-fp32", "--no-profile"], "iteration-cpu.csv"),
+    "corruptions": (
+        ["--images", "4", "--batch", "4", "--repeats", "1", "--width", "0.0625"]
+        + ["--corruptions", "contrast", "--threads", "1"],
+        "corruptions-cpu.csv",
+    ),
+}
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_every_bench_writes_runs_bench_by_default_and_leaves_results_alone(
+    run_cli, tmp_path, monkeypatch, bench
+):
+    """Run from a checkout, a bench must not overwrite the committed results/bench: without
+    --out it writes runs/bench (git-ignored) and says so."""
+    from normbench.bench import norm_timing, norms
+    from normbench.bench.norm_cases import CASES
+
+    monkeypatch.setattr(norms, "QUICK_SHAPES", [(4, 8, 4, 4)])
+    monkeypatch.setattr(norm_timing, "CASES", CASES[:2])
+    committed = tmp_path / "results" / "bench"
+    committed.mkdir(parents=True)
+    (committed / "README.md").write_text("<!-- bench norms -->\ncommitted\n<!-- /bench norms -->\n")
+    before = {p: p.read_bytes() for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    args, name = TINY_RUNS[bench]
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run_cli("bench", bench, *args)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, out + err
+    after = {p: p.read_bytes() for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing changed under results/
+    written = Path("runs") / "bench" / name
+    assert (tmp_path / written).stat().st_size > 0
+    assert f"{written}" in out + err  # it says where it wrote
 
 
 def test_module_share_links_backward_nodes_to_the_scoped_modules():

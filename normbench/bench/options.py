@@ -4,6 +4,10 @@ Where to time (``--device``), how often (``--repeats``, ``--warmup``), with how 
 (``--threads``), and where the results go (``--out``, ``--conditions``, ``--readme-only``); with
 the checks and the recorded command line that go with them. Each benchmark adds its own options
 beside these and passes its own defaults.
+
+The output folder defaults to :data:`DEFAULT_OUT`, outside ``results/``: a benchmark run from a
+checkout never overwrites the committed numbers. ``--out results/bench`` (:data:`COMMITTED_OUT`)
+writes them when that is the point. Every bench says where it wrote.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from pathlib import Path
 
 import torch
 
-#: Where the benchmarks write unless told otherwise.
-DEFAULT_OUT = Path("results/bench")
+#: Where the benchmarks write unless told otherwise (``runs/`` is not committed).
+DEFAULT_OUT = Path("runs/bench")
+#: The committed benchmark results, written only when asked: ``--out results/bench``.
+COMMITTED_OUT = Path("results/bench")
 
 
 def bench_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -95,7 +101,8 @@ def add_output(
         "--out",
         type=Path,
         default=DEFAULT_OUT,
-        help=f"output directory (default: {DEFAULT_OUT})",
+        help=f"output directory (default: {DEFAULT_OUT}; --out {COMMITTED_OUT} updates the "
+        "committed results)",
     )
     parser.add_argument(
         "--conditions", default="", help="free text recorded with the rows (e.g. machine load)"
