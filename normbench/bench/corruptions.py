@@ -17,13 +17,13 @@ from __future__ import annotations
 import csv
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 from omegaconf import OmegaConf
 
 from normbench.bench import options
+from normbench.bench.clock import wall_seconds
 from normbench.bench.provenance import environment
 from normbench.data.corruptions import ALL_CORRUPTIONS, corrupt
 from normbench.engine.build import build_network, build_norm
@@ -43,16 +43,6 @@ COLUMNS = [
     "conditions",
     "command",
 ]
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str]) -> int:
@@ -106,8 +96,8 @@ def main(argv: list[str]) -> int:
         corrupt(batches[0], name, args.severity, seed=0)  # warm-up
         t_corrupt, t_forward = [], []
         for _ in range(args.repeats):
-            t_corrupt.append(_timed(corrupt_all(name), device))
-            t_forward.append(_timed(forward, device))
+            t_corrupt.append(wall_seconds(corrupt_all(name), device))
+            t_forward.append(wall_seconds(forward, device))
         ms_c, ms_f = 1000 * statistics.median(t_corrupt), 1000 * statistics.median(t_forward)
         rows.append(
             {

@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from normbench.bench import options
+from normbench.bench.clock import wall_seconds
 from normbench.bench.provenance import environment
 from normbench.bench.readme_sections import rewrite_section, update_section
 from normbench.engine.build import build_network, build_norm
@@ -68,17 +67,6 @@ def pair(model: str) -> tuple[nn.Module, nn.Module]:
     return ours.eval(), theirs.eval()
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall time of one call in ms (synchronized on CUDA)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1e3
-
-
 @torch.inference_mode()
 def time_pair(
     ours: nn.Module, theirs: nn.Module, x: torch.Tensor, repeats: int, warmup: int
@@ -91,7 +79,7 @@ def time_pair(
     for i in range(repeats):
         order = [("ours", ours), ("theirs", theirs)]
         for key, model in order if i % 2 == 0 else order[::-1]:
-            times[key].append(_timed(lambda m=model: m(x), x.device))
+            times[key].append(1000 * wall_seconds(lambda m=model: m(x), x.device))
     return statistics.median(times["ours"]), statistics.median(times["theirs"]), diff
 
 

@@ -15,34 +15,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from normbench.bench.clock import per_call_timer
 from normbench.bench.norm_cases import CASES, REFERENCE, build_case
 from normbench.errors import ConfigError
 
 TARGET = 2.0
 COMPILED_TARGET = 1.5  # compiled case / eager reference, at the 4-d shapes
 MIN_REPEAT_S = 0.005
-
-
-def _timer(device: torch.device) -> Callable[[Callable[[], None], int], float]:
-    """Seconds per call of ``fn`` over ``n`` calls (CUDA events on GPU)."""
-
-    def cpu(fn: Callable[[], None], n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - start) / n
-
-    def cuda(fn: Callable[[], None], n: int) -> float:
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        begin.record()
-        for _ in range(n):
-            fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        return begin.elapsed_time(end) / 1000 / n
-
-    return cuda if device.type == "cuda" else cpu
 
 
 def _step_fn(
@@ -80,7 +59,7 @@ def time_shape(
 ) -> list[dict]:
     """Median seconds per forward+backward of every case at ``shape`` (eager, and compiled when
     ``compiled``), and the ratio rows."""
-    timer = _timer(device)
+    timer = per_call_timer(device)
     steps: dict[tuple[str, bool], tuple[Callable[[], None], int]] = {}
     rows: dict[str, dict] = {}
     for case in CASES:

@@ -18,13 +18,9 @@ from typing import Any
 import torch
 
 from normbench.bench.attribution import STEP_SCOPE, ModuleScopes, ModuleShare, module_share
+from normbench.bench.clock import sync
 from normbench.bench.train_setup import REFERENCE, Setup, build_reference_setup, build_setup
 from normbench.probes.timing import PhaseTimer
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def warm_up(setup: Setup, steps: int, device: torch.device) -> None:
@@ -32,7 +28,7 @@ def warm_up(setup: Setup, steps: int, device: torch.device) -> None:
     start = time.perf_counter()
     for _ in range(steps):
         setup.step()
-    _sync(device)
+    sync(device)
     setup.warmup_s = time.perf_counter() - start
 
 
@@ -65,7 +61,7 @@ def profile_steps(setup: Setup, steps: int, device: torch.device) -> tuple[Any, 
                 start = time.perf_counter()
             with record_function(STEP_SCOPE):
                 setup.step()
-            _sync(device)
+            sync(device)
             prof.step()
     return prof, time.perf_counter() - start
 
