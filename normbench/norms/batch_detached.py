@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase
 from normbench.norms.checks import check_group_size
 from normbench.norms.spec import NormSpec, check_dims
 

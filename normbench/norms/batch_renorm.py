@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from normbench.norms.batch import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase
 from normbench.norms.checks import check_batch_values, check_group_size, values_per_channel
 from normbench.norms.grouped import Renorm, group_count
 from normbench.norms.spec import NormSpec, check_dims

@@ -1,4 +1,5 @@
-"""Shape-only checks shared by the variants: cheap, no device sync, one clear message each."""
+"""Shape-only checks shared by the variants (cheap, no device sync, one clear message each), and
+the shape helpers they use."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def check_slot_input(x: torch.Tensor, dims: int, channels: int, owner: str) -> N
             f"{owner}: this norm slot was built with dims={dims} for {channels} channels, so it "
             f"expects {rank}D input {expected}, got {x.dim()}D input of shape {tuple(x.shape)}."
         )
+
+
+def channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-channel vector ``t`` (C,) to broadcast against channels-first ``x``."""
+    return t.view(1, -1, *([1] * (x.dim() - 2)))
 
 
 def reduce_dims(x: torch.Tensor) -> list[int]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.norms.batch import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase
 from normbench.norms.checks import (
     check_batch_values,
     check_group_size,

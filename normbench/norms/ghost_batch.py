@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.norms.batch import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase
 from normbench.norms.grouped import IMPLS
 from normbench.norms.spec import NormSpec, check_dims
 

@@ -41,8 +41,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from normbench.errors import ConfigError
-from normbench.norms.batch import channel_view
-from normbench.norms.checks import check_slot_input
+from normbench.norms.checks import channel_view, check_slot_input
 from normbench.norms.first_order import first_order_backward
 from normbench.norms.spec import IdentitySlot, NormSpec, check_dims
 

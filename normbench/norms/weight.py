@@ -32,8 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from normbench.norms.batch import BatchNormBase, channel_view
-from normbench.norms.checks import check_batch_values, check_group_size, reduce_dims
+from normbench.norms.batch_base import BatchNormBase
+from normbench.norms.checks import (
+    channel_view,
+    check_batch_values,
+    check_group_size,
+    reduce_dims,
+)
 from normbench.norms.grouped import group_count, grouped_view, value_dims
 from normbench.norms.spec import IdentitySlot, NormSpec, check_dims
 
