@@ -74,11 +74,12 @@ TINY = register(
         overrides=(
             "dataset=synthetic",
             "dataset.num_train=2048",
-            "dataset.num_val=4096",
+            "dataset.num_val=30000",
             "dataset.batch_size=16",
-            "model.hidden=[32,32]",
+            "model.hidden=[256,256]",
             "trainer.steps=30",
             "trainer.eval_every=15",
+            "optim.lr=0.05",
             "trainer.log_every=15",
             "probes.every=0",
             "probes.hist_every=0",
@@ -122,7 +123,7 @@ def study(
 
 
 def stable(path: Path) -> pd.DataFrame:
-    """A CSV without the columns that hold times and dates."""
+    """A CSV without the columns that hold times, dates and the git revision."""
     df = pd.read_csv(path)
     drop = [
         c
@@ -135,9 +136,7 @@ def stable(path: Path) -> pd.DataFrame:
 
 def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     listed = study(tmp_path, "list")
-    assert (
-        listed.returncode == 0 and "tiny_study" in listed.stdout and "small_batch" in listed.stdout
-    )
+    assert listed.returncode == 0 and "tiny_study" in listed.stdout and "bn_fig1" in listed.stdout
     plan = study(tmp_path, "plan", "tiny_study")
     assert plan.returncode == 0, plan.stderr
     assert "training: 2 runs" in plan.stdout and "(0 done)" in plan.stdout
@@ -145,7 +144,7 @@ def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "results" / "tiny_study"
     errors = pd.read_csv(out / "errors.csv")
-    # phase clean on both runs, phase statistics (precise + batch at 16 and 64) on BN only
+    # phase clean on both runs, phase statistics (precise, and batch at 16 and 64) on BN only
     assert sorted(errors[errors.norm == "none"]["mode"]) == ["running"]
     assert sorted(errors[errors.norm == "batch"]["mode"]) == [
         "batch",
@@ -159,7 +158,7 @@ def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     assert "normbench study run tiny_study" in readme and "Verdict rule" in readme
     again = study(tmp_path, "plan", "tiny_study")
     assert "training: 2 runs under runs/tiny_study/ (2 done)" in again.stdout
-    assert "evaluation phase statistics: 4 evaluations on 1 runs (4 done)" in again.stdout
+    assert "evaluation phase statistics: 3 evaluations on 1 runs (3 done)" in again.stdout
 
 
 @pytest.mark.slow
@@ -172,9 +171,14 @@ def test_killed_in_the_evaluation_phase_the_same_command_goes_on(tmp_path):
     for line in proc.stdout:
         lines.append(line)
         if "evaluating" in line:  # the evaluation phase has started
-            time.sleep(1.0)
-            os.killpg(proc.pid, signal.SIGKILL)
             break
+    evals = [d / "evals.csv" for d in (cut / "runs" / "tiny_study").glob("*norm=batch*")]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        p.exists() and len(p.read_text().splitlines()) >= 2 for p in evals
+    ):
+        time.sleep(0.01)  # the first evaluation row is written: kill in the middle of the phase
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(lines)
     bn = next((cut / "runs" / "tiny_study").glob("*norm=batch*"))
@@ -195,7 +199,7 @@ def test_killed_in_the_evaluation_phase_the_same_command_goes_on(tmp_path):
             stable(cut / "results" / "tiny_study" / name),
             stable(whole / "results" / "tiny_study" / name),
         )
-    for run in (whole / "runs" / "tiny_study").iterdir():
+    for run in (p.parent for p in (whole / "runs" / "tiny_study").glob("*/evals.csv")):
         pd.testing.assert_frame_equal(
             stable(run / "evals.csv").sort_values(["mode", "batch_size"]).reset_index(drop=True),
             stable(cut / "runs" / "tiny_study" / run.name / "evals.csv")
@@ -213,4 +217,7 @@ def test_two_jobs_share_the_work_and_a_failure_leaves_the_rest_done(tmp_path):
     # a failing job: one run's training diverges on a bad lr, the other completes
     bad = study(tmp_path / "runs", "run", "tiny_study", "jobs=2", "optim.lr=0.5,1e30")
     assert bad.returncode == 1
-    assert "failed" in bad.stderr or "diverged" in bad.stdout + bad.stderr
+    said = bad.stdout + bad.stderr
+    assert "2 runs not complete" in said  # the two at lr 1e30
+    assert "evaluations 5/5 done" in said  # the two others were trained, evaluated, reported
+    assert (tmp_path / "runs" / "results" / "tiny_study" / "claims.csv").is_file()

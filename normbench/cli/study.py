@@ -107,7 +107,11 @@ def list_studies() -> int:
     from normbench.studies import get_study, names
 
     for name in names():
-        study = get_study(name)
+        try:
+            study = get_study(name)
+        except (ImportError, AttributeError) as err:  # a study module being written
+            print(f"{name:14} (cannot be loaded: {err})")
+            continue
         print(f"{name:14} {study.title}")
         for v in study.variants.values():
             print(f"  --variant {v.name:8} {v.about}  -> {v.results}/")

@@ -41,10 +41,17 @@ def revision_note(runs: list[Run]) -> str:
     dirty = [r for r in revs if r.endswith("-dirty")]
     if len(revs) == 1 and not dirty:
         return f"All runs and evaluations from one revision: git {revs[0]}."
-    parts = [f"{len(revs)} git revisions ({', '.join(revs[:6])}{' …' if len(revs) > 6 else ''})"]
+    shown = ", ".join(revs[:6]) + (" …" if len(revs) > 6 else "")
+    text = (
+        f"one git revision ({shown})" if len(revs) == 1 else f"{len(revs)} git revisions ({shown})"
+    )
     if dirty:
-        parts.append(f"{len(dirty)} of them from a modified (dirty) tree")
-    return "**Runs and evaluations come from " + "; ".join(parts) + ".**"
+        text += (
+            f", {len(dirty)} of them from a modified (dirty) tree"
+            if len(revs) > 1
+            else (", from a modified (dirty) tree")
+        )
+    return f"**Runs and evaluations come from {text}.**"
 
 
 def write_study_report(sel: Selection, runs: list[Run]) -> Path:
