@@ -4,19 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXPERIMENT ?= bn_fig1
-SWEEP ?= small_batch
+NAME ?= bn_fig1
+VARIANT ?=
+SWEEP ?= batch_size
 JOBS ?= 1
 ARGS ?=
-RESULTS ?= results/$(EXPERIMENT)
 
-.PHONY: help install run test test-all sweep domain-shift report tb bench data lint format clean
+.PHONY: help install run study results test test-all sweep report tb bench data lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "  variables: EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) JOBS=$(JOBS) ARGS='extra Hydra overrides'"
-	@echo "  make sweep: SWEEP=small_batch (GN paper small-batch study -> results/small_batch, JOBS parallel"
-	@echo "  processes; SWEEP=small_batch_long: the same 8x longer); SWEEP=batch_size or lr"
-	@echo "  (configs/sweep/<name>.yaml): that ablation of EXPERIMENT"
+	@echo "  variables: NAME=$(NAME) VARIANT=$(VARIANT) JOBS=$(JOBS) ARGS='extra Hydra overrides'"
+	@echo "             EXPERIMENT=$(EXPERIMENT) SWEEP=$(SWEEP) (make sweep: configs/sweep/<SWEEP>.yaml)"
+	@echo "  studies (normbench study list): bn_fig1 [VARIANT=lr], small_batch [VARIANT=long|real|ddp],"
+	@echo "  domain_shift; e.g. make study NAME=small_batch VARIANT=long JOBS=2"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "normbench needs Python >= 3.10"'
@@ -29,11 +30,15 @@ install: $(STAMP)  ## create .venv/ and install normbench (editable) with its te
 data: install  ## get the default dataset (Fashion-MNIST) unless it is already there
 	@$(BIN)/normbench data --check fashion_mnist || NORMBENCH=$(BIN)/normbench scripts/get_fashion_mnist.sh
 
-# A multirun with failed jobs still gets its report, then make fails; Ctrl-C stops without one.
-run: install data  ## train the default experiment (BN paper Fig. 1) and write its report to results/
-	status=0; $(BIN)/normbench train -m experiment=$(EXPERIMENT) $(ARGS) || status=$$?; \
-	[ $$status -lt 128 ] || exit $$status; \
-	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS) && exit $$status
+# A study with failed runs still gets its report, then make fails; Ctrl-C stops without one.
+run: install data  ## the BN paper Fig. 1 study (normbench study run bn_fig1) -> results/bn_fig1
+	$(BIN)/normbench study run bn_fig1 jobs=$(JOBS) $(ARGS)
+
+study: install data  ## one declared study: NAME=… [VARIANT=…] [JOBS=…] -> its results folder
+	$(BIN)/normbench study run $(NAME) $(if $(VARIANT),--variant $(VARIANT)) jobs=$(JOBS) $(ARGS)
+
+results: install  ## results/README.md: the claims index of every study (from their claims.csv)
+	$(BIN)/normbench study report all
 
 test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
 	$(BIN)/pytest -q -m "not slow"
@@ -42,21 +47,14 @@ test-all: install  ## run every test, slow ones included
 	$(BIN)/pytest -q
 
 # JOBS > 1: that many jobs at once through Hydra's joblib launcher (configs/hydra/launcher/joblib.yaml).
-sweep: install data  ## small-batch study (GN paper Fig. 1) -> results/small_batch; SWEEP=batch_size: ablation
-ifneq ($(filter small_batch small_batch_long,$(SWEEP)),)
-	NORMBENCH=$(BIN)/normbench EXPERIMENT=$(SWEEP) JOBS=$(JOBS) scripts/small_batch.sh $(ARGS)
-else
+sweep: install data  ## an ablation of EXPERIMENT (SWEEP=batch_size: configs/sweep/<SWEEP>.yaml) + its report
 	status=0; launcher=; [ $(JOBS) -le 1 ] || launcher=hydra/launcher=joblib; \
 	NORMBENCH_JOBS=$(JOBS) $(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $$launcher $(ARGS) || status=$$?; \
 	[ $$status -lt 128 ] || exit $$status; \
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP) && exit $$status
-endif
 
-domain-shift: install data  ## domain-shift study (AdaBN, partial, tent on common corruptions) -> results/domain_shift
-	NORMBENCH=$(BIN)/normbench JOBS=$(JOBS) scripts/domain_shift.sh $(ARGS)
-
-report: install  ## rebuild the report of the default experiment from its runs
-	$(BIN)/normbench report runs/$(EXPERIMENT) --out $(RESULTS)
+report: install  ## rebuild a study's report from its runs: NAME=… [VARIANT=…]
+	$(BIN)/normbench study report $(NAME) $(if $(VARIANT),--variant $(VARIANT))
 
 tb: install  ## TensorBoard on all runs (http://localhost:6006)
 	$(BIN)/tensorboard --logdir runs

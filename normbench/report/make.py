@@ -49,11 +49,12 @@ def make_report(dirs: list[str], out: str | None) -> Path:
 
 
 def study_of_runs(runs: list[Run]):
-    """The (study, variant) whose name every run records, or None (several names, or none)."""
+    """The (study, variant) whose name every run records, or None (several names, none, or the
+    runs of an ablation sweep, ``+sweep=…``, which record ``ablation``)."""
     from normbench.studies import study_of_run_name
 
     names = {r.name for r in runs}
-    if len(names) != 1:
+    if len(names) != 1 or any(r.config.get("ablation") for r in runs):
         return None
     found = study_of_run_name(names.pop())
     if found is None:
