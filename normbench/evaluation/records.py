@@ -40,6 +40,7 @@ COLUMNS = (
     "time_s",
     "evaluated_at",
     "requests",
+    "git",  # the revision of normbench that made the row (with -dirty for a modified tree)
 )
 #: Separates the requests (``EvalJob.describe()``) a row answers, in its ``requests`` column.
 REQUEST_SEP = " | "

@@ -23,6 +23,8 @@ from normbench.config import register_resolvers
 from normbench.data.folder import FolderData
 from normbench.engine.build import BuiltRun, build_run
 from normbench.engine.checkpoint import EVAL_FIX, config_changes, load_checkpoint, plain_config
+from normbench.engine.environment import git_revision
+from normbench.errors import ConfigError, NormbenchError
 from normbench.evaluation.data import (
     DataChoice,
     EvalData,
@@ -33,7 +35,6 @@ from normbench.evaluation.data import (
 from normbench.evaluation.kl import measure_kl
 from normbench.evaluation.modes import EvalSetup, Knobs, Outcome, Progress, run_mode
 from normbench.evaluation.records import KEY
-from normbench.errors import ConfigError, NormbenchError
 from normbench.norms.stats import UndefinedStatisticsError, bn_layers
 from normbench.recorder import read_summary
 
@@ -141,6 +142,7 @@ class LoadedRun:
         self.built.model.load_state_dict(self.state)
         self.summary = read_summary(run_dir / "summary.json")
         self.bn_count = len(bn_layers(self.built.model))
+        self.git = git_revision()
         self._data: dict[DataChoice, EvalData] = {}
 
     def no_batch_stats(self) -> str:
@@ -231,4 +233,5 @@ class LoadedRun:
             "time_s": round(elapsed, 3),
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "requests": job.describe(),
+            "git": self.git,
         }

@@ -33,14 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.norms.batch_base import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase, BatchStatsSpec
 from normbench.norms.checks import reduce_dims
 from normbench.norms.ghost_batch import GhostBatchNormSpec
 from normbench.norms.grouped import grouped_mean_var
-from normbench.norms.spec import NormSpec, check_dims
+from normbench.norms.spec import NormSpec
 
 IMPLS = ("native", "closed_form")
 
@@ -91,31 +90,22 @@ class BatchNorm(BatchNormBase):
 
 
 @dataclass(frozen=True, kw_only=True)
-class BatchNormSpec(NormSpec):
+class BatchNormSpec(BatchStatsSpec):
     """Batch Normalization in the norm slot.
 
     Attributes:
-        momentum: running-estimate update weight α; ``None`` for the cumulative average.
-        eps: ε added to the variance.
-        affine: learn γ and β (``False``: the γ/β ablation).
+        momentum, eps, affine: see :class:`~normbench.norms.batch_base.BatchStatsSpec`.
         impl: ``native`` (torch's kernel) or ``closed_form`` (``GroupedBatchNormFunction``).
     """
 
-    momentum: float | None = 0.1
-    eps: float = 1e-5
-    affine: bool = True
     impl: str = "native"
 
     name = "batch"
-    batch_dependent = True
+    norm_module = BatchNorm
 
     def __post_init__(self) -> None:
         if self.impl not in IMPLS:
             raise ConfigError(f"norm=batch: impl={self.impl!r} is not one of {', '.join(IMPLS)}.")
-
-    def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        return BatchNorm(num_channels, dims=dims, **self.options())
 
     def per_device(self, images: int) -> NormSpec:
         """BN over groups of ``images`` samples: Ghost Batch Normalization, same ``impl``."""
@@ -126,7 +116,3 @@ class BatchNormSpec(NormSpec):
             affine=self.affine,
             impl="closed_form" if self.impl == "closed_form" else "auto",
         )
-
-    @property
-    def has_shift(self) -> bool:
-        return self.affine

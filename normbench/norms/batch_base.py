@@ -1,5 +1,7 @@
-"""The base of normbench's batch-statistics modules (BN, Batch Renorm, ghost BN, BN with
-detached statistics, mean-only BN, EvoNorm-B0 ...), apart from the variants that derive from it.
+"""The bases of normbench's batch-statistics variants: :class:`BatchNormBase` for their modules
+(BN, Batch Renorm, ghost BN, BN with detached statistics, mean-only BN, EvoNorm-B0 ...), and
+:class:`BatchStatsSpec` / :class:`GroupedBatchStatsSpec` for the specs of the variants whose slot
+is such a module with BN's options.
 
 :class:`BatchNormBase` is a ``torch.nn.modules.batchnorm._BatchNorm``, so ``recompute_bn_stats``
 finds every such module: channels-first inputs of a given rank, the batch-of-one check, the
@@ -9,12 +11,18 @@ of consecutive samples through :func:`~normbench.norms.grouped.grouped_function`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normbench.norms.checks import check_batch_values, check_slot_input
+from normbench.norms.checks import check_batch_values, check_group_size, check_slot_input
 from normbench.norms.grouped import Renorm, group_count, grouped_function
+from normbench.norms.spec import NormSpec, check_dims
 
 
 class BatchNormBase(_BatchNorm):
@@ -101,3 +109,51 @@ class BatchNormBase(_BatchNorm):
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchStatsSpec(NormSpec):
+    """Base spec of the variants whose slot normalizes with batch statistics and keeps running
+    estimates: BN's options, the slot :attr:`norm_module` built with every option, a learned
+    shift when ``affine``. Subclasses set :attr:`norm_module` and add their own options.
+
+    Attributes:
+        momentum: running-estimate update weight α; ``None`` for the cumulative average.
+        eps: ε added to the variance.
+        affine: learn γ and β (``False``: the γ/β ablation).
+    """
+
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+
+    batch_dependent = True
+    #: The slot's module, called as ``norm_module(num_channels, dims=dims, **spec.options())``.
+    norm_module: ClassVar[Callable[..., nn.Module]]
+
+    def layer(self, num_channels: int, dims: int) -> nn.Module:
+        check_dims(dims)
+        return self.norm_module(num_channels, dims=dims, **self.options())
+
+    @property
+    def has_shift(self) -> bool:
+        return self.affine
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupedBatchStatsSpec(BatchStatsSpec):
+    """A :class:`BatchStatsSpec` whose statistics may be those of groups of consecutive samples.
+
+    Attributes:
+        group_size: samples per statistics group (``None``: the whole batch); ``per_device(N)``
+            sets it to N.
+    """
+
+    group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_group_size(self.name, self.group_size)
+
+    def per_device(self, images: int) -> NormSpec:
+        """The same variant with its statistics over groups of ``images`` samples."""
+        return self.with_options(group_size=images)

@@ -21,11 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from normbench.norms.batch_base import BatchNormBase
-from normbench.norms.checks import check_group_size
-from normbench.norms.spec import NormSpec, check_dims
+from normbench.norms.batch_base import BatchNormBase, GroupedBatchStatsSpec
 
 
 class DetachedBatchNorm(BatchNormBase):
@@ -60,36 +57,10 @@ class DetachedBatchNorm(BatchNormBase):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetachedBatchNormSpec(NormSpec):
-    """BN with stop-gradient batch statistics in the norm slot.
-
-    Attributes:
-        momentum: running-estimate update weight; ``None`` for the cumulative average.
-        eps: ε added to the variance.
-        affine: learn γ and β.
-        group_size: samples per statistics group (``None``: the whole batch); set by
-            ``per_device``.
-    """
-
-    momentum: float | None = 0.1
-    eps: float = 1e-5
-    affine: bool = True
-    group_size: int | None = None
+class DetachedBatchNormSpec(GroupedBatchStatsSpec):
+    """BN with stop-gradient batch statistics in the norm slot; options: those of
+    :class:`~normbench.norms.batch_base.GroupedBatchStatsSpec` (``momentum``, ``eps``,
+    ``affine``, ``group_size``)."""
 
     name = "batch_detached"
-    batch_dependent = True
-
-    def __post_init__(self) -> None:
-        check_group_size(self.name, self.group_size)
-
-    def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        return DetachedBatchNorm(num_channels, dims=dims, **self.options())
-
-    def per_device(self, images: int) -> NormSpec:
-        """The same variant with its statistics over groups of ``images`` samples."""
-        return self.with_options(group_size=images)
-
-    @property
-    def has_shift(self) -> bool:
-        return self.affine
+    norm_module = DetachedBatchNorm

@@ -36,12 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from normbench.norms.batch_base import BatchNormBase
-from normbench.norms.checks import check_batch_values, check_group_size, values_per_channel
+from normbench.norms.batch_base import BatchNormBase, GroupedBatchStatsSpec
+from normbench.norms.checks import check_batch_values, values_per_channel
 from normbench.norms.grouped import Renorm, group_count
-from normbench.norms.spec import NormSpec, check_dims
 
 
 def batch_renorm_formula(
@@ -188,46 +186,27 @@ class BatchRenorm(BatchNormBase):
 
 
 @dataclass(frozen=True, kw_only=True)
-class BatchRenormSpec(NormSpec):
+class BatchRenormSpec(GroupedBatchStatsSpec):
     """Batch Renormalization in the norm slot.
 
     Attributes:
         momentum: running-estimate update weight (the paper's α); ``None`` for cumulative.
-        eps: ε added to the variances.
-        affine: learn γ and β.
+        eps, affine: see :class:`~normbench.norms.batch_base.BatchStatsSpec`.
+        group_size: samples per microbatch whose statistics give μ_B, σ_B, r, d (``None``: the
+            whole batch); ``per_device(N)`` sets it to N.
         r_max: final bound on r (r ∈ [1/r_max, r_max]), ≥ 1; 1 keeps r = 1.
         d_max: final bound on d (d ∈ [−d_max, d_max]), ≥ 0; 0 keeps d = 0.
         warmup_steps: training steps of plain BN (r_max = 1, d_max = 0) before relaxing.
         r_max_steps: step by which r_max reaches its final value (linear from ``warmup_steps``).
         d_max_steps: step by which d_max reaches its final value (linear from ``warmup_steps``).
-        group_size: samples per microbatch whose statistics give μ_B, σ_B, r, d (``None``: the
-            whole batch); ``per_device(N)`` sets it to N.
     """
 
     momentum: float | None = 0.01
-    eps: float = 1e-5
-    affine: bool = True
     r_max: float = 3.0
     d_max: float = 5.0
     warmup_steps: int = 5000
     r_max_steps: int = 40000
     d_max_steps: int = 25000
-    group_size: int | None = None
 
     name = "batch_renorm"
-    batch_dependent = True
-
-    def __post_init__(self) -> None:
-        check_group_size(self.name, self.group_size)
-
-    def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        return BatchRenorm(num_channels, dims=dims, **self.options())
-
-    def per_device(self, images: int) -> NormSpec:
-        """The same variant with its statistics, r and d over groups of ``images`` samples."""
-        return self.with_options(group_size=images)
-
-    @property
-    def has_shift(self) -> bool:
-        return self.affine
+    norm_module = BatchRenorm

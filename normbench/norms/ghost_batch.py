@@ -28,12 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.norms.batch_base import BatchNormBase
+from normbench.norms.batch_base import BatchNormBase, GroupedBatchStatsSpec
 from normbench.norms.grouped import IMPLS
-from normbench.norms.spec import NormSpec, check_dims
 
 
 class GhostBatchNorm(BatchNormBase):
@@ -66,25 +64,20 @@ class GhostBatchNorm(BatchNormBase):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GhostBatchNormSpec(NormSpec):
+class GhostBatchNormSpec(GroupedBatchStatsSpec):
     """Ghost Batch Normalization in the norm slot.
 
     Attributes:
+        momentum, eps, affine: see :class:`~normbench.norms.batch_base.BatchStatsSpec`.
         group_size: samples per ghost batch (images per device in the GN paper).
-        momentum: running-estimate update weight; ``None`` for the cumulative average.
-        eps: ε added to the variance.
-        affine: learn γ and β.
         impl: ``auto`` (closed form on CPU, native elsewhere), ``native`` or ``closed_form``.
     """
 
     group_size: int = 32
-    momentum: float | None = 0.1
-    eps: float = 1e-5
-    affine: bool = True
     impl: str = "auto"
 
     name = "ghost_batch"
-    batch_dependent = True
+    norm_module = GhostBatchNorm
 
     def __post_init__(self) -> None:
         if self.group_size < 1:
@@ -93,15 +86,3 @@ class GhostBatchNormSpec(NormSpec):
             raise ConfigError(
                 f"norm=ghost_batch: impl={self.impl!r} is not one of {', '.join(IMPLS)}."
             )
-
-    def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        return GhostBatchNorm(num_channels, dims=dims, **self.options())
-
-    def per_device(self, images: int) -> NormSpec:
-        """The same variant with ``group_size = images``."""
-        return self.with_options(group_size=images)
-
-    @property
-    def has_shift(self) -> bool:
-        return self.affine

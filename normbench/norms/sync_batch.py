@@ -28,9 +28,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from normbench.norms.batch_base import BatchStatsSpec
 from normbench.norms.checks import check_batch_values, check_slot_input
 from normbench.norms.first_order import first_order_backward
-from normbench.norms.spec import NormSpec, check_dims
+from normbench.norms.spec import NormSpec
 
 
 def _distributed() -> bool:
@@ -132,30 +133,13 @@ class SyncBatchNormFunction(torch.autograd.Function):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SyncBatchNormSpec(NormSpec):
-    """Synchronized BN in the norm slot.
-
-    Attributes:
-        momentum: running-estimate update weight; ``None`` for the cumulative average.
-        eps: ε added to the variance.
-        affine: learn γ and β.
-    """
-
-    momentum: float | None = 0.1
-    eps: float = 1e-5
-    affine: bool = True
+class SyncBatchNormSpec(BatchStatsSpec):
+    """Synchronized BN in the norm slot; options: those of
+    :class:`~normbench.norms.batch_base.BatchStatsSpec` (``momentum``, ``eps``, ``affine``)."""
 
     name = "sync_batch"
-    batch_dependent = True
-
-    def layer(self, num_channels: int, dims: int) -> nn.Module:
-        check_dims(dims)
-        return SyncBatchNorm(num_channels, dims=dims, **self.options())
+    norm_module = SyncBatchNorm
 
     def per_device(self, images: int) -> NormSpec:
         """Unchanged: the statistics are synchronized over all (simulated) devices."""
         return self
-
-    @property
-    def has_shift(self) -> bool:
-        return self.affine
