@@ -1,9 +1,12 @@
 """One run on two processes (torch.distributed, gloo on the CPU): synchronized BN against the
 BN formula over both processes' samples, DDP runs against single-process runs of the same
-global batch, and a 2-process run killed with SIGKILL then resumed by the same command."""
+global batch (norm=sync_batch: against BN over it), and a 2-process run killed with SIGKILL then
+resumed by the same command."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -16,14 +19,22 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 from normbench.engine.build import build_norm
+from normbench.norms.stats import use_batch_stats_at_eval
 
 C, B, HW, STEPS, MOMENTUM, EPS = 3, 4, 5, 3, 0.1, 1e-5
 
 
 def _sync_bn_worker(rank: int, world: int, store: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=world,
+        timeout=dt.timedelta(seconds=60),
+    )
     try:
         layer = build_norm({"name": "sync_batch", "momentum": MOMENTUM, "eps": EPS}).layer(C, 2)
         layer = layer.double().train()
@@ -41,7 +52,13 @@ def _sync_bn_worker(rank: int, world: int, store: str, out: str) -> None:
             gx, gw, gb = torch.autograd.grad(y, [xp, layer.weight, layer.bias], dy[mine])
             results.append({"y": y.detach(), "gx": gx, "gw": gw, "gb": gb})
         buffers = {"mean": layer.running_mean.clone(), "var": layer.running_var.clone()}
-        torch.save({"steps": results, "buffers": buffers}, f"{out}/rank{rank}.pt")
+        probe = None
+        if rank == 0:  # what rank 0's activation probe does alone: BN over its batch, no sync
+            with use_batch_stats_at_eval(layer), torch.no_grad():
+                probe = layer(x[:B])
+        dist.barrier()  # were the probe synchronized, it would wait here (and time out)
+        saved = {"steps": results, "buffers": buffers, "probe": probe, "x": x[:B]}
+        torch.save(saved, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -90,6 +107,25 @@ def test_sync_batch_norm_over_two_processes_equals_bn_over_both_batches(tmp_path
     for r in ranks:
         torch.testing.assert_close(r["buffers"]["mean"], running_mean, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(r["buffers"]["var"], running_var, rtol=1e-10, atol=1e-12)
+    # rank 0's probe: BN over its own batch alone, and the buffers untouched
+    y, *_ = _bn_formula(ranks[0]["x"], weight, bias, torch.zeros_like(ranks[0]["x"]))
+    torch.testing.assert_close(ranks[0]["probe"], y, rtol=1e-10, atol=1e-10)
+
+
+def test_ddp_takes_a_sync_batch_model_on_the_cpu(tmp_path):
+    """DDP refuses every ``nn.SyncBatchNorm`` on CPU ("SyncBatchNorm layers only work with GPU
+    modules"): normbench's layer is not one, and its state dict is that of one."""
+    layer = build_norm({"name": "sync_batch"}).layer(4, 1)
+    assert not isinstance(layer, nn.SyncBatchNorm)
+    assert layer.state_dict().keys() == nn.SyncBatchNorm(4).state_dict().keys()
+    store = tmp_path / "store"
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    try:
+        model = nn.Sequential(nn.Linear(3, 4), layer)
+        ddp = nn.parallel.DistributedDataParallel(model)
+        ddp(torch.randn(5, 3)).sum().backward()
+    finally:
+        dist.destroy_process_group()
 
 
 # --- whole runs under torchrun ------------------------------------------------------------------
@@ -178,8 +214,6 @@ def test_two_process_run_equals_single_process_run(tmp_path, norm_ddp, norm_sing
     _run(tmp_path, 1, *norm_single, "name=single")
     ddp, single = _run_dir(tmp_path, "ddp"), _run_dir(tmp_path, "single")
     _assert_same_parameters(ddp, single)
-    import json
-
     summary = json.loads((ddp / "summary.json").read_text())
     assert summary["distributed"]["world_size"] == 2
     assert summary["distributed"]["backend"] == "gloo"
@@ -197,6 +231,42 @@ def test_two_process_run_equals_single_process_run(tmp_path, norm_ddp, norm_sing
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     evals = pd.read_csv(ddp / "evals.csv")
     assert abs(evals["error"].iloc[0] - summary["final"]["val_error"]) < 1e-9
+
+
+@pytest.mark.slow  # 21 s; the fast set has DDP around the layer and its two-process numerics
+def test_sync_batch_run_on_two_processes_equals_bn_over_the_global_batch(tmp_path):
+    """norm=sync_batch under torchrun (two gloo processes, 8 samples each): synchronized BN over
+    the two shards of each global batch of 16 is BN over that batch, so the run equals a
+    single-process norm=batch run of the same global batch. The tolerances allow float32
+    summation-order differences over 20 steps (the statistics are combined from per-process
+    means and variances); per-device statistics (plain norm=batch under torchrun) change the
+    parameters by far more than rtol 1e-4 (the test above: they equal ghost BN over 8)."""
+    _run(tmp_path, 2, "norm=sync_batch", "trainer.device=cpu", "name=sync")
+    _run(tmp_path, 1, "norm=batch", "trainer.device=cpu", "name=single")
+    sync, single = _run_dir(tmp_path, "sync"), _run_dir(tmp_path, "single")
+    summary = json.loads((sync / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["step"] == 20
+    assert summary["distributed"]["world_size"] == 2
+    a, b = pd.read_csv(sync / "metrics.csv"), pd.read_csv(single / "metrics.csv")
+    assert a["step"].tolist() == b["step"].tolist() == [0, 10, 20]
+    # the training loss is averaged over the processes: the mean over the global batch
+    assert a["train_loss"].iloc[1:].tolist() == pytest.approx(b["train_loss"].iloc[1:], rel=1e-5)
+    # the same parameters and running statistics: at most a near-tie among the 64 validation
+    # samples can flip, and none does at these settings
+    assert a["val_error"].tolist() == b["val_error"].tolist()
+    assert a["val_loss"].tolist() == pytest.approx(b["val_loss"], rel=1e-4)
+    _assert_same_parameters(sync, single)
+    buffers = [
+        {
+            k: v
+            for k, v in torch.load(run / "ckpt" / "last.pt", weights_only=True)["model"].items()
+            if "running" in k
+        }
+        for run in (sync, single)
+    ]
+    assert buffers[0].keys() == buffers[1].keys() and buffers[0]
+    for key in buffers[0]:
+        torch.testing.assert_close(buffers[0][key], buffers[1][key], rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):
@@ -259,7 +329,6 @@ def test_submitit_job_of_two_tasks_runs_ddp(tmp_path):
     """hydra/launcher=submitit_local with tasks_per_node=2 (as submitit_slurm on a node): the
     job's two tasks become the two ranks of one run."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    import json
 
     done = subprocess.run(
         [sys.executable, "-m", "normbench", "train", "-m", *RUN, "norm=batch", "seed=0", "name=sub"]

@@ -7,8 +7,9 @@ batch of *every* process of the ``torch.distributed`` group (torch's ``nn.SyncBa
 
 In a single process (no process group initialized, or world size 1) it is plain BN.
 
-On GPU it is torch's ``nn.SyncBatchNorm`` (its CUDA kernels, nccl). torch's module refuses CPU
-inputs, so on CPU (gloo) :class:`SyncBatchNormFunction` does the same computation: the
+On GPU the layer calls torch's synchronized BN (the CUDA kernels of ``nn.SyncBatchNorm``, nccl).
+torch's function refuses CPU inputs (and DDP refuses an ``nn.SyncBatchNorm`` on CPU, so the layer is
+not one), so on CPU (gloo) :class:`SyncBatchNormFunction` does the same computation: the
 processes' counts, means and biased variances are all-gathered and combined (no Σx² − (Σx)²
 cancellation), and the backward all-reduces Σdy and Σdy·(x − μ), as torch does. The gradients
 of γ and β stay per process (DDP averages them).
@@ -26,10 +27,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
+from normbench.norms.batch import BatchNormBase
 from normbench.norms.batch_base import BatchStatsSpec
-from normbench.norms.checks import check_batch_values, check_slot_input
 from normbench.norms.first_order import first_order_backward
 from normbench.norms.spec import NormSpec
 
@@ -38,38 +38,51 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """torch's SyncBatchNorm with normbench's input-shape and batch-of-one checks."""
+class SyncBatchNorm(BatchNormBase):
+    """BN with training statistics over every process of the default group (CPU and GPU).
+
+    Not an ``nn.SyncBatchNorm``: DistributedDataParallel refuses any instance of that class on
+    CPU ("SyncBatchNorm layers only work with GPU modules"). It is a ``_BatchNorm`` (normbench's
+    :class:`~normbench.norms.batch.BatchNormBase`) with the same parameters and buffers, so its
+    state dict is that of ``nn.SyncBatchNorm``; on GPU it calls the autograd Function of torch's
+    ``nn.SyncBatchNorm`` (its CUDA kernels), on CPU :class:`SyncBatchNormFunction`.
+
+    Only a training forward that updates the running estimates is synchronized: every process
+    takes part in it. Outside a group of several processes, in eval mode, and in the statistics
+    procedures that one process runs alone with ``track_running_stats`` off (the activation
+    probe, prediction-time BN, recomputed statistics: :mod:`normbench.norms.stats`), it is
+    plain BN over this process's batch (torch's kernel); synchronized, rank 0's probe would wait
+    for ever for the other ranks.
+    """
 
     variant = "sync_batch"
 
-    def __init__(
-        self, num_features: int, *, dims: int, eps: float, momentum: float | None, affine: bool
-    ) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.dims = dims
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
-        check_slot_input(input, self.dims, self.num_features, type(self).__name__)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.track_running_stats and _distributed()):
+            self.check_input(x)  # a batch of one is refused here, not across processes
+            return super().forward(x)
         self._check_input_dim(x)
-        if self.training and not _distributed():
-            check_batch_values(x, self.variant)
-        if self.training and _distributed() and x.device.type == "cpu":
-            return self._cpu_sync_forward(x)
-        return super().forward(x)
+        factor = self.running_factor()  # counts the batch
+        if x.device.type == "cpu":
+            running = None if factor is None else (self.running_mean, self.running_var, factor)
+            return SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
+        return self._torch_sync(x, factor)
 
-    def _cpu_sync_forward(self, x: torch.Tensor) -> torch.Tensor:
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked)
-        running = (
-            (self.running_mean, self.running_var, momentum) if self.track_running_stats else None
+    def _torch_sync(self, x: torch.Tensor, factor: float | None) -> torch.Tensor:
+        """torch's synchronized BN (what ``nn.SyncBatchNorm.forward`` calls in training)."""
+        from torch.nn.modules._functions import SyncBatchNorm as TorchSyncBatchNorm
+
+        return TorchSyncBatchNorm.apply(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.eps,
+            0.0 if factor is None else factor,
+            dist.group.WORLD,
+            dist.get_world_size(),
         )
-        return SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
 
 
 def _channel_view(t: torch.Tensor, dims: int) -> torch.Tensor:
