@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -141,54 +139,6 @@ def test_a_signal_is_a_request_and_a_second_ctrl_c_interrupts_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the handler raises before this ends
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-
-
-def test_ctrl_c_of_a_parallel_sweep_stops_every_worker(tmp_path):
-    """scripts/small_batch.sh JOBS=2 in its own process group, Ctrl-C sent to the group as a
-    terminal does: both workers checkpoint and exit, the script exits 130; the same command
-    then finishes the study and writes the report."""
-    script = Path(__file__).parents[1] / "scripts" / "small_batch.sh"
-    wrapper = tmp_path / "normbench"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m normbench.cli "$@"\n')
-    wrapper.chmod(0o755)
-    env = {
-        **os.environ,
-        "NORMBENCH": str(wrapper),
-        "EXPERIMENT": "bn_fig1",
-        "JOBS": "2",
-        "RESULTS": str(tmp_path / "results"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    args = [*FAST, "trainer.steps=4000", "trainer.eval_every=1000", "trainer.threads=1"]
-    args += ["norm=batch", "trainer.ckpt_minutes=1000", "probes.every=100"]
-    proc = subprocess.Popen(
-        ["bash", str(script), *args],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    runs = tmp_path / "runs" / "bn_fig1"
-    deadline = time.monotonic() + 120
-    while len(list(runs.glob("*/metrics.csv"))) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, out
-    status = [json.loads(p.read_text())["status"] for p in runs.glob("*/summary.json")]
-    assert sorted(status) == ["interrupted", "interrupted"], out
-    with pytest.raises(ProcessLookupError):  # no worker of the group is left running
-        os.killpg(proc.pid, 0)
-    done = subprocess.run(
-        ["bash", str(script), *args], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    status = [json.loads(p.read_text())["status"] for p in runs.glob("*/summary.json")]
-    assert status == ["complete", "complete"]
-    assert (tmp_path / "results" / "README.md").is_file()
 
 
 def test_an_unwritable_or_full_location_is_refused_before_hydra_writes(run_cli, monkeypatch):

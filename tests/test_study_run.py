@@ -5,6 +5,7 @@ ends with the CSVs of an uninterrupted study; with jobs=2, two processes share t
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -221,3 +222,29 @@ def test_two_jobs_share_the_work_and_a_failure_leaves_the_rest_done(tmp_path):
     assert "2 runs not complete" in said  # the two at lr 1e30
     assert "evaluations 5/5 done" in said  # the two others were trained, evaluated, reported
     assert (tmp_path / "runs" / "results" / "tiny_study" / "claims.csv").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_training_with_two_jobs_then_the_same_command_finishes(tmp_path):
+    """Ctrl-C to the study's process group (as a terminal sends it) while two jobs train: both
+    checkpoint, exit 130, no process left; the same command finishes and reports."""
+    longer = ["trainer.steps=4000", "trainer.eval_every=1000", "trainer.ckpt_minutes=1000"]
+    proc = study(tmp_path, "run", "tiny_study", "jobs=2", *longer, wait=False)
+    runs = tmp_path / "runs" / "tiny_study"
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("*/metrics.csv"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    status = [json.loads(p.read_text())["status"] for p in runs.glob("*/summary.json")]
+    assert sorted(status) == ["interrupted", "interrupted"], out
+    with pytest.raises(ProcessLookupError):  # no worker of the group is left running
+        os.killpg(proc.pid, 0)
+    assert not (tmp_path / "results").exists()  # stopped in training: no report yet
+    done = study(tmp_path, "run", "tiny_study", "jobs=2", *longer)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = [json.loads(p.read_text())["status"] for p in runs.glob("*/summary.json")]
+    assert status == ["complete", "complete"]
+    assert (tmp_path / "results" / "tiny_study" / "claims.csv").is_file()
