@@ -212,3 +212,21 @@ def test_normprop_layers_are_corrected_unless_marked_as_the_input_layer():
     spec = build_norm_spec({"name": "normprop"})
     shifts = [spec.linear(4, 4).shift for _ in range(3)]
     assert shifts == [ACTIVATION_MOMENTS["relu"][0]] * 3
+
+
+@pytest.mark.parametrize("name", known_norms())
+def test_weight_layers_take_their_arguments_through_the_one_signature(name):
+    """``conv`` and ``linear`` are written once (NormSpec); a variant changes the layer through
+    ``weight_layer`` alone, and every argument reaches the layer it builds."""
+    cls = VARIANTS[name]
+    assert cls.conv is NormSpec.conv and cls.linear is NormSpec.linear
+    spec = build_norm_spec({"name": name, **SMALL.get(name, {})})
+    conv = spec.conv(4, 8, 3, stride=2, padding=1, bias=False, groups=2)
+    assert isinstance(conv, nn.Conv2d)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (4, 8, (3, 3))
+    assert (conv.stride, conv.padding, conv.groups, conv.bias) == ((2, 2), (1, 1), 2, None)
+    assert conv.weight.shape == (8, 2, 3, 3)
+    linear = spec.linear(5, 3, bias=True)
+    assert isinstance(linear, nn.Linear) and linear.weight.shape == (3, 5)
+    assert linear.bias is not None and linear.bias.shape == (3,)
+    assert spec.linear(5, 3, bias=False).bias is None

@@ -2,7 +2,7 @@
 
 Every registered variant (``normbench.norms.VARIANTS``) is one case, timed with its shipped
 ``configs/norm/<name>.yaml`` (plus the few bench settings in :data:`TIMED_WITH`, which its label
-names); a variant that builds its own weight layers (overrides ``conv``/``linear``) is a
+names); a variant that builds its own weight layers (overrides ``weight_layer``) is a
 *weight* case, every other a *slot* case. A new variant is therefore benchmarked without an
 edit here. :data:`EXTRA_CASES` adds what the registry cannot name: implementation choices of a
 variant (BN's closed form, EvoNorm-B0, mean-only BN) and the weight cases' reference.

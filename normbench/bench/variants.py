@@ -60,10 +60,10 @@ def shipped_config(name: str) -> dict[str, Any]:
 
 
 def acts_on_weights(name: str) -> bool:
-    """Whether variant ``name`` builds its own weight layers (overrides ``conv``/``linear``):
-    Weight Normalization, NormProp, Weight Standardization."""
-    cls = VARIANTS[name]
-    return cls.conv is not NormSpec.conv or cls.linear is not NormSpec.linear
+    """Whether variant ``name`` builds its own weight layers (overrides
+    :meth:`~normbench.norms.spec.NormSpec.weight_layer`): Weight Normalization, NormProp,
+    Weight Standardization."""
+    return VARIANTS[name].weight_layer is not NormSpec.weight_layer
 
 
 def fit_groups(cfg: dict[str, Any], channels: list[int]) -> tuple[dict[str, Any], str]:

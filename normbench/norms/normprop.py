@@ -162,6 +162,13 @@ class NormPropConv2d(InputCorrection, nn.Conv2d):
         return f"{super().extra_repr()}, {self._correction_repr()}"
 
 
+#: The NormProp layer of each plain weight layer class.
+NORMPROP_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: NormPropLinear,
+    nn.Conv2d: NormPropConv2d,
+}
+
+
 class ChannelAffine(nn.Module):
     """y = γ · u + β per channel (NormProp's slot)."""
 
@@ -212,42 +219,9 @@ class NormPropSpec(NormSpec):
     def has_shift(self) -> bool:
         return self.affine
 
-    def linear(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        input_layer: bool = False,
+    def weight_layer(
+        self, kind: type[nn.Linear | nn.Conv2d], input_layer: bool, *args: Any, **kwargs: Any
     ) -> nn.Module:
-        return NormPropLinear(
-            in_features,
-            out_features,
-            bias=bias,
-            activation=self.activation,
-            input_layer=bool(input_layer),
-        )
-
-    def conv(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-        groups: int = 1,
-        *,
-        input_layer: bool = False,
-    ) -> nn.Module:
-        return NormPropConv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=padding,
-            bias=bias,
-            groups=groups,
-            activation=self.activation,
-            input_layer=bool(input_layer),
-        )
+        """``kind`` with unit-norm rows, corrected for :attr:`activation` unless ``input_layer``."""
+        layer = NORMPROP_LAYERS[kind]
+        return layer(*args, activation=self.activation, input_layer=bool(input_layer), **kwargs)

@@ -14,7 +14,8 @@ options alone, so one spec may build any number of models, in any order.
 
 Variants that act on activations override :meth:`NormSpec.layer`; variants that act on
 weights (Weight Normalization, Weight Standardization, Normalization Propagation) override
-:meth:`NormSpec.linear` / :meth:`NormSpec.conv`.
+:meth:`NormSpec.weight_layer`, the one hook :meth:`NormSpec.linear` and :meth:`NormSpec.conv`
+build their layer through (the signatures of ``linear`` and ``conv`` are written only here).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class NormSpec:
         *,
         input_layer: bool = False,
     ) -> nn.Module:
-        """Return the fully connected weight layer."""
-        return nn.Linear(in_features, out_features, bias=bias)
+        """Return the fully connected weight layer (built by :meth:`weight_layer`)."""
+        return self.weight_layer(nn.Linear, input_layer, in_features, out_features, bias=bias)
 
     def classifier(
         self, in_features: int, num_classes: int, *, input_layer: bool = False
@@ -119,8 +120,10 @@ class NormSpec:
         *,
         input_layer: bool = False,
     ) -> nn.Module:
-        """Return the 2-d convolution weight layer."""
-        return nn.Conv2d(
+        """Return the 2-d convolution weight layer (built by :meth:`weight_layer`)."""
+        return self.weight_layer(
+            nn.Conv2d,
+            input_layer,
             in_channels,
             out_channels,
             kernel_size,
@@ -129,6 +132,15 @@ class NormSpec:
             bias=bias,
             groups=groups,
         )
+
+    def weight_layer(
+        self, kind: type[nn.Linear | nn.Conv2d], input_layer: bool, *args: Any, **kwargs: Any
+    ) -> nn.Module:
+        """Build the weight layer of :meth:`linear` (``kind`` ``nn.Linear``) or :meth:`conv`
+        (``nn.Conv2d``) from that class's arguments: ``kind(*args, **kwargs)`` here, the plain
+        layer. Variants acting on weights override this alone; ``input_layer`` marks the layer
+        reading the network's input."""
+        return kind(*args, **kwargs)
 
 
 class IdentitySlot(nn.Identity):

@@ -26,6 +26,7 @@ whole first batch, not a per-step batch dependence, and is not grouped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +131,13 @@ class WeightNormConv2d(DataDependentInit, nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias)
 
 
+#: The weight-normalized layer of each plain weight layer class.
+WEIGHT_NORM_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: WeightNormLinear,
+    nn.Conv2d: WeightNormConv2d,
+}
+
+
 class MeanOnlyBatchNorm(BatchNormBase):
     """Mean-only BN: subtract the batch (or group) mean, running mean in eval; add a learned β."""
 
@@ -217,35 +225,8 @@ class WeightNormSpec(NormSpec):
     def has_shift(self) -> bool:
         return self.mean_only_bn
 
-    def linear(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        input_layer: bool = False,
+    def weight_layer(
+        self, kind: type[nn.Linear | nn.Conv2d], input_layer: bool, *args: Any, **kwargs: Any
     ) -> nn.Module:
-        return WeightNormLinear(in_features, out_features, bias=bias, data_init=self.data_init)
-
-    def conv(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-        groups: int = 1,
-        *,
-        input_layer: bool = False,
-    ) -> nn.Module:
-        return WeightNormConv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=padding,
-            bias=bias,
-            groups=groups,
-            data_init=self.data_init,
-        )
+        """The weight-normalized ``kind``: w = g·v/‖v‖, with the data-dependent init if asked."""
+        return WEIGHT_NORM_LAYERS[kind](*args, data_init=self.data_init, **kwargs)

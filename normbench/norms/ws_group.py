@@ -13,6 +13,7 @@ Normalization (``norm=group``: Wu & He 2018) with ``num_groups`` and ``eps``. Ŵ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,15 +56,12 @@ class WSGroupNormSpec(GroupNormSpec):
 
     name = "ws_group"
 
-    def linear(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        input_layer: bool = False,
+    def weight_layer(
+        self, kind: type[nn.Linear | nn.Conv2d], input_layer: bool, *args: Any, **kwargs: Any
     ) -> nn.Module:
-        return standardize_weight(super().linear(in_features, out_features, bias), self.ws_eps)
+        """The plain ``kind`` with its weight standardized (a parametrization)."""
+        layer = super().weight_layer(kind, input_layer, *args, **kwargs)
+        return standardize_weight(layer, self.ws_eps)
 
     def classifier(
         self, in_features: int, num_classes: int, *, input_layer: bool = False
@@ -71,18 +69,3 @@ class WSGroupNormSpec(GroupNormSpec):
         """The output layer stays plain: the paper standardizes the convolutions, and a
         standardized output layer could not scale its logits."""
         return nn.Linear(in_features, num_classes)
-
-    def conv(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-        groups: int = 1,
-        *,
-        input_layer: bool = False,
-    ) -> nn.Module:
-        layer = super().conv(in_channels, out_channels, kernel_size, stride, padding, bias, groups)
-        return standardize_weight(layer, self.ws_eps)
