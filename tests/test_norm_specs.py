@@ -230,3 +230,20 @@ def test_weight_layers_take_their_arguments_through_the_one_signature(name):
     assert isinstance(linear, nn.Linear) and linear.weight.shape == (3, 5)
     assert linear.bias is not None and linear.bias.shape == (3,)
     assert spec.linear(5, 3, bias=False).bias is None
+
+
+def test_the_batch_statistics_variants_extend_one_base_spec():
+    """BN's options, the slot built from them and the shift live in BatchStatsSpec once; the
+    five batch-statistics variants extend it and their modules get every option."""
+    from normbench.norms.batch_base import BatchStatsSpec
+
+    extending = {n for n, cls in VARIANTS.items() if issubclass(cls, BatchStatsSpec)}
+    assert extending == {"batch", "batch_detached", "batch_renorm", "ghost_batch", "sync_batch"}
+    for name in sorted(extending):
+        spec = VARIANTS[name](momentum=0.25, eps=1e-3)
+        assert spec.batch_dependent and spec.has_shift
+        assert not spec.with_options(affine=False).has_shift
+        layer = spec.layer(6, dims=2)
+        assert isinstance(layer, spec.norm_module) and layer.dims == 2
+        assert (layer.num_features, layer.momentum, layer.eps) == (6, 0.25, 1e-3), name
+        assert spec.with_options(affine=False).layer(6, dims=1).weight is None
