@@ -21,8 +21,21 @@ UPSTREAM = (
     "normbench.engine",
     "normbench.evaluation",
 )
+# The report side of the studies too: each study's package (declaration, tables, claims) and
+# the study report/index writers; not the runner (run, evaluate, grid), which drives training.
+STUDY_PACKAGES = ("bn_fig1", "small_batch", "domain_shift")
 MODULES = sorted(
-    f"normbench.report.{m.name}" for m in pkgutil.iter_modules(normbench.report.__path__)
+    [f"normbench.report.{m.name}" for m in pkgutil.iter_modules(normbench.report.__path__)]
+    + ["normbench.studies", "normbench.studies.study", "normbench.studies.report"]
+    + ["normbench.studies.index"]
+    + [f"normbench.studies.{p}" for p in STUDY_PACKAGES]
+    + [
+        f"normbench.studies.{p}.{m.name}"
+        for p in STUDY_PACKAGES
+        for m in pkgutil.iter_modules(
+            [str(Path(normbench.report.__path__[0]).parent / "studies" / p)]
+        )
+    ]
 )
 
 

@@ -175,6 +175,36 @@ def status(sel: Selection) -> int:
     return 0
 
 
+PROGRESS_EVERY_S = 60.0
+
+
+@contextmanager
+def _progress_every(sel: Selection, seconds: float):
+    """While training runs, a study progress line every ``seconds`` when a run has finished."""
+    import threading
+
+    stop = threading.Event()
+
+    def report() -> None:
+        last = None
+        while not stop.wait(seconds):
+            try:
+                st = state(sel)
+            except Exception:  # a run directory being written: try again next time
+                continue
+            if len(st.complete) != last:
+                last = len(st.complete)
+                print(progress_line(sel, st), flush=True)
+
+    thread = threading.Thread(target=report, name="study-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 @contextmanager
 def _sigterm_as_interrupt():
     """A SIGTERM (a scheduler's stop) ends the evaluation phase as a Ctrl-C does."""
@@ -200,7 +230,8 @@ def train(sel: Selection) -> int:
         launcher = ["hydra/launcher=joblib"]
         os.environ["NORMBENCH_JOBS"] = str(sel.jobs)
     name = f"name={sel.runs_root.name}"
-    return train_command(["-m", *sel.grid.argv(), name, *launcher])
+    with _progress_every(sel, PROGRESS_EVERY_S):
+        return train_command(["-m", *sel.grid.argv(), name, *launcher])
 
 
 def train_distributed(sel: Selection, processes: int) -> int:
