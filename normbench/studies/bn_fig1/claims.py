@@ -31,7 +31,7 @@ from normbench.report.verdicts import (
     paired,
 )
 
-SOURCE = "Ioffe & Szegedy 2015, Fig. 1 (docs/papers.md §1)"
+SOURCE = "Ioffe & Szegedy 2015, Fig. 1 (docs/papers.md §1.1)"
 LEVELS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90)
 
 
@@ -220,7 +220,7 @@ def higher_lr_claim(runs: list[Run], scale: str) -> tuple[Claim, pd.DataFrame]:
         "bn_fig1_lr",
         "higher_lr",
         "BN allows a higher learning rate: at the highest rate tried, BN's final error is lower",
-        "Ioffe & Szegedy 2015 §3.3 (docs/papers.md §1)",
+        "Ioffe & Szegedy 2015 §4.2 (docs/papers.md §1.2)",
         "qualitative (no number for this network)",
         "no BN − BN final error (points), paired by seed: " + "; ".join(parts),
         f"at the highest lr ({top[0]:g}): paired by seed, effect ≥ 0.5 points",
