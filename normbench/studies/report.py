@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from normbench.report.collect import Run, runs_table
 from normbench.report.output import create_out_dir
 from normbench.report.verdicts import RULE, claims_table, write_claims
-from normbench.studies.study import ReportInput, Study, Variant
+from normbench.studies.study import CLAIMS_HERE, ReportInput, Study, Variant
 
 if TYPE_CHECKING:
     from normbench.studies.run import Selection
@@ -83,9 +83,12 @@ def write_report(
         )
         for c in output.claims
     ]
+    section = ("## Claims\n\n" + claims_table(claims) + "\n" + RULE + "\n") if claims else ""
     text = output.text.rstrip() + "\n\n"
-    if claims:
-        text += "## Claims\n\n" + claims_table(claims) + "\n" + RULE + "\n\n"
+    if CLAIMS_HERE in text:
+        text = text.replace(CLAIMS_HERE, section)
+    elif section:
+        text += section + "\n"
     text += f"## How this was made\n\n```\n{command}\n```\n\n{note}\n"
     (out_dir / "README.md").write_text(text, encoding="utf-8")
     write_claims(claims, out_dir)

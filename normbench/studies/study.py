@@ -58,6 +58,11 @@ class ReportInput:
     command: str  # the `normbench study run ...` command that makes these runs
 
 
+#: Where a study's README text wants the claims table (write_report puts it there; without the
+#: mark it goes at the end, before "How this was made").
+CLAIMS_HERE = "<!-- claims -->"
+
+
 @dataclass
 class ReportOutput:
     """A study report's README text and its claims (written to claims.csv for the index)."""

@@ -69,23 +69,23 @@ def _val_images(runs: list[Run]) -> int | None:
 def fewer_steps_claim(runs: list[Run], scale: str) -> tuple[Claim, pd.DataFrame]:
     table = steps_per_seed(runs)
     effect = _eval_every(runs)
-    parts, shown, failed = [], [], []
+    parts: list[str] = []
+    by_verdict: dict[str, list[str]] = {}
     for level, g in table.groupby("level"):
         both = g.dropna(subset=["steps_no_bn", "steps_bn"])
         if both.empty:
             continue
         d = estimate(both["saved"])
-        verdict = judge_difference(d, +1, effect)
-        (shown if verdict == SHOWN else failed).append(f"{level:.2f}")
+        by_verdict.setdefault(judge_difference(d, +1, effect), []).append(f"{level:.2f}")
         parts.append(f"{level:.2f}: {d.text(0)}")
     if not parts:
         verdict = "not enough runs (no accuracy level reached by both norms in the same seed)"
-    elif not failed:
-        verdict = f"{SHOWN} at every level both reach ({len(shown)})"
-    elif shown:
-        verdict = f"{NOT_SHOWN} at {', '.join(failed)}; {SHOWN} at {', '.join(shown)}"
+    elif set(by_verdict) == {SHOWN}:
+        verdict = f"{SHOWN} at every level both reach ({len(by_verdict[SHOWN])})"
     else:
-        verdict = f"{NOT_SHOWN} at any level"
+        shown = by_verdict.pop(SHOWN, [])
+        head = f"{NOT_SHOWN} at all levels" + (f": {SHOWN} at {', '.join(shown)}" if shown else "")
+        verdict = "; ".join([head, *(f"{v} at {', '.join(lv)}" for v, lv in by_verdict.items())])
     claim = Claim(
         "bn_fig1",
         "fewer_steps",

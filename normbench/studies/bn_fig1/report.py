@@ -15,6 +15,7 @@ from normbench.report.flags import chance_banner
 from normbench.report.output import SCALE_HEADER, write_tables
 from normbench.report.output import md_table as _md
 from normbench.report.papers import BN_FIG1
+from normbench.studies.study import CLAIMS_HERE
 
 ACCURACY_THRESHOLDS = (0.70, 0.75, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.90, 0.95, 0.97, 0.98)
 NORM_LABEL = {"none": "no BN", "batch": "BN"}
@@ -150,7 +151,8 @@ def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"Paper: {BN_FIG1['paper']}. Reduced reproduction made by normbench (see the commands below).\n",
         *chance_banner(basis),
         "![Figure 1](fig1.png)\n",
-        f"BN's mean accuracy: {ahead_text}. Largest move of the typical unit's 15/50/85th "
+        CLAIMS_HERE,
+        f"{ahead_text}. Largest move of the typical unit's 15/50/85th "
         f"percentile from step 0 (mean over seeds): {moves_text or '–'}.\n",
         "### Steps to reach a test accuracy (first evaluation at or above it; mean over seeds; per seed: [steps_per_seed.csv](steps_per_seed.csv))\n",
         _md(reach),
