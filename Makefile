@@ -46,9 +46,9 @@ test: install  ## run the test suite (CPU-only, offline; slow tests excluded)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/pytest -q
 
-# JOBS > 1: that many jobs at once through Hydra's joblib launcher (configs/hydra/launcher/joblib.yaml).
+# JOBS > 1: that many jobs at once through Hydra's joblib launcher (configs/hydra/launcher/parallel.yaml).
 sweep: install data  ## an ablation of EXPERIMENT (SWEEP=batch_size: configs/sweep/<SWEEP>.yaml) + its report
-	status=0; launcher=; [ $(JOBS) -le 1 ] || launcher=hydra/launcher=joblib; \
+	status=0; launcher=; [ $(JOBS) -le 1 ] || launcher=hydra/launcher=parallel; \
 	NORMBENCH_JOBS=$(JOBS) $(BIN)/normbench train -m experiment=$(EXPERIMENT) +sweep=$(SWEEP) $$launcher $(ARGS) || status=$$?; \
 	[ $$status -lt 128 ] || exit $$status; \
 	$(BIN)/normbench report runs/$(EXPERIMENT)-$(SWEEP) && exit $$status

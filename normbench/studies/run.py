@@ -227,7 +227,7 @@ def train(sel: Selection) -> int:
         return train_distributed(sel, sel.variant.processes)
     launcher = []
     if sel.jobs > 1:
-        launcher = ["hydra/launcher=joblib"]
+        launcher = ["hydra/launcher=parallel"]
         os.environ["NORMBENCH_JOBS"] = str(sel.jobs)
     name = f"name={sel.runs_root.name}"
     with _progress_every(sel, PROGRESS_EVERY_S):
