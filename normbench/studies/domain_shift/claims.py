@@ -1,288 +1,326 @@
-"""Domain-shift study, the claims: one verdict each, computed from the numbers.
+"""Domain-shift study, the claims: each a :class:`~normbench.report.verdicts.Claim` judged by the
+shared rule (normbench/report/verdicts.py).
 
-Differences are paired by run (the same trained model under two modes, on the cells both
-hold), then taken over the runs of a (model, norm): mean ± standard error over seeds. An error
-difference counts when it exceeds both twice its standard error and ``MIN_EFFECT`` points (the
-small-batch report's rule); a KL difference counts when it exceeds twice its standard error and
-``KL_MIN_SHARE`` of the KL under running statistics. A claim with nothing to compare, or with
-one seed only, says "not enough runs: needs …" and no verdict.
+A difference is paired by seed: per seed, each mode's mean error over the cells (corruption,
+severity) both modes hold, then ``b − a``; the 95% Student-t interval over seeds decides, with
+the minimum effect ``min_effect(error, images)``, where ``error`` is the reference mode's mean
+error and ``images`` the images of one evaluation (1,000 held-out or 10,000 test images). A
+claim about models with batch statistics is one claim per (model, norm). Where a claim can be
+measured on the 10,000 test images, it is; otherwise on the held-out images, and ``ours`` says
+which. The papers' numbers come from :mod:`normbench.studies.domain_shift.paper`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import pandas as pd
 
+from normbench.report.flags import not_enough
+from normbench.report.verdicts import (
+    BY_CONSTRUCTION,
+    Claim,
+    estimate,
+    judge_difference,
+    judge_equivalence,
+    min_effect,
+    paired,
+)
+from normbench.studies.domain_shift.comparisons import SPLIT_TEXT
 from normbench.studies.domain_shift.data import (
     CELL,
+    TENT_REF,
+    TEST,
+    VAL,
+    Baseline,
+    at_severity,
     clean,
     corrupted,
-    diff_of,
     groups_of,
     label,
+    mode_rows,
     of_group,
-    paired_modes,
-    per_run_gap,
+    shared_by_seed,
 )
-from normbench.report.flags import not_enough
-from normbench.studies.small_batch.claims import MIN_EFFECT, Diff, Verdict
+from normbench.studies.domain_shift.paper import BRIGHTNESS_AND_JPEG, NOISE_AND_BLUR
+from normbench.studies.domain_shift.specs import SPECS, Spec
+from normbench.studies.domain_shift.tables import severity_text
 
-KL_MIN_SHARE = 0.1  # a KL drop counts when it is at least this share of the KL under running
-
-CLAIMS = {
-    "adapt": "Re-estimating BN statistics on the target data (AdaBN, mode=adapt) lowers the mean "
-    "corrupted error against the source statistics (mode=running) (Li et al. 2016; Schneider et "
-    "al. 2020; Tent's table, docs/papers.md §7: CIFAR-10-C severity 5, 43.5 → 20.4)",
-    "severity": "The gain of adaptation grows with the severity of the corruption",
-    "partial": "With few target samples, partial adaptation (source statistics as a prior of "
-    "strength N) beats AdaBN on those samples alone (Schneider et al. 2020)",
-    "batch_free": "Models whose norms use no batch statistics (GN, LN, FRN) gain nothing from "
-    "statistics adaptation",
-    "clean": "Adapting to clean data (no shift) changes the error by less than the seed spread",
-    "kl": "The per-layer KL divergence between source and target responses drops after "
-    "adaptation (AdaBN's KL analysis)",
-    "tent": "Tent improves on AdaBN (Wang et al. 2021, docs/papers.md §7: 20.4 → 18.6 on "
-    "CIFAR-10-C, severity 5)",
-}
+Select = Callable[[pd.DataFrame], pd.Series]
+Options = list[tuple[str, pd.DataFrame]]  # (split, cells), the preferred split first
+STUDY = "domain_shift"
 
 
-def _one_seed(diffs: dict[tuple[str, str], Diff]) -> list[str]:
-    return [label(g) for g, d in diffs.items() if d.seeds < 2]
-
-
-def judge(diffs: dict[tuple[str, str], Diff], lower: bool, what: str) -> str:
-    """Verdict on a difference expected below 0 (``lower``) or above, over groups."""
-    single = _one_seed(diffs)
-    if len(single) == len(diffs):
-        return not_enough(f"two or more seeds of {', '.join(single)} ({what})")
-    judged = {g: d for g, d in diffs.items() if d.seeds >= 2}
-    shown = [g for g, d in judged.items() if d.significant and (d.mean < 0) == lower]
-    opposite = [g for g, d in judged.items() if d.significant and (d.mean < 0) != lower]
-    if len(shown) == len(judged):
-        text = "shown"
-    elif shown:
-        text = f"shown for {', '.join(map(label, shown))}; not for the others"
-    elif opposite:
-        text = f"opposite for {', '.join(map(label, opposite))}"
-    else:
-        text = "not shown: within the seed spread"
-    if opposite and shown:
-        text += f"; opposite for {', '.join(map(label, opposite))}"
-    if single:
-        text += f" ({', '.join(single)}: one seed, not judged)"
-    return text
-
-
-def _ours(diffs: dict[tuple[str, str], Diff], what: str) -> str:
-    return "; ".join(f"{label(g)}: {what} {d.text()}" for g, d in diffs.items())
-
-
-def _mode_pair_claim(cells: pd.DataFrame, claim: str, base: str, other: str) -> Verdict:
-    """``other − base`` on corrupted cells, per model with batch statistics, judged as lower."""
-    diffs = {g: paired_modes(cells, g, base, other) for g in groups_of(cells, True)}
-    diffs = {g: d for g, d in diffs.items() if d.seeds}
-    if not diffs:
-        needs = not_enough(
-            f"runs with batch statistics evaluated under mode={base} and mode={other}"
-        )
-        return Verdict(CLAIMS[claim], "no such pair", needs)
-    verdict = judge(diffs, lower=True, what=f"mode={base} and mode={other} on corrupted data")
-    return Verdict(CLAIMS[claim], _ours(diffs, f"{other} − {base}"), verdict)
-
-
-def adapt_claim(cells: pd.DataFrame) -> Verdict:
-    """adapt − running on corrupted cells, per model with batch statistics."""
-    return _mode_pair_claim(cells, "adapt", "running", "adapt")
-
-
-def severity_claim(cells: pd.DataFrame) -> Verdict:
-    """The gain running − adapt at the highest severity minus at the lowest."""
-    diffs, parts = {}, []
-    for group in groups_of(cells, True):
-        g = of_group(cells, group)
-        g = g[corrupted(g)]
-        running, adapt = g[g["mode"] == "running"], g[g["mode"] == "adapt"]
-        severities = sorted(set(pd.merge(running[CELL], adapt[CELL], on=CELL)["severity"]))
-        if len(severities) < 2:
-            continue
-        by = {  # per run: running − adapt at each severity
-            s: -per_run_gap(running[running["severity"] == s], adapt[adapt["severity"] == s])
-            for s in severities
-        }
-        lo, hi = severities[0], severities[-1]
-        diffs[group] = diff_of((by[hi] - by[lo]).dropna())
-        means = ", ".join(f"{s}: {by[s].mean():+.2f}" for s in severities)
-        rising = all(
-            by[a].mean() <= by[b].mean() for a, b in zip(severities, severities[1:], strict=False)
-        )
-        parts.append(
-            f"{label(group)}: gain (running − adapt) by severity {means}; severity {hi} − {lo}: "
-            f"{diffs[group].text()}{' (monotone)' if rising else ' (not monotone)'}"
-        )
-    if not diffs:
-        needs = not_enough(
-            "runs with batch statistics evaluated under running and adapt at two or more severities"
-        )
-        return Verdict(CLAIMS["severity"], "no such pair", needs)
-    verdict = judge(diffs, lower=False, what="running and adapt at two or more severities")
-    return Verdict(CLAIMS["severity"], "; ".join(parts), verdict)
-
-
-def _few_sample_reference(run_rows: pd.DataFrame, n: float) -> pd.DataFrame:
-    """Full-statistics adaptation on n target samples: adapt samples=n, else partial with
-    prior 0 and batch n, else batch statistics of batch n."""
-    for mode, cond in (
-        ("adapt", run_rows["samples"] == n),
-        ("partial", (run_rows["prior"] == 0) & (run_rows["batch_size"] == n)),
-        ("batch", run_rows["batch_size"] == n),
-    ):
-        rows = run_rows[(run_rows["mode"] == mode) & cond]
-        if len(rows):
-            return rows.drop_duplicates(CELL, keep="last")
-    return run_rows.iloc[0:0]
-
-
-def partial_claim(ev: pd.DataFrame) -> Verdict:
-    """partial (prior > 0, batch n) − AdaBN on n target samples, on corrupted cells."""
-    own = ev[ev["own_data"] & corrupted(ev) & ev["applied"]]
-    partial = own[(own["mode"] == "partial") & (own["prior"] > 0)]
-    diffs, parts = {}, []
-    for group in groups_of(partial, True):
-        g = of_group(partial, group)
-        setting = g.groupby("setting").size().sort_values(ascending=False).index[0]
-        main = g[g["setting"] == setting].drop_duplicates(CELL, keep="last")
-        n = float(main["batch_size"].iloc[0])
-        ref = _few_sample_reference(of_group(own, group), n)
-        gap = per_run_gap(ref, main)
-        if gap.empty:
-            continue
-        diffs[group] = diff_of(gap)
-        what = f"{ref['mode'].iloc[0]} {ref['setting'].iloc[0]}"
-        parts.append(f"{label(group)}: partial {setting} − {what}: {diffs[group].text()}")
-    if not diffs:
-        needs = not_enough(
-            "mode=partial (prior > 0, batch n) and AdaBN on n samples (mode=adapt samples=n, "
-            "mode=partial prior=0 batch_size=n or mode=batch batch_size=n) on the same runs"
-        )
-        return Verdict(CLAIMS["partial"], "no such pair", needs)
-    verdict = judge(diffs, lower=True, what="partial and few-sample AdaBN")
-    return Verdict(CLAIMS["partial"], "; ".join(parts), verdict)
-
-
-def batch_free_claim(cells: pd.DataFrame) -> Verdict:
-    """adapt − running on corrupted cells, per model without batch statistics."""
-    groups = groups_of(cells, False)
-    diffs = {g: paired_modes(cells, g, "running", "adapt") for g in groups}
-    diffs = {g: d for g, d in diffs.items() if d.seeds}
-    if not diffs:
-        needs = not_enough("runs of a norm without batch statistics under running and adapt")
-        return Verdict(CLAIMS["batch_free"], "no such pair", needs)
-    adapt = cells[(cells["mode"] == "adapt") & ~cells["batch_dependent"]]
-    ours = _ours(diffs, "adapt − running")
-    if not adapt["applied"].any():
-        verdict = (
-            "shown, by construction: statistics adaptation does not apply to "
-            f"{', '.join(map(label, diffs))} (no batch statistics); its errors are the running ones"
-        )
-        return Verdict(CLAIMS["batch_free"], ours, verdict)
-    single = _one_seed(diffs)
-    if len(single) == len(diffs):
-        return Verdict(CLAIMS["batch_free"], ours, not_enough(f"two or more seeds of {single}"))
-    moved = [g for g, d in diffs.items() if d.seeds >= 2 and d.significant]
-    verdict = (
-        f"not shown: {', '.join(map(label, moved))} change beyond the seed spread"
-        if moved
-        else "shown: no change beyond the seed spread"
+def _claim(
+    spec: Spec, group: tuple[str, str] | None, ours: str, verdict: str, rule: str = ""
+) -> Claim:
+    where = f" ({label(group)})" if group else ""
+    return Claim(
+        STUDY,
+        spec.key + (f":{label(group)}" if group else ""),
+        spec.claim + where,
+        spec.source,
+        spec.paper,
+        ours,
+        spec.rule + rule,
+        verdict,
+        "",
     )
-    return Verdict(CLAIMS["batch_free"], ours, verdict)
 
 
-def clean_claim(cells: pd.DataFrame) -> Verdict:
-    """|adapt − running| on clean data against the seed std of the running clean error."""
-    parts, shown, failed, single = [], [], [], []
-    for group in groups_of(cells, True):
-        d = paired_modes(cells, group, "running", "adapt", select=clean)
-        if not d.seeds:
+def _effect(rows: pd.DataFrame) -> float:
+    """The minimum effect (points, rounded to 0.01) for the error of ``rows``."""
+    images = rows["images"].dropna()
+    effect = min_effect(float(rows["error"].mean()), int(images.median()) if len(images) else None)
+    return round(effect, 2)
+
+
+def _mean(values: dict) -> float:
+    return estimate(values.values()).mean
+
+
+def _where(rows: pd.DataFrame, split: str) -> str:
+    bad = rows[corrupted(rows)]
+    if bad.empty:
+        return f"clean, {SPLIT_TEXT.get(split, split)} images"
+    sev = severity_text(set(bad["severity"]))
+    n = bad["corruption"].nunique()
+    where = SPLIT_TEXT.get(split, split)
+    return f"{n} corruption{'s' * (n != 1)} at severity {sev}, {where} images"
+
+
+def _measured(options: Options, group, a: str, b: str, select: Select):
+    """The first split of ``options`` where ``a`` and ``b`` share cells in ``group``."""
+    for split, cells in options:
+        ra, rb = mode_rows(cells, group, a, select), mode_rows(cells, group, b, select)
+        sides = shared_by_seed(ra, rb)
+        if sides[0]:
+            return split, ra, sides
+    return None
+
+
+def pair_claims(
+    spec: Spec,
+    options: Options,
+    a: str,
+    b: str,
+    select: Select,
+    sign: int,
+    groups: list[tuple[str, str]],
+    equivalence: bool = False,
+) -> list[Claim]:
+    """One claim per group: ``b − a`` judged as a difference (``sign``) or an equivalence."""
+    claims = []
+    for group in groups:
+        found = _measured(options, group, a, b, select)
+        if found is None:
+            needs = f"mode={a} and mode={b} of {label(group)} on the same cells"
+            claims.append(_claim(spec, group, "not measured", not_enough(needs)))
             continue
-        g = of_group(cells, group)
-        spread = g[clean(g) & (g["mode"] == "running")].groupby("run")["error"].mean().std(ddof=1)
-        parts.append(
-            f"{label(group)}: adapt − running on clean data {d.text()}, seed std {spread:.2f}"
+        split, ref, (sa, sb) = found
+        d, effect = paired(sa, sb), _effect(ref)
+        ours = (
+            f"{_where(ref, split)}: {a} {_mean(sa):.1f}, {b} {_mean(sb):.1f}; {b} − {a} {d.text()}"
         )
-        if d.seeds < 2 or math.isnan(spread):
-            single.append(label(group))
-        elif abs(d.mean) < spread:
-            shown.append(label(group))
-        else:
-            failed.append(label(group))
-    if not parts:
-        needs = not_enough("runs with batch statistics under running and adapt on clean data")
-        return Verdict(CLAIMS["clean"], "no such pair", needs)
-    if not shown and not failed:
-        return Verdict(
-            CLAIMS["clean"], "; ".join(parts), not_enough(f"two or more seeds of {single}")
-        )
-    verdict = "shown" if not failed else "not shown for " + ", ".join(failed)
-    if shown and failed:
-        verdict += f"; shown for {', '.join(shown)}"
-    return Verdict(CLAIMS["clean"], "; ".join(parts), verdict)
-
-
-def kl_claim(kl_cells: pd.DataFrame) -> Verdict:
-    """Mean KL (over layers and corrupted cells) under adapt − under running."""
-    df = kl_cells[corrupted(kl_cells) & kl_cells["batch_dependent"]]
-    parts, verdicts = [], {}
-    for group in groups_of(df):
-        g = of_group(df, group)
-        on = [*CELL, "layer"]
-        running, adapt = g[g["mode"] == "running"], g[g["mode"] == "adapt"]
-        d = diff_of(per_run_gap(running, adapt, "kl_mean", on))
-        if not d.seeds:
-            continue
-        both = pd.merge(running[on], adapt[on], on=on)
-        base = pd.merge(both, running, on=on)["kl_mean"].mean()
-        layer = pd.merge(running, adapt, on=on).groupby("layer")[["kl_mean_x", "kl_mean_y"]].mean()
-        dropped = int((layer["kl_mean_y"] < layer["kl_mean_x"]).sum())
-        parts.append(
-            f"{label(group)}: mean KL running {base:.3g}, adapt − running {d.text()}; lower in "
-            f"{dropped}/{len(layer)} layers"
-        )
-        significant = d.seeds >= 2 and abs(d.mean) > max(2 * d.se, KL_MIN_SHARE * base)
-        verdicts[group] = (d, significant)
-    if not verdicts:
-        needs = not_enough("kl.csv rows (normbench eval ... kl=true) under running and adapt")
-        return Verdict(CLAIMS["kl"], "no such pair", needs)
-    judged = {g: v for g, v in verdicts.items() if v[0].seeds >= 2}
-    if not judged:
-        return Verdict(CLAIMS["kl"], "; ".join(parts), not_enough("two or more seeds with kl.csv"))
-    shown = [g for g, (d, s) in judged.items() if s and d.mean < 0]
-    verdict = (
-        "shown"
-        if len(shown) == len(judged)
-        else f"shown for {', '.join(map(label, shown))}; not for the others"
-        if shown
-        else "not shown: no drop beyond the rule"
-    )
-    return Verdict(CLAIMS["kl"], "; ".join(parts), verdict)
-
-
-def tent_claim(cells: pd.DataFrame) -> Verdict:
-    """tent − adapt on corrupted cells, per model with batch statistics."""
-    return _mode_pair_claim(cells, "tent", "adapt", "tent")
-
-
-def verdicts(ev: pd.DataFrame, cells: pd.DataFrame, kl_cells: pd.DataFrame) -> list[Verdict]:
-    """Every claim of the study, in the README's order."""
-    return [
-        adapt_claim(cells),
-        severity_claim(cells),
-        partial_claim(ev),
-        batch_free_claim(cells),
-        clean_claim(cells),
-        kl_claim(kl_cells),
-        tent_claim(cells),
+        verdict = judge_equivalence(d, effect) if equivalence else judge_difference(d, sign, effect)
+        claims.append(_claim(spec, group, ours, verdict, f"; minimum effect {effect:.2f}"))
+    return claims or [
+        _claim(spec, None, "not measured", not_enough(f"runs under mode={a} and mode={b}"))
     ]
 
 
-__all__ = ["CLAIMS", "KL_MIN_SHARE", "MIN_EFFECT", "verdicts"]
+def _gain(cells: pd.DataFrame, group, select: Select) -> dict:
+    """Per seed: running − adapt over the cells ``select`` keeps that both hold."""
+    running, adapt = shared_by_seed(
+        *(mode_rows(cells, group, m, select) for m in ("running", "adapt"))
+    )
+    return {s: running[s] - adapt[s] for s in running}
+
+
+def _difference_of_gains(
+    spec: Spec, cells: pd.DataFrame, groups, high: Select, low: Select, names: tuple[str, str]
+) -> list[Claim]:
+    claims = []
+    for group in groups:
+        gh, gl = _gain(cells, group, high), _gain(cells, group, low)
+        d = paired(gl, gh)
+        if not d.n:
+            needs = f"running and adapt of {label(group)} {names[0]} and {names[1]}"
+            claims.append(_claim(spec, group, "not measured", not_enough(needs)))
+            continue
+        effect = _effect(mode_rows(cells, group, "running", high))
+        ours = (
+            f"{SPLIT_TEXT[VAL]} images: gain {names[0]} {_mean(gh):+.1f}, {names[1]} "
+            f"{_mean(gl):+.1f}; difference {d.text()}"
+        )
+        claims.append(
+            _claim(
+                spec, group, ours, judge_difference(d, +1, effect), f"; minimum effect {effect:.2f}"
+            )
+        )
+    return claims or [
+        _claim(spec, None, "not measured", not_enough("runs under running and adapt"))
+    ]
+
+
+def _in(corruptions: tuple[str, ...], severity: int) -> Select:
+    return lambda df: at_severity(severity)(df) & df["corruption"].isin(corruptions)
+
+
+def partial_prior_claims(ev: pd.DataFrame, groups) -> list[Claim]:
+    """The main partial setting against the same batch size without the prior (prior 0, or
+    mode=batch at that batch size), on the cells both hold."""
+    spec, claims = SPECS["partial_prior"], []
+    own = ev[ev["own_data"] & corrupted(ev) & ev["applied"]]
+    for group in groups:
+        g = of_group(own, group)
+        part = g[(g["mode"] == "partial") & (g["prior"] > 0)]
+        if part.empty:
+            continue
+        setting = part.groupby("setting").size().sort_values(ascending=False).index[0]
+        main = part[part["setting"] == setting].drop_duplicates(CELL, keep="last")
+        n = main["batch_size"].iloc[0]
+        refs = [
+            g[(g["mode"] == "partial") & (g["prior"] == 0) & (g["batch_size"] == n)],
+            g[(g["mode"] == "batch") & (g["batch_size"] == n)],
+        ]
+        ref = next((r for r in refs if len(r)), g.iloc[0:0]).drop_duplicates(CELL, keep="last")
+        sa, sb = shared_by_seed(ref, main)
+        if not sa:
+            continue
+        d, effect = paired(sa, sb), _effect(ref)
+        where = _where(pd.merge(ref, main[CELL], on=CELL), VAL)
+        ours = f"{where}: prior 0 {_mean(sa):.1f}, {setting} {_mean(sb):.1f}; difference {d.text()}"
+        verdict = judge_difference(d, -1, effect)
+        claims.append(_claim(spec, group, ours, verdict, f"; minimum effect {effect:.2f}"))
+    needs = "mode=partial with a prior > 0 and with prior 0 (or mode=batch) at the same batch size"
+    return claims or [_claim(spec, None, "not measured", not_enough(needs))]
+
+
+def batch_free_claims(ev_cells: pd.DataFrame) -> list[Claim]:
+    """Adapt against running for the models without batch statistics: by construction when
+    every adapt evaluation is recorded as not applied, else judged as an equivalence."""
+    spec = SPECS["batch_free"]
+    groups = groups_of(ev_cells, False)
+    adapt = ev_cells[(ev_cells["mode"] == "adapt") & ~ev_cells["batch_dependent"]]
+    if adapt.empty:
+        return [
+            _claim(
+                spec,
+                None,
+                "not measured",
+                not_enough("runs of a norm without batch statistics under mode=adapt"),
+            )
+        ]
+    if not adapt["applied"].any():
+        ours = (
+            f"mode=adapt recorded as not applied in all {len(adapt)} evaluations of "
+            f"{', '.join(map(label, groups))}: their errors are the running ones"
+        )
+        return [
+            _claim(
+                spec,
+                None,
+                ours,
+                f"{BY_CONSTRUCTION}: statistics adaptation does not "
+                "apply to a norm that keeps no statistics",
+            )
+        ]
+    options = [(VAL, ev_cells)]
+    return pair_claims(spec, options, "running", "adapt", corrupted, 0, groups, equivalence=True)
+
+
+def norm_claims(cells: pd.DataFrame, baseline: Baseline) -> list[Claim]:
+    """Each ResNet norm without batch statistics against the baseline BN model, unadapted and
+    adapted, paired by seed over the cells both hold."""
+    on = ["seed", "corruption", "severity"]
+    bn = (baseline.model, baseline.norm)
+    claims = []
+    for group in [g for g in groups_of(cells, False) if g[0] == baseline.model]:
+        own = mode_rows(cells, group, "running")
+        for key, bn_mode in (("norm_vs_bn", "running"), ("bn_adapt_vs_norm", "adapt")):
+            spec, ref = SPECS[key], mode_rows(cells, bn, bn_mode)
+            a, b = (ref, own) if key == "norm_vs_bn" else (own, ref)
+            sa, sb = shared_by_seed(a, b, on=on)
+            if not sa:
+                needs = f"{label(bn)} under mode={bn_mode} with the seeds of {label(group)}"
+                claims.append(_claim(spec, group, "not measured", not_enough(needs)))
+                continue
+            d, effect = paired(sa, sb), _effect(a)
+            names = (f"{label(bn)} {bn_mode}", f"{label(group)} running")
+            if key == "bn_adapt_vs_norm":
+                names = names[::-1]
+            ours = (
+                f"{_where(pd.merge(a, b[on], on=on), VAL)}: {names[0]} {_mean(sa):.1f}, "
+                f"{names[1]} {_mean(sb):.1f}; difference {d.text()}"
+            )
+            claims.append(
+                _claim(
+                    spec,
+                    group,
+                    ours,
+                    judge_difference(d, -1, effect),
+                    f"; minimum effect {effect:.2f}",
+                )
+            )
+    return claims
+
+
+def kl_claim(kl: pd.DataFrame, groups: list[tuple[str, str]]) -> Claim:
+    """The KL claim: by construction; ours gives the measured means (kl_summary's rows of the
+    models with batch statistics)."""
+    spec = SPECS["kl"]
+    rows = [r for _, r in kl.iterrows() if (r["model"], r["norm"]) in groups]
+    if not rows:
+        needs = "kl.csv rows (normbench eval ... kl=true) of runs with batch statistics"
+        return _claim(spec, None, "not measured", not_enough(needs))
+    parts = [
+        f"{r['model']}/{r['norm']}: {r['mean KL, running']:.3g} → {r['mean KL, adapt']:.2g} "
+        f"({r['layers']} layers)"
+        for r in rows
+    ]
+    ours = "mean KL over layers, running → adapt: " + "; ".join(parts)
+    verdict = (
+        f"{BY_CONSTRUCTION}: under adapt each domain is normalized by its own statistics, so "
+        "the KL of the norm outputs is about 0 whatever the shift"
+    )
+    return _claim(spec, None, ours, verdict)
+
+
+def all_claims(
+    val: pd.DataFrame, test: pd.DataFrame, ev: pd.DataFrame, kl: pd.DataFrame, baseline: Baseline
+) -> list[Claim]:
+    """Every claim of the study, in the README's order.
+
+    Args:
+        val: the main cells on the held-out images (with Tent's batch reference added).
+        test: the main cells on the 10,000 test images (with Tent's batch reference added).
+        ev: every evaluation (for the partial-prior settings).
+        kl: kl_summary's table.
+        baseline: the BN model the norms without batch statistics are set against.
+    """
+    bn = groups_of(pd.concat([val, test]), True)
+    both: Options = [(TEST, test), (VAL, val)]
+    sev5 = at_severity(5)
+    return [
+        *pair_claims(SPECS["adapt"], both, "running", "adapt", sev5, -1, bn),
+        *_difference_of_gains(
+            SPECS["severity"], val, bn, sev5, at_severity(1), ("at severity 5", "at severity 1")
+        ),
+        *_difference_of_gains(
+            SPECS["pattern"],
+            val,
+            bn,
+            _in(NOISE_AND_BLUR, 5),
+            _in(BRIGHTNESS_AND_JPEG, 5),
+            ("on noise and blur", "on brightness and JPEG"),
+        ),
+        *partial_prior_claims(ev, bn),
+        *pair_claims(SPECS["partial"], [(VAL, val)], "running", "partial", corrupted, -1, bn),
+        *pair_claims(SPECS["clean"], both, "running", "adapt", clean, 0, bn, equivalence=True),
+        *pair_claims(SPECS["tent"], both, TENT_REF, "tent", sev5, -1, bn),
+        *pair_claims(SPECS["tent_adapt"], both, "adapt", "tent", sev5, -1, bn),
+        *batch_free_claims(val),
+        *norm_claims(val, baseline),
+        kl_claim(kl, bn),
+    ]

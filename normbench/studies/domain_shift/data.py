@@ -1,14 +1,18 @@
 """Domain-shift study, the data: evals.csv and kl.csv of run directories as tables.
 
 Every evaluation row of a complete run whose status is ``ok`` is used; error and ECE are turned
-into percent. Rows on data other than the run's own dataset (``data=<other>``) are kept in
-errors.csv but left out of the study's comparisons.
+into percent. Each row's ``split`` says which images it evaluated: ``val`` (the run's own
+validation split: the 1,000 held-out images), ``test`` (``data.val_split=test``: the official
+test split of the run's dataset) or ``other`` (another dataset or option: kept in errors.csv,
+left out of the comparisons); ``images`` is how many (evals.csv's ``num_samples``).
 
 **Which evaluation stands for a mode.** A mode evaluated at several knob settings (AdaBN at
 several ``samples=k`` for the k curve, partial at several priors) is represented in the
 heatmaps, mCE and claims by its *main setting*: the setting evaluated on the most
-(run, corruption, severity) cells; ties go to the most samples, then the largest batch size,
-then the smallest prior. The other settings feed the k and N curves.
+(run, corruption, severity) cells; ties go to the most samples, then the smallest batch size
+(``mode=batch`` at the training batch size before Tent's larger one), then the smallest prior.
+The other settings feed the k and N curves and the Tent comparison. The full-test evaluations
+(``split == "test"``) have main settings of their own.
 """
 
 from __future__ import annotations
@@ -22,18 +26,23 @@ import pandas as pd
 
 from normbench.data.corruptions.names import CORRUPTIONS
 from normbench.errors import NormbenchError
-from normbench.report.collect import Run
-from normbench.studies.small_batch.claims import Diff
+from normbench.report.collect import TEST_SPLIT_SIZE, Run
+from normbench.report.verdicts import Estimate, paired
 
 #: Hendrycks & Dietterich (ICLR 2019): the 15 corruptions of mCE, in the paper's order.
 BENCHMARK = CORRUPTIONS
-MODE_ORDER = ("running", "precise", "batch", "adapt", "partial", "tent")
+#: The rows of ``mode=batch`` at the batch size of the run's Tent evaluations (Tent's own
+#: baseline), added to a table of cells under this name by :func:`with_tent_reference`.
+TENT_REF = "batch@tent"
+MODE_ORDER = ("running", "precise", "batch", "adapt", "partial", TENT_REF, "tent")
 KNOBS = ("samples", "batch_size", "prior", "steps", "lr")
 KEY = ("mode", *KNOBS, "data", "corruption", "severity")
 CLEAN = "none"
 RUN_COLUMNS = ("run", "model", "norm", "seed", "batch_dependent")
 CELL = ["run", "corruption", "severity"]
+VAL, TEST, OTHER = "val", "test", "other"  # the ``split`` of an evaluation
 EVAL_COLUMNS = (*RUN_COLUMNS, *KEY, "setting", "error", "nll", "ece", "applied", "own_data")
+EVAL_COLUMNS += ("split", "images")
 KL_COLUMNS = (*RUN_COLUMNS, *KEY, "setting", "layer", "layer_index", "layer_type", "kl_mean")
 
 
@@ -75,12 +84,6 @@ def read_run_csv(run: Run, name: str, needed: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def has_corrupted_evaluations(run: Run) -> bool:
-    """Whether ``run`` holds an ``ok`` evaluation on corrupted data."""
-    df = read_run_csv(run, "evals.csv", ("corruption", "status"))
-    return bool(((df["status"] == "ok") & ~df["corruption"].isin(["", CLEAN])).any())
-
-
 def _number(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series.replace("", math.nan), errors="coerce")
 
@@ -99,7 +102,13 @@ def _keyed(run: Run, df: pd.DataFrame) -> pd.DataFrame:
     df["corruption"] = df["corruption"].replace("", CLEAN)
     df["setting"] = df.apply(setting_label, axis=1) if len(df) else ""
     dataset = (run.config.get("dataset") or {}).get("name", "")
-    df["own_data"] = df["data"].isin([dataset, ""]) if "data" in df else True
+    data = df["data"] if "data" in df else pd.Series("", index=df.index)
+    test = f"{dataset}[val_split=test]"
+    df["split"] = data.map(lambda d: VAL if d in (dataset, "") else TEST if d == test else OTHER)
+    df["own_data"] = df["split"] == VAL
+    sizes = {VAL: run.val_images, TEST: TEST_SPLIT_SIZE.get(dataset)}
+    counted = _number(df["num_samples"]) if "num_samples" in df else math.nan
+    df["images"] = pd.Series(counted, index=df.index).fillna(df["split"].map(sizes))
     model = (run.config.get("model") or {}).get("name", "?")
     ident = {"run": str(run.path), "model": model, "norm": run.norm, "seed": run.seed}
     return df.assign(**ident, batch_dependent=run.batch_dependent)
@@ -153,21 +162,23 @@ def main_settings(df: pd.DataFrame) -> dict[str, str]:
             .agg(
                 cells=("run", "size"),
                 samples=("samples", "max"),
-                batch_size=("batch_size", "max"),
+                batch_size=("batch_size", "min"),
                 prior=("prior", "min"),
             )
         )
         counts = counts.fillna({"samples": 0, "batch_size": 0, "prior": math.inf})
         best = counts.sort_values(
-            ["cells", "samples", "batch_size", "prior"], ascending=[False, False, False, True]
+            ["cells", "samples", "batch_size", "prior"], ascending=[False, False, True, True]
         )
         out[str(mode)] = str(best.index[0])
     return out
 
 
-def main_cells(df: pd.DataFrame, settings: dict[str, str] | None = None) -> pd.DataFrame:
-    """The rows of each mode's main setting on the run's own data, one per (run, mode, cell)."""
-    own = df[df["own_data"]] if "own_data" in df else df
+def main_cells(
+    df: pd.DataFrame, settings: dict[str, str] | None = None, split: str = VAL
+) -> pd.DataFrame:
+    """The rows of each mode's main setting on ``split``, one per (run, mode, cell)."""
+    own = df[df["split"] == split] if "split" in df else df
     settings = settings if settings is not None else main_settings(own)
     keep = own["setting"] == own["mode"].map(settings)
     return own[keep].drop_duplicates(
@@ -203,22 +214,29 @@ def of_group(df: pd.DataFrame, group: tuple[str, str]) -> pd.DataFrame:
     return df[(df["model"] == group[0]) & (df["norm"] == group[1])]
 
 
-def diff_of(values: pd.Series) -> Diff:
-    """Mean and standard error over runs of per-run values (a Diff of nothing when empty)."""
-    values = values.dropna()
-    if values.empty:
-        return Diff(math.nan, math.nan, 0)
-    se = float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) >= 2 else math.nan
-    return Diff(float(values.mean()), se, len(values))
-
-
-def per_run_gap(
+def shared_by_seed(
     a: pd.DataFrame, b: pd.DataFrame, column: str = "error", on: list[str] | None = None
-) -> pd.Series:
-    """Per run: mean of ``b`` minus mean of ``a`` over the cells both hold."""
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Per seed, the mean of ``a`` and of ``b`` over the cells (``on``) both hold: the two sides
+    of :func:`normbench.report.verdicts.paired`."""
     on = on or CELL
-    both = pd.merge(a[[*on, column]], b[[*on, column]], on=on, suffixes=("_a", "_b")).dropna()
-    return (both[f"{column}_b"] - both[f"{column}_a"]).groupby(both["run"]).mean()
+    keep = list(dict.fromkeys([*on, "seed", column]))
+    both = pd.merge(a[keep], b[[*on, column]], on=on, suffixes=("_a", "_b")).dropna(
+        subset=[f"{column}_a", f"{column}_b"]
+    )
+    by = both.groupby("seed")
+    return by[f"{column}_a"].mean().to_dict(), by[f"{column}_b"].mean().to_dict()
+
+
+def mode_rows(
+    cells: pd.DataFrame,
+    group: tuple[str, str],
+    mode: str,
+    select: Callable[[pd.DataFrame], pd.Series] = corrupted,
+) -> pd.DataFrame:
+    """The rows of ``mode`` in ``group`` that ``select`` keeps (corrupted ones by default)."""
+    g = of_group(cells, group)
+    return g[select(g) & (g["mode"] == mode)]
 
 
 def paired_modes(
@@ -227,11 +245,26 @@ def paired_modes(
     a: str,
     b: str,
     select: Callable[[pd.DataFrame], pd.Series] = corrupted,
-) -> Diff:
-    """Mode ``b`` minus mode ``a`` in ``group``, paired by run over the cells both hold."""
-    g = of_group(cells, group)
-    g = g[select(g)]
-    return diff_of(per_run_gap(g[g["mode"] == a], g[g["mode"] == b]))
+) -> Estimate:
+    """Mode ``b`` minus mode ``a`` in ``group``, paired by seed over the cells both hold."""
+    return paired(
+        *shared_by_seed(mode_rows(cells, group, a, select), mode_rows(cells, group, b, select))
+    )
+
+
+def at_severity(severity: int) -> Callable[[pd.DataFrame], pd.Series]:
+    """A row selection: corrupted data at ``severity``."""
+    return lambda df: corrupted(df) & (df["severity"] == severity)
+
+
+def with_tent_reference(cells: pd.DataFrame, ev: pd.DataFrame, split: str) -> pd.DataFrame:
+    """``cells`` and, as mode :data:`TENT_REF`, the ``mode=batch`` rows on ``split`` at the batch
+    size of each run's Tent evaluations."""
+    tent = cells[cells["mode"] == "tent"].groupby("run")["batch_size"].first()
+    batch = ev[(ev["split"] == split) & (ev["mode"] == "batch")]
+    ref = batch[batch["batch_size"] == batch["run"].map(tent)]
+    ref = ref.drop_duplicates(CELL, keep="last").assign(mode=TENT_REF)
+    return pd.concat([cells, ref], ignore_index=True) if len(ref) else cells
 
 
 def seed_mean(df: pd.DataFrame, keys: list[str], column: str = "error") -> pd.DataFrame:

@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from normbench.studies.domain_shift.data import BENCHMARK, CLEAN, MODE_ORDER  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
+from normbench.studies.domain_shift.data import BENCHMARK, CLEAN, MODE_ORDER  # noqa: E402
 
 
 def heatmap_name(model: str, norm: str) -> str:
@@ -77,22 +77,22 @@ def _panels(keys: list[tuple[str, str]]) -> tuple[plt.Figure, list[plt.Axes]]:
 
 
 def k_curve_figure(k: pd.DataFrame, out_png: Path) -> None:
-    """AdaBN's error against samples=k, per severity (bold: all pooled), running dashed."""
+    """AdaBN's error against samples=k, one line per severity the curve was made at, running
+    dashed in the same colour."""
     adapt = k[k["mode"] == "adapt"]
     keys = sorted({(m, n) for m, n in zip(adapt["model"], adapt["norm"], strict=True)})
     fig, axes = _panels(keys)
     for ax, (model, norm) in zip(axes, keys, strict=False):
         g = k[(k["model"] == model) & (k["norm"] == norm)]
-        sevs = sorted(set(g["severity"]) - {"all"}, key=int) + ["all"]
-        colors = plt.cm.plasma(np.linspace(0.1, 0.85, max(1, len(sevs) - 1)))
-        for sev, color in zip(sevs, [*colors, "k"], strict=False):
+        sevs = sorted(set(g["severity"]))
+        colors = plt.cm.plasma(np.linspace(0.1, 0.85, max(1, len(sevs))))
+        for sev, color in zip(sevs, colors, strict=False):
             a = g[(g["severity"] == sev) & (g["mode"] == "adapt")].sort_values("samples")
             r = g[(g["severity"] == sev) & (g["mode"] == "running")]
-            width = 2.2 if sev == "all" else 1.0
-            name = "all severities" if sev == "all" else f"severity {sev}"
-            ax.plot(a["samples"], a["mean"], "o-", color=color, lw=width, label=name)
+            name = f"severity {sev}, {int(a['corruptions'].max())} corruptions"
+            ax.plot(a["samples"], a["mean"], "o-", color=color, label=name)
             if len(r):
-                ax.axhline(float(r["mean"].iloc[0]), color=color, ls="--", lw=width * 0.7)
+                ax.axhline(float(r["mean"].iloc[0]), color=color, ls="--", lw=1.0)
         ax.set_xscale("log")
         ax.set(title=f"{model}/{norm} (dashed: running)", xlabel="target samples k (mode=adapt)")
         ax.set(ylabel="corrupted error (%)")
