@@ -26,15 +26,15 @@ from typing import Any
 import torch
 import yaml
 
+from normbench.engine.lock import RunLock
+from normbench.errors import ConfigError, NormbenchError
 from normbench.evaluation.data import DataChoice, check_corruption
 from normbench.evaluation.kl import COLUMNS as KL_COLUMNS
 from normbench.evaluation.kl import FILE as KL_FILE
 from normbench.evaluation.kl import SOURCE_SAMPLES
 from normbench.evaluation.modes import KNOBS, MODES, Knobs, check_mode, parse_knob
-from normbench.evaluation.records import answered, write_eval_row, write_rows
+from normbench.evaluation.records import answered_requests, read_evals, write_eval_row, write_rows
 from normbench.evaluation.run import EvalJob, LoadedRun, own_data, read_run_config
-from normbench.engine.lock import RunLock
-from normbench.errors import ConfigError, NormbenchError
 from normbench.recorder import read_summary
 
 log = logging.getLogger("normbench")
@@ -251,8 +251,9 @@ def evaluate_run(
         with RunLock(run_dir):
             runs: dict[Any, LoadedRun | Exception] = {}
             step = read_summary(run_dir / "summary.json").get("step")
+            finished = answered_requests(read_evals(run_dir), step) if skip_done else set()
             for job in jobs:
-                if skip_done and answered(run_dir, job.describe(), step):
+                if job.describe() in finished:
                     results.append(Result(run_dir, job, skipped=True))
                     print(_line(results[-1]), file=sys.stderr)
                     continue

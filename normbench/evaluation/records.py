@@ -110,15 +110,21 @@ def write_rows(
     write_atomic(run_dir / file, write)
 
 
+def answered_requests(rows: list[dict[str, str]], step: int | None = None) -> set[str]:
+    """The requests (``EvalJob.describe()``) that ``ok`` or ``undefined`` rows answer, for
+    checkpoint ``step`` when given: read evals.csv once, then look requests up here."""
+    found: set[str] = set()
+    for row in rows:
+        done = row.get("status") in ("ok", "undefined")
+        if done and (step is None or row.get("step") == str(step)):
+            found.update((row.get("requests") or "").split(REQUEST_SEP))
+    return found
+
+
 def answered(run_dir: Path, request: str, step: int | None = None) -> bool:
     """Whether an ``ok`` or ``undefined`` row of ``run_dir/evals.csv`` answers ``request`` (an
     ``EvalJob.describe()``), for checkpoint ``step`` when given (``done=skip``)."""
-    for row in read_evals(run_dir):
-        done = row.get("status") in ("ok", "undefined")
-        same_step = step is None or row.get("step") == str(step)
-        if done and same_step and request in (row.get("requests") or "").split(REQUEST_SEP):
-            return True
-    return False
+    return request in answered_requests(read_evals(run_dir), step)
 
 
 def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
