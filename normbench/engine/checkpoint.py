@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from normbench.errors import NormbenchError
+from normbench.errors import ConfigError, NormbenchError
 from normbench.files import write_atomic
 
 
@@ -167,6 +167,31 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if flat_a.get(k) != flat_b.get(k)
         and not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)
     ]
+
+
+def check_resumable(
+    state: dict[str, Any], world_size: int, config: dict[str, Any], run_dir: Path
+) -> None:
+    """Refuse to resume ``run_dir`` from ``state`` on another process count or another config.
+
+    Raises:
+        ConfigError: naming the difference and how to resume or start over.
+    """
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size:
+        how = "without torchrun" if saved_world == 1 else f"torchrun --nproc_per_node={saved_world}"
+        raise ConfigError(
+            f"{run_dir} holds a checkpoint of a run on {saved_world} process(es); this run "
+            f"has {world_size}. Resume it with the same count ({how}), or start it over with "
+            "trainer.resume=never."
+        )
+    changed = config_changes(state["config"], config)
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a checkpoint of a different configuration (changed: "
+            f"{', '.join(changed)}). Start it over with trainer.resume=never, or choose another "
+            "run directory with hydra.run.dir=<dir>."
+        )
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

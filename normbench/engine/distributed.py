@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from normbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from normbench.engine.fastpath import FastPath
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -126,6 +129,20 @@ class Distributed:
             return torch.device("cuda", self.local_rank)
         return device
 
+    def training_module(
+        self, model: torch.nn.Module, fast: FastPath, device: torch.device
+    ) -> torch.nn.Module:
+        """What the training step calls: ``model`` prepared by ``fast`` (channels_last,
+        compiled), inside DistributedDataParallel when there are several processes."""
+        if not self.enabled:
+            return fast.prepare_model(model)
+        from torch.nn.parallel import DistributedDataParallel
+
+        replace(fast, compile=False).prepare_model(model)  # channels_last, in place
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(wrapped) if fast.compile else wrapped
+
     def max_int(self, value: int) -> int:
         """The largest of ``value`` over the ranks: a host-side all-reduce (gloo), so a check
         made every step never waits for the GPU."""
@@ -134,6 +151,15 @@ class Distributed:
         t = torch.tensor([value], dtype=torch.long)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.host_group)
         return int(t.item())
+
+    def mean(self, total: torch.Tensor) -> torch.Tensor:
+        """A per-process sum (e.g. of losses) averaged over the processes: the global batch's.
+        In one process, ``total`` itself."""
+        if not self.enabled:
+            return total
+        total = total.detach().clone()
+        dist.all_reduce(total)
+        return total / self.world_size
 
     def barrier(self) -> None:
         if self.enabled:

@@ -18,32 +18,35 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
-    config_changes,
-    load_checkpoint,
+    check_resumable,
     plain_config,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from normbench.engine.distributed import Distributed
-from normbench.engine.environment import environment, select_device
+from normbench.engine.environment import select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
+from normbench.engine.progress import (
+    TrainingLoss,
+    check_finite,
+    progress_line,
+    start_line,
+    val_error_text,
+)
+from normbench.engine.resume import finished_already, restore
+from normbench.engine.run_summary import hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
-from normbench.errors import ConfigError, DivergedError
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
-from normbench.recorder import Recorder, read_summary
+from normbench.recorder import Recorder
 
 log = logging.getLogger("normbench")
-
-#: A run whose final accuracy is below CHANCE_MARGIN / classes is flagged as at chance level.
-CHANCE_MARGIN = 1.2
 
 
 class Trainer:
@@ -61,7 +64,7 @@ class Trainer:
         cfg = self.cfg
         # What the training step calls: the model itself, DDP around it, or either compiled
         # (trainer.compile); they share parameters. Evaluation and probes use the model itself.
-        self.train_model = self._training_module()
+        self.train_model = self.dist.training_module(self.model, self.fast, self.device)
         shard = (self.dist.rank, self.dist.world_size)
         self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed, shard)
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
@@ -72,23 +75,8 @@ class Trainer:
         self.prior_wall = 0.0
         self.best_val_error = float("inf")
         self.last_eval: dict[str, float] = {}
-        self.loss_sum = torch.zeros((), device=self.device)  # since the last evaluation
-        self.loss_count = 0
-        self.window_loss = torch.zeros((), device=self.device)  # since the last progress line
-        self.window_n = 0
+        self.loss = TrainingLoss(self.device)
         self.stop = StopRequest()
-
-    def _training_module(self) -> torch.nn.Module:
-        if not self.dist.enabled:
-            return self.fast.prepare_model(self.model)
-        from dataclasses import replace
-
-        from torch.nn.parallel import DistributedDataParallel
-
-        replace(self.fast, compile=False).prepare_model(self.model)  # channels_last, in place
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(self.model, device_ids=ids)
-        return torch.compile(wrapped) if self.fast.compile else wrapped
 
     # --- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -101,36 +89,15 @@ class Trainer:
             "loader": self.loader.state_dict(),
             "rng": rng_state(),
             "timer": self.timer.state_dict(),
-            "wall": self.prior_wall + self._wall(),
+            "wall": self.prior_wall + self.wall(),
             "best_val_error": self.best_val_error,
             "last_eval": self.last_eval,
-            "loss_sum": self.loss_sum,
-            "loss_count": self.loss_count,
-            "window_loss": self.window_loss,
-            "window_n": self.window_n,
+            **self.loss.state_dict(),
             "config": plain_config(self.cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != self.dist.world_size:
-            raise ConfigError(
-                f"{self.run_dir} holds a checkpoint of a run on {saved_world} process(es); this run "
-                f"has {self.dist.world_size}. Resume it with the same count ("
-                + (
-                    "without torchrun"
-                    if saved_world == 1
-                    else f"torchrun --nproc_per_node={saved_world}"
-                )
-                + "), or start it over with trainer.resume=never."
-            )
-        changed = config_changes(state["config"], plain_config(self.cfg))
-        if changed:
-            raise ConfigError(
-                f"{self.run_dir} holds a checkpoint of a different configuration (changed: "
-                f"{', '.join(changed)}). Start it over with trainer.resume=never, or choose another "
-                "run directory with hydra.run.dir=<dir>."
-            )
+        check_resumable(state, self.dist.world_size, plain_config(self.cfg), self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -139,10 +106,7 @@ class Trainer:
         self.timer.load_state_dict(state["timer"])
         self.step, self.prior_wall = state["step"], state["wall"]
         self.best_val_error, self.last_eval = state["best_val_error"], state["last_eval"]
-        self.loss_sum, self.loss_count = state["loss_sum"].to(self.device), state["loss_count"]
-        # checkpoints written before 2026-11-29 have no progress-line window
-        window_loss = state.get("window_loss", torch.zeros(()))
-        self.window_loss, self.window_n = window_loss.to(self.device), state.get("window_n", 0)
+        self.loss.load_state_dict(state)
 
     def save(self) -> None:
         """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
@@ -153,7 +117,8 @@ class Trainer:
                 save_checkpoint(self.ckpt_path, self.state_dict())
         self.last_save = time.perf_counter()
 
-    def _wall(self) -> float:
+    def wall(self) -> float:
+        """Seconds since this invocation's :meth:`fit` began."""
         return time.perf_counter() - self.t_start
 
     # --- loop ----------------------------------------------------------------------------
@@ -165,23 +130,18 @@ class Trainer:
         """
         self.t_start = time.perf_counter()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        resume_step = self._restore()
+        resume_step = restore(self)
         self.step_at_start = self.step
         if self.step >= self.tcfg.steps:
-            return self._finished_already()
+            return finished_already(self)
         self.recorder = self._recorder(resume_step)
-        self.recorder.summary(self._summary("running"))
+        self.recorder.summary(run_summary(self, "running"))
         if self.dist.is_main:
+            processes = self.dist.world_size if self.dist.enabled else 1
             log.info(
-                "run dir %s | %s on %s%s | %d parameters | data %s",
-                self.run_dir,
-                self.spec,
-                self.device,
-                f" x {self.dist.world_size} processes ({self.dist.backend})"
-                if self.dist.enabled
-                else "",
-                self._num_params(),
-                self.data.source,
+                "%s",
+                start_line(self.run_dir, self.spec, self.device, processes, self.dist.backend)
+                + f" | {num_params(self)} parameters | data {self.data.source}",
             )
         last = (
             self.tcfg.steps
@@ -199,7 +159,7 @@ class Trainer:
         else:
             status = "interrupted" if self.stop.requested else "stopped"
         self.save()
-        summary = self._finish(status)
+        summary = self.finish(status)
         if self.stop.requested:
             if self.dist.is_main:
                 log.warning(
@@ -226,80 +186,15 @@ class Trainer:
             self.stop.signum = signum  # asked on another rank
         return bool(signum)
 
-    def _mean_over_ranks(self, total: torch.Tensor) -> torch.Tensor:
-        """A per-process loss sum averaged over the processes (the global batch's)."""
-        if not self.dist.enabled:
-            return total
-        import torch.distributed
-
-        total = total.detach().clone()
-        torch.distributed.all_reduce(total)
-        return total / self.dist.world_size
-
-    def _restore(self) -> int | None:
-        """Load the checkpoint (``trainer.resume=auto``) or start over; say which. Returns the
-        step resumed from, or None for a start from step 0. Under torchrun, rank 0 decides and
-        the other ranks load the same checkpoint."""
-        if not self.dist.enabled:
-            return self._restore_main()
-        resumed = self._restore_main() if self.dist.is_main else None
-        self.dist.barrier()  # rank 0 has read (or removed) the checkpoint
-        resumed = self.dist.broadcast_object(resumed)
-        if resumed is not None and not self.dist.is_main:
-            self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
-        return resumed
-
-    def _restore_main(self) -> int | None:
-        if self.tcfg.resume == "never" and self.ckpt_path.exists():
-            # First the checkpoint: a kill while the old files are cleared then starts over again.
-            self.ckpt_path.unlink()
-            log.info("trainer.resume=never: starting %s over from step 0", self.run_dir)
-            return None
-        if not self.ckpt_path.exists():
-            earlier = (self.run_dir / "metrics.csv").exists()
-            log.info(
-                "no checkpoint in %s: starting from step 0%s",
-                self.run_dir,
-                " (an earlier attempt stopped before its first checkpoint)" if earlier else "",
-            )
-            return None
-        saved = datetime.fromtimestamp(self.ckpt_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
-        self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
-        log.info(
-            "resuming %s from its checkpoint at step %d (saved %s)", self.run_dir, self.step, saved
-        )
-        return self.step
-
-    def _finished_already(self) -> dict[str, Any]:
-        """The checkpoint is at the last step. A complete summary is left alone; otherwise the
-        run was stopped between its final checkpoint and its summary: complete it now."""
-        previous = read_summary(self.run_dir / "summary.json")
-        if not self.dist.is_main:
-            return previous
-        if previous.get("status") == "complete":
-            log.info(
-                "%s is already complete (%d steps); trainer.resume=never trains it again",
-                self.run_dir,
-                self.step,
-            )
-            return previous
-        self.recorder = Recorder(self.run_dir, self.cfg.logging.tensorboard, self.step)
-        log.info(
-            "%s: training had finished (step %d) but its summary was not written; completing it",
-            self.run_dir,
-            self.step,
-        )
-        return self._finish("complete")
-
-    def _finish(self, status: str) -> dict[str, Any]:
+    def finish(self, status: str) -> dict[str, Any]:
         """Write the final records: hparams first, the summary last (a kill in between leaves a
         summary that is not complete, which the next run of the command completes)."""
-        summary = self._summary(status)
+        summary = run_summary(self, status)
         if not self.dist.is_main:
             return summary
         if status == "complete":
             self.recorder.hparams(
-                self.step, self._hparams(), {"hparam/val_error": summary["final"]["val_error"]}
+                self.step, hparams(self), {"hparam/val_error": summary["final"]["val_error"]}
             )
             self.recorder.flush()
             for warning in summary["warnings"]:
@@ -330,20 +225,15 @@ class Trainer:
                 sched.step()
             self.step += 1
             step = self.step
-            detached = loss.detach()
-            self.window_loss += detached
-            self.loss_sum += detached
-            self.window_n += 1
-            self.loss_count += 1
+            self.loss.add(loss)
             if cfg.probes.every and (step % cfg.probes.every == 0 or step == tcfg.steps):
                 self._probe()
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 self._evaluate()
             # the progress line comes after the evaluation, so its val_err is this step's
             if step % tcfg.log_every == 0 or step == last:
-                self._log_progress(step, self.window_loss, self.window_n)
-                self.window_loss = torch.zeros((), device=self.device)
-                self.window_n = 0
+                self._log_progress(step)
+                self.loss.new_window()
             if self._stop_agreed():
                 return
             due = (
@@ -352,16 +242,12 @@ class Trainer:
             if due and step < last:
                 self.save()
 
-    def _log_progress(self, step: int, window_loss: torch.Tensor, window_n: int) -> None:
+    def _log_progress(self, step: int) -> None:
+        """The progress line, and its numbers as TensorBoard scalars."""
         with self.timer.phase("logging"):
-            window = self.timer.window()
-            loss = self._mean_over_ranks(window_loss).item() / window_n
-            if not math.isfinite(loss):
-                raise DivergedError(
-                    f"the training loss became {loss} between steps {step - window_n} and {step}: "
-                    f"the run diverged (norm={self.cfg.norm.name}, optim.lr={self.cfg.optim.lr}). "
-                    "Lower optim.lr, or choose another norm; the run is marked failed."
-                )
+            window, window_n = self.timer.window(), self.loss.window_n
+            loss = self.dist.mean(self.loss.window).item() / window_n
+            check_finite(loss, step, window_n, self.cfg.norm.name, self.cfg.optim.lr)
             step_ms = 1000 * (window.get("train_step", 0) + window.get("data", 0)) / window_n
             data_ms = 1000 * window.get("data", 0) / window_n
             ips = images_per_s(window, window_n * self.cfg.dataset.batch_size)
@@ -377,32 +263,28 @@ class Trainer:
                     "train/lr": self.scheduler.get_last_lr()[0],
                 },
             )
-            wall = self._wall()
+            wall = self.wall()
             eta = wall / max(step - self.step_at_start, 1) * (self.tcfg.steps - step)
-            val = self.last_eval.get("val_error")
-            log.info(
-                "step %d/%d (%3.0f%%) | loss %.4f | val_err %s | %.2f ms/step (data %.2f) | %.0f img/s | "
-                "%s elapsed, ETA %s",
-                step,
-                self.tcfg.steps,
-                100 * step / self.tcfg.steps,
-                loss,
-                f"{100 * val:.2f}%" if val is not None else "-",
-                step_ms,
-                data_ms,
-                ips,
-                _hms(self.prior_wall + wall),
-                _hms(eta),
+            line = progress_line(
+                step=step,
+                steps=self.tcfg.steps,
+                loss=loss,
+                val=val_error_text(self.last_eval.get("val_error")),
+                step_ms=step_ms,
+                data_ms=data_ms,
+                images_per_s=ips,
+                elapsed_s=self.prior_wall + wall,
+                eta_s=eta,
             )
+            log.info("%s", line)
 
     def _evaluate(self) -> None:
         """Validation on rank 0 (the model itself, its running statistics); every rank takes
         part in averaging the training loss."""
         with self.timer.phase("eval"):
-            loss_sum = self._mean_over_ranks(self.loss_sum)
-            train_loss = (loss_sum.item() / self.loss_count) if self.loss_count else float("nan")
-            self.loss_sum.zero_()
-            self.loss_count = 0
+            loss_sum, count = self.dist.mean(self.loss.since_eval), self.loss.since_eval_n
+            train_loss = loss_sum.item() / count if count else math.nan
+            self.loss.new_since_eval()
             if not self.dist.is_main:
                 return
             result = evaluate(
@@ -417,7 +299,7 @@ class Trainer:
                     "train_loss": train_loss,
                     **result,
                     "lr": self.scheduler.get_last_lr()[0],
-                    "time": self.prior_wall + self._wall(),
+                    "time": self.prior_wall + self.wall(),
                 }
             )
             self.recorder.scalars(
@@ -436,84 +318,6 @@ class Trainer:
                     self.step, {f"act_hist/{k}": v for k, v in captured.items()}
                 )
                 self.recorder.flush()
-
-    # --- summary -------------------------------------------------------------------------
-    def _num_params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    def _hparams(self) -> dict[str, Any]:
-        c = self.cfg
-        return {
-            "norm": c.norm.name,
-            "model": c.model.name,
-            "dataset": c.dataset.name,
-            "batch_size": c.dataset.batch_size,
-            "images_per_device": self.per_device.images or c.dataset.batch_size,
-            "per_device_mode": self.per_device.mode,
-            "lr": c.optim.lr,
-            "steps": c.trainer.steps,
-            "seed": c.seed,
-            "amp": self.fast.precision,
-            "channels_last": self.fast.channels_last,
-            "compile": self.fast.compile,
-        }
-
-    def _summary(self, status: str) -> dict[str, Any]:
-        times = self.timer.state_dict()
-        wall = self.prior_wall + self._wall()
-        shares = {k: v / wall for k, v in times.items()} if wall > 0 else {}
-        shares["other"] = max(0.0, 1.0 - sum(shares.values()))
-        at_chance = status == "complete" and is_at_chance(
-            self.last_eval.get("val_error"), self.data.num_classes
-        )
-        warnings = (
-            [
-                f"the final val error {self.last_eval['val_error']:.4f} is at chance level "
-                f"({self.data.num_classes} classes: chance is {1 - 1 / self.data.num_classes:.4f}); "
-                f"the run learned nothing (too few steps, or optim.lr={self.cfg.optim.lr} too high or too "
-                "low for this model and norm)"
-            ]
-            if at_chance
-            else []
-        )
-        return {
-            "status": status,
-            "step": self.step,
-            "steps": self.tcfg.steps,
-            "name": self.cfg.name,
-            "norm": self.cfg.norm.name,
-            "seed": self.cfg.seed,
-            "per_device": self.per_device.as_dict(),
-            "norm_batch_dependent": self.spec.batch_dependent,
-            "final": dict(self.last_eval),
-            "best_val_error": self.best_val_error,
-            "num_classes": self.data.num_classes,
-            "at_chance": at_chance,
-            "warnings": warnings,
-            "wall_time_s": wall,
-            "time_s": times,
-            "time_share": shares,
-            "ms_per_step": {
-                k: 1000 * times[k] / self.step
-                for k in ("train_step", "data")
-                if k in times and self.step
-            },
-            "images_per_s": images_per_s(times, self.step * self.cfg.dataset.batch_size),
-            "num_params": self._num_params(),
-            "run_dir": str(self.run_dir),
-            "started_at": self.started_at,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": {**environment(self.device), **self.fast.as_dict()},
-            "distributed": {
-                **self.dist.as_dict(),
-                "evaluation": "rank 0 (its model and running statistics)",
-            },
-        }
-
-
-def is_at_chance(val_error: float | None, num_classes: int) -> bool:
-    """Whether a final validation error is at chance level: accuracy below 1.2 / classes."""
-    return val_error is not None and (1.0 - val_error) < CHANCE_MARGIN / num_classes
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -536,15 +340,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             return summary
         finally:
             dist.close()
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return (
-        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        if seconds >= 3600
-        else f"{seconds // 60}:{seconds % 60:02d}"
-    )
 
 
 class _NoRecorder:

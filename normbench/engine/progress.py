@@ -1,0 +1,125 @@
+"""What a run prints: a progress line every ``trainer.log_every`` steps.
+
+The progress line (rank 0, after the step's evaluation if one is due)::
+
+    step 200/50000 (  0%) | loss 0.4321 | val_err 89.98% | 1.23 ms/step (data 0.05)
+    | 48000 img/s | 0:05 elapsed, ETA 20:00
+
+- ``loss``: the mean training loss over the steps since the previous progress line (over every
+  process's batch under torchrun);
+- ``val_err``: the latest validation error (an evaluation every ``trainer.eval_every`` steps).
+
+metrics.csv's ``train_loss`` averages another window: the steps since the previous evaluation
+(:class:`TrainingLoss` keeps both sums).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from normbench.errors import DivergedError
+
+
+class TrainingLoss:
+    """The training loss summed on the device (no host sync per step) over two windows: since
+    the previous evaluation (metrics.csv's ``train_loss``) and since the previous progress line
+    (the line's ``loss(last N)``). Their state is part of the checkpoint."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.since_eval = torch.zeros((), device=device)
+        self.since_eval_n = 0
+        self.window = torch.zeros((), device=device)
+        self.window_n = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Count one step's loss in both windows."""
+        detached = loss.detach()
+        self.window += detached
+        self.since_eval += detached
+        self.window_n += 1
+        self.since_eval_n += 1
+
+    def new_window(self) -> None:
+        """Start the progress line's window anew."""
+        self.window = torch.zeros((), device=self.device)
+        self.window_n = 0
+
+    def new_since_eval(self) -> None:
+        """Start the evaluation's window anew."""
+        self.since_eval.zero_()
+        self.since_eval_n = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss_sum": self.since_eval,
+            "loss_count": self.since_eval_n,
+            "window_loss": self.window,
+            "window_n": self.window_n,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.since_eval = state["loss_sum"].to(self.device)
+        self.since_eval_n = state["loss_count"]
+        # checkpoints written before 2026-11-29 have no progress-line window
+        self.window = state.get("window_loss", torch.zeros(())).to(self.device)
+        self.window_n = state.get("window_n", 0)
+
+
+def start_line(run_dir: Path, spec: object, device: object, processes: int, backend: str) -> str:
+    """The run's first line: where it writes, its norm, device and processes."""
+    group = f" x {processes} processes ({backend})" if processes > 1 else ""
+    return f"run dir {run_dir} | {spec} on {device}{group}"
+
+
+def check_finite(loss: float, step: int, steps_in_window: int, norm: str, lr: float) -> None:
+    """Stop a run whose training loss is no longer a number.
+
+    Raises:
+        DivergedError: naming the step range and the fix.
+    """
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f"the training loss became {loss} between steps {step - steps_in_window} and {step}: "
+            f"the run diverged (norm={norm}, optim.lr={lr}). "
+            "Lower optim.lr, or choose another norm; the run is marked failed."
+        )
+
+
+def val_error_text(val_error: float | None) -> str:
+    """``89.98%``: a validation error (``-`` for none)."""
+    return "-" if val_error is None else f"{100 * val_error:.2f}%"
+
+
+def progress_line(
+    *,
+    step: int,
+    steps: int,
+    loss: float,
+    val: str,
+    step_ms: float,
+    data_ms: float,
+    images_per_s: float,
+    elapsed_s: float,
+    eta_s: float,
+) -> str:
+    """The progress line (see the module's docstring); ``val`` from :func:`val_error_text`."""
+    return (
+        f"step {step}/{steps} ({100 * step / steps:3.0f}%) | loss {loss:.4f} | "
+        f"val_err {val} | {step_ms:.2f} ms/step (data {data_ms:.2f}) | {images_per_s:.0f} img/s"
+        f" | {hms(elapsed_s)} elapsed, ETA {hms(eta_s)}"
+    )
+
+
+def hms(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    seconds = int(round(seconds))
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
