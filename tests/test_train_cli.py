@@ -49,7 +49,7 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].tolist() == [0, 20, 40]
     last_line = next(line for line in (out + err).splitlines() if "step 40/40" in line)
-    assert f"val_err {100 * metrics['val_error'].iloc[-1]:.2f}%" in last_line  # the step-40 eval
+    assert f"val_err {100 * metrics['val_error'].iloc[-1]:.2f}% @40 |" in last_line
     assert {"epoch", "train_loss", "val_error", "val_loss", "lr", "time"} <= set(metrics.columns)
     acts = pd.read_csv(run / "activations.csv")
     assert sorted(acts["step"].unique()) == [0, 10, 20, 30, 40]
@@ -62,6 +62,21 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     )  # BN: no linear bias
     assert {"train_step", "data", "eval", "probe"} <= set(summary["time_s"])
     assert {"git", "torch", "device", "threads"} <= set(summary["environment"])
+
+
+def _progress(text: str, step: int) -> str:
+    return next(line for line in text.splitlines() if f"] step {step}/" in line)
+
+
+def test_the_progress_line_says_which_evaluation_its_val_err_is(run_cli, tmp_path):
+    """eval_every 20, log_every 10: the step-10 and step-30 lines show the evaluations of steps 0
+    and 20, marked @0 and @20."""
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=p")
+    assert code == 0, out + err
+    metrics = pd.read_csv(tmp_path / "p" / "metrics.csv").set_index("step")
+    for step, evaluated in [(10, 0), (20, 20), (30, 20), (40, 40)]:
+        line = _progress(out + err, step)
+        assert f"| val_err {100 * metrics.loc[evaluated, 'val_error']:.2f}% @{evaluated} |" in line
 
 
 def test_tensorboard_has_scalars_and_histograms(run_cli, tmp_path):

@@ -2,12 +2,13 @@
 
 The progress line (rank 0, after the step's evaluation if one is due)::
 
-    step 200/50000 (  0%) | loss 0.4321 | val_err 89.98% | 1.23 ms/step (data 0.05)
+    step 200/50000 (  0%) | loss 0.4321 | val_err 89.98% @0 | 1.23 ms/step (data 0.05)
     | 48000 img/s | 0:05 elapsed, ETA 20:00
 
 - ``loss``: the mean training loss over the steps since the previous progress line (over every
   process's batch under torchrun);
-- ``val_err``: the latest validation error (an evaluation every ``trainer.eval_every`` steps).
+- ``val_err X% @S``: the latest validation error and the step S it was measured at (an
+  evaluation every ``trainer.eval_every`` steps: it can be older than the line's step).
 
 metrics.csv's ``train_loss`` averages another window: the steps since the previous evaluation
 (:class:`TrainingLoss` keeps both sums).
@@ -90,9 +91,11 @@ def check_finite(loss: float, step: int, steps_in_window: int, norm: str, lr: fl
         )
 
 
-def val_error_text(val_error: float | None) -> str:
-    """``89.98%``: a validation error (``-`` for none)."""
-    return "-" if val_error is None else f"{100 * val_error:.2f}%"
+def val_error_text(val_error: float | None, val_step: int | None) -> str:
+    """``89.98% @0``: a validation error and the step of its evaluation (``-`` for none)."""
+    if val_error is None:
+        return "-"
+    return f"{100 * val_error:.2f}%" + (f" @{val_step}" if val_step is not None else "")
 
 
 def progress_line(

@@ -75,6 +75,7 @@ class Trainer:
         self.prior_wall = 0.0
         self.best_val_error = float("inf")
         self.last_eval: dict[str, float] = {}
+        self.last_eval_step: int | None = None  # the step of last_eval
         self.loss = TrainingLoss(self.device)
         self.stop = StopRequest()
 
@@ -92,6 +93,7 @@ class Trainer:
             "wall": self.prior_wall + self.wall(),
             "best_val_error": self.best_val_error,
             "last_eval": self.last_eval,
+            "last_eval_step": self.last_eval_step,
             **self.loss.state_dict(),
             "config": plain_config(self.cfg),
         }
@@ -106,6 +108,8 @@ class Trainer:
         self.timer.load_state_dict(state["timer"])
         self.step, self.prior_wall = state["step"], state["wall"]
         self.best_val_error, self.last_eval = state["best_val_error"], state["last_eval"]
+        # checkpoints written before 2026-12-06 do not hold it (the step is then not shown)
+        self.last_eval_step = state.get("last_eval_step")
         self.loss.load_state_dict(state)
 
     def save(self) -> None:
@@ -269,7 +273,7 @@ class Trainer:
                 step=step,
                 steps=self.tcfg.steps,
                 loss=loss,
-                val=val_error_text(self.last_eval.get("val_error")),
+                val=val_error_text(self.last_eval.get("val_error"), self.last_eval_step),
                 step_ms=step_ms,
                 data_ms=data_ms,
                 images_per_s=ips,
@@ -290,7 +294,7 @@ class Trainer:
             result = evaluate(
                 self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast
             )
-            self.last_eval = result
+            self.last_eval, self.last_eval_step = result, self.step
             self.best_val_error = min(self.best_val_error, result["val_error"])
             self.recorder.metrics_row(
                 {
