@@ -210,7 +210,8 @@ def _assert_same_parameters(a: Path, b: Path) -> None:
     ids=["group", "batch-vs-ghost"],
 )
 def test_two_process_run_equals_single_process_run(tmp_path, norm_ddp, norm_single):
-    _run(tmp_path, 2, *norm_ddp, "name=ddp")
+    two = _run(tmp_path, 2, *norm_ddp, "name=ddp")
+    assert (two.stdout + two.stderr).count("done: val_err") == 1  # rank 0's line alone
     _run(tmp_path, 1, *norm_single, "name=single")
     ddp, single = _run_dir(tmp_path, "ddp"), _run_dir(tmp_path, "single")
     _assert_same_parameters(ddp, single)

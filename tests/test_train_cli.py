@@ -79,6 +79,21 @@ def test_the_progress_line_says_which_evaluation_its_val_err_is(run_cli, tmp_pat
         assert f"| val_err {100 * metrics.loc[evaluated, 'val_error']:.2f}% @{evaluated} |" in line
 
 
+def test_a_run_ends_with_one_line_naming_its_result_time_and_directory(run_cli, tmp_path):
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=runs/x")
+    assert code == 0, out + err
+    summary = json.loads((tmp_path / "runs" / "x" / "summary.json").read_text())
+    last = (out + err).strip().splitlines()[-1]
+    error, wall = 100 * summary["final"]["val_error"], summary["wall_time_s"]
+    assert last.endswith(f"] done: val_err {error:.2f}% @40 | {wall:.1f} s | runs/x"), last
+    assert (out + err).count("done:") == 1
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=part", "trainer.stop_after=15")
+    assert code == 0, out + err
+    last = (out + err).strip().splitlines()[-1]
+    assert "] stopped at step 15/40 (trainer.stop_after; the same command goes on): " in last
+    assert "@0 |" in last and last.endswith(" s | part"), last
+
+
 def test_tensorboard_has_scalars_and_histograms(run_cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

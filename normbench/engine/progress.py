@@ -1,4 +1,4 @@
-"""What a run prints: a progress line every ``trainer.log_every`` steps.
+"""What a run prints: a progress line every ``trainer.log_every`` steps, one line at its end.
 
 The progress line (rank 0, after the step's evaluation if one is due)::
 
@@ -9,6 +9,13 @@ The progress line (rank 0, after the step's evaluation if one is due)::
   process's batch under torchrun);
 - ``val_err X% @S``: the latest validation error and the step S it was measured at (an
   evaluation every ``trainer.eval_every`` steps: it can be older than the line's step).
+
+The run's last line, once it is complete (under ``trainer.stop_after``, ``stopped at step k/n
+(trainer.stop_after; the same command goes on)`` in place of ``done``)::
+
+    done: val_err 12.34% @50000 | 812.3 s | runs/bn_fig1/norm=batch,seed=0
+
+(final validation error and its step, training wall time over every attempt, run directory).
 
 metrics.csv's ``train_loss`` averages another window: the steps since the previous evaluation
 (:class:`TrainingLoss` keeps both sums).
@@ -116,6 +123,27 @@ def progress_line(
         f"val_err {val} | {step_ms:.2f} ms/step (data {data_ms:.2f}) | {images_per_s:.0f} img/s"
         f" | {hms(elapsed_s)} elapsed, ETA {hms(eta_s)}"
     )
+
+
+def final_line(status: str, step: int, steps: int, val: str, wall_s: float) -> str | None:
+    """The start of a run's last line (the run directory follows): ``done`` or, for a run
+    stopped by ``trainer.stop_after``, where it stopped; then its final validation error and
+    training wall time. None for other ends (an interrupted run says why it stopped)."""
+    if status == "complete":
+        head = "done"
+    elif status == "stopped":
+        head = f"stopped at step {step}/{steps} (trainer.stop_after; the same command goes on)"
+    else:
+        return None
+    return f"{head}: val_err {val} | {wall_s:.1f} s"
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def hms(seconds: float) -> str:

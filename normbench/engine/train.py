@@ -35,7 +35,9 @@ from normbench.engine.fastpath import train_step
 from normbench.engine.progress import (
     TrainingLoss,
     check_finite,
+    final_line,
     progress_line,
+    shown_path,
     start_line,
     val_error_text,
 )
@@ -205,6 +207,10 @@ class Trainer:
                 log.warning("warning: %s", warning)
         self.recorder.summary(summary)
         self.recorder.close()
+        val = val_error_text(self.last_eval.get("val_error"), self.last_eval_step)
+        line = final_line(status, self.step, self.tcfg.steps, val, summary["wall_time_s"])
+        if line is not None:
+            log.info("%s | %s", line, shown_path(self.run_dir))
         return summary
 
     def _train_until(self, last: int) -> None:
