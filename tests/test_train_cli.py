@@ -94,6 +94,25 @@ def test_a_run_ends_with_one_line_naming_its_result_time_and_directory(run_cli, 
     assert "@0 |" in last and last.endswith(" s | part"), last
 
 
+def test_the_progress_line_and_metrics_csv_say_which_steps_their_loss_averages(run_cli, tmp_path):
+    """The progress line's loss is the mean over the steps since the previous line (10, or 5 when
+    the run stops at step 15); metrics.csv's train_loss the mean over the 20 steps since the
+    previous evaluation: the mean of the two lines' losses."""
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=p")
+    assert code == 0, out + err
+    metrics = pd.read_csv(tmp_path / "p" / "metrics.csv").set_index("step")
+    losses = {
+        step: float(_progress(out + err, step).split("| loss(last 10) ")[1].split(" ")[0])
+        for step in (10, 20, 30, 40)
+    }
+    for step, first in [(20, 10), (40, 30)]:
+        mean = (losses[first] + losses[step]) / 2
+        assert metrics.loc[step, "train_loss"] == pytest.approx(mean, abs=1e-4)
+    assert abs(metrics.loc[20, "train_loss"] - losses[20]) > 1e-3  # the two windows differ
+    code, out, err = run_cli("train", *FAST, "hydra.run.dir=part", "trainer.stop_after=15")
+    assert code == 0 and "| loss(last 5) " in _progress(out + err, 15)  # steps 11 to 15
+
+
 def test_tensorboard_has_scalars_and_histograms(run_cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -2,11 +2,11 @@
 
 The progress line (rank 0, after the step's evaluation if one is due)::
 
-    step 200/50000 (  0%) | loss 0.4321 | val_err 89.98% @0 | 1.23 ms/step (data 0.05)
+    step 200/50000 (  0%) | loss(last 100) 0.4321 | val_err 89.98% @0 | 1.23 ms/step (data 0.05)
     | 48000 img/s | 0:05 elapsed, ETA 20:00
 
-- ``loss``: the mean training loss over the steps since the previous progress line (over every
-  process's batch under torchrun);
+- ``loss(last N)``: the mean training loss over the N steps since the previous progress line
+  (over every process's batch under torchrun);
 - ``val_err X% @S``: the latest validation error and the step S it was measured at (an
   evaluation every ``trainer.eval_every`` steps: it can be older than the line's step).
 
@@ -110,6 +110,7 @@ def progress_line(
     step: int,
     steps: int,
     loss: float,
+    window_n: int,
     val: str,
     step_ms: float,
     data_ms: float,
@@ -119,7 +120,7 @@ def progress_line(
 ) -> str:
     """The progress line (see the module's docstring); ``val`` from :func:`val_error_text`."""
     return (
-        f"step {step}/{steps} ({100 * step / steps:3.0f}%) | loss {loss:.4f} | "
+        f"step {step}/{steps} ({100 * step / steps:3.0f}%) | loss(last {window_n}) {loss:.4f} | "
         f"val_err {val} | {step_ms:.2f} ms/step (data {data_ms:.2f}) | {images_per_s:.0f} img/s"
         f" | {hms(elapsed_s)} elapsed, ETA {hms(eta_s)}"
     )

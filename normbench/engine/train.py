@@ -1,6 +1,10 @@
 """The training loop behind ``normbench train``: SGD by steps, evaluation, probes, checkpoints.
 
 Run directory (see DESIGN.md): metrics.csv, activations.csv, summary.json, tb/, ckpt/last.pt.
+metrics.csv has one row per evaluation (every ``trainer.eval_every`` steps, at step 0 and at the
+last step): ``step``, ``epoch``, ``train_loss`` (the mean training loss over the steps since the
+previous evaluation; nan at step 0), ``val_error``, ``val_loss``, ``lr`` and ``time`` (training
+wall time so far, in seconds). What the console shows: :mod:`normbench.engine.progress`.
 The same command finds the same run directory again; with ``trainer.resume=auto`` it
 continues from the checkpoint, so an interrupted run (Ctrl-C, a killed job) loses nothing.
 
@@ -279,6 +283,7 @@ class Trainer:
                 step=step,
                 steps=self.tcfg.steps,
                 loss=loss,
+                window_n=window_n,
                 val=val_error_text(self.last_eval.get("val_error"), self.last_eval_step),
                 step_ms=step_ms,
                 data_ms=data_ms,
@@ -289,8 +294,9 @@ class Trainer:
             log.info("%s", line)
 
     def _evaluate(self) -> None:
-        """Validation on rank 0 (the model itself, its running statistics); every rank takes
-        part in averaging the training loss."""
+        """Validation on rank 0 (the model itself, its running statistics) and its metrics.csv
+        row, whose ``train_loss`` is the mean over the steps since the previous evaluation (every
+        rank takes part in averaging it)."""
         with self.timer.phase("eval"):
             loss_sum, count = self.dist.mean(self.loss.since_eval), self.loss.since_eval_n
             train_loss = loss_sum.item() / count if count else math.nan
