@@ -1,13 +1,8 @@
-"""Small-batch study (GN paper Figure 1 / Table 2): verdicts on constructed tables, the report
-of a tiny real sweep over norms x images per device x seeds, and scripts/small_batch.sh with
-parallel jobs (Hydra's joblib launcher) against one job at a time."""
+"""Small-batch study (GN paper Figure 1 / Table 2): its claims on constructed per-seed tables under
+the shared verdict rule, its phases' selection, its declaration (variants, plan)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,112 +10,235 @@ import pytest
 import yaml
 
 from normbench.config import config_dir
+from normbench.evaluation.data import DataChoice
 from normbench.norms import VARIANTS, build_norm_spec
 from normbench.report.collect import Run
+from normbench.report.verdicts import BY_CONSTRUCTION, NOT_ENOUGH, NOT_SHOWN, OPPOSITE, SHOWN
+from normbench.studies.evaluate import phase_plan
+from normbench.studies.small_batch import BN_STATS, STUDY, TEST, belongs
 from normbench.studies.small_batch.claims import (
+    Setting,
+    all_claims,
+    bn_beats_gn,
+    bn_rise,
+    brn_recovers,
+    gn_flat,
+    gn_wins_small,
+    ln_in,
+)
+from normbench.studies.small_batch.points import (
     batch_independent,
     expand_independent,
-    paired,
-    verdicts,
+    label_of_test_split,
 )
 
-NS = (32, 16, 8, 4, 2)
+SETTING = Setting("test scale", 10000, "the batch and the steps fixed")
+BASE = (25.0, 25.4, 24.8)  # one error per seed: seeds differ, as trained models do
+EFFECT = (3.0, 3.3, 2.8)  # a clear effect: ~3 points, consistent over seeds
+KEYS = ("bn_rise", "gn_flat", "bn_beats_gn", "ln_in", "gn_wins_small", "brn", "brn_normal")
+NOISE = (6.0, 0.0, 3.0)  # the same mean effect, with a seed spread as large as the effect
 
 
-def _table(errors: dict[str, dict[int, tuple[float, ...]]]) -> pd.DataFrame:
-    """Per-seed errors {norm: {N: (seed 0, seed 1, ...)}} as the report's points table."""
+def table(cells: dict[tuple[str, int], tuple[float, ...]], mode: str = "real") -> pd.DataFrame:
+    """Per-seed test errors {(norm, N): (seed 0, seed 1, ...)} as the report's points table."""
     rows = [
-        {"norm": norm, "images": n, "seed": s, "error": e, "independent": norm != "batch"}
-        for norm, by_n in errors.items()
-        for n, seeds in by_n.items()
+        {
+            "norm": norm,
+            "images": n,
+            "mode": mode,
+            "seed": s,
+            "error": e,
+            "test_error": e,
+            "independent": mode == "ghost" and norm in ("group", "layer", "instance"),
+        }
+        for (norm, n), seeds in cells.items()
         for s, e in enumerate(seeds)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(measured=True)
 
 
-def _verdict(pts: pd.DataFrame, start: str) -> str:
-    found = [v.verdict for v in verdicts(pts) if v.claim.startswith(start)]
-    assert len(found) == 1, [v.claim for v in verdicts(pts)]
-    return found[0]
+def shifted(delta: tuple[float, ...], sign: int = 1) -> tuple[float, ...]:
+    return tuple(b + sign * d for b, d in zip(BASE, delta, strict=True))
 
 
-BN_RISES = {32: (24.0, 24.3), 16: (24.1, 24.3), 8: (25.2, 25.6), 4: (27.5, 27.9), 2: (34.5, 35.1)}
-GN_FLAT = {n: (24.4, 24.6) for n in NS}
+def seeds(cells: dict, k: int) -> dict:
+    return {c: v[:k] for c, v in cells.items()}
 
 
-def test_bn_rises_and_gn_is_flat_is_shown():
-    pts = _table({"batch": BN_RISES, "group": GN_FLAT})
-    assert _verdict(pts, "BN's error").startswith("shown")
-    assert "flat (no significant rise) at N = 16" in _verdict(pts, "BN's error")
-    assert _verdict(pts, "GN's error").startswith("shown")
-    assert _verdict(pts, "At 2 images").startswith("shown")
-    assert _verdict(pts, "At 32 images per GPU, BN beats").startswith(
-        "not shown"
-    )  # +0.35: too small
+# (claim builder, cells every scenario has at BASE, the cells moved by the effect, claimed sign)
+CASES = {
+    "bn_rise": (bn_rise, [("batch", 32), ("group", 32)], [("batch", 2)], +1),
+    "bn_beats_gn": (bn_beats_gn, [("batch", 32)], [("group", 32)], +1),
+    "gn_wins_small": (gn_wins_small, [("batch", 32), ("batch", 2)], [("group", 2)], -1),
+    "ln_in": (ln_in, [("group", 32)], [("layer", 32), ("instance", 32)], +1),
+}
 
 
-def test_bn_flat_and_gn_moving_is_not_shown():
-    bn_flat = {n: (24.0 + 0.1 * (n % 3), 24.2) for n in NS}
-    gn_moves = {
-        32: (24.0, 24.2),
-        16: (24.1, 24.4),
-        8: (24.9, 25.3),
-        4: (25.0, 25.1),
-        2: (25.5, 25.2),
+def scenario(key: str, delta: tuple[float, ...], sign: int) -> pd.DataFrame:
+    _, fixed, moved, _ = CASES[key]
+    cells = {c: BASE for c in fixed}
+    cells.update({c: shifted(delta, sign) for c in moved})
+    if key == "gn_wins_small":
+        cells[("group", 32)] = BASE
+    return table(cells)
+
+
+@pytest.mark.parametrize("key", CASES)
+def test_a_claim_is_shown_with_three_seeds_and_only_suggestive_with_two(key):
+    build, _, _, sign = CASES[key]
+    pts = scenario(key, EFFECT, sign)
+    claim = build(pts, SETTING)
+    assert claim.key == key and claim.outcome == SHOWN, claim.verdict
+    two = build(pts[pts["seed"] < 2], SETTING)  # the same two seeds' values
+    assert two.outcome == "suggestive" and "(n = 2)" in two.verdict, two.verdict
+
+
+@pytest.mark.parametrize("key", CASES)
+def test_a_claim_is_not_shown_when_the_seed_noise_is_as_large_as_the_effect(key):
+    build, _, _, sign = CASES[key]
+    claim = build(scenario(key, NOISE, sign), SETTING)
+    assert claim.outcome == NOT_SHOWN and "interval holds 0" in claim.verdict, claim.verdict
+
+
+@pytest.mark.parametrize("key", CASES)
+def test_a_claim_against_the_data_is_opposite(key):
+    build, _, _, sign = CASES[key]
+    claim = build(scenario(key, EFFECT, -sign), SETTING)
+    assert claim.outcome == OPPOSITE, claim.verdict
+
+
+def test_an_effect_below_the_minimum_is_not_shown_however_consistent():
+    pts = table({("batch", 32): BASE, ("batch", 2): shifted((0.3, 0.31, 0.29))})
+    claim = bn_rise(pts, SETTING)
+    assert claim.outcome == NOT_SHOWN and "minimum" in claim.verdict, claim.verdict
+
+
+def test_bn_rise_is_judged_at_n_4_and_below_and_lists_the_others():
+    pts = table(
+        {("batch", 32): BASE, ("batch", 8): BASE, ("batch", 4): shifted(EFFECT), ("batch", 2): BASE}
+    )
+    claim = bn_rise(pts, SETTING)
+    assert "judged here at N = 4, 2" in claim.claim and "N = 8: +0.00" in claim.ours
+    assert claim.outcome == NOT_SHOWN and "N = 4: shown" in claim.verdict, claim.verdict
+    assert "N = 4: +3.7; N = 2: +11.1" in claim.paper and "N = 8: +1.2" in claim.paper
+
+
+def test_gn_flat_holds_by_construction_in_ghost_mode_and_is_tested_in_real_mode():
+    ghost = expand_independent(
+        table({("batch", 32): BASE, ("batch", 2): BASE, ("group", 32): BASE}, "ghost").drop(
+            columns="measured"
+        ),
+        [32, 2],
+    )
+    assert gn_flat(ghost, SETTING).verdict.startswith(BY_CONSTRUCTION)
+    assert "run at N = 32 only" in gn_flat(ghost, SETTING).ours
+    broken = table({("group", 32): BASE, ("group", 2): shifted((0.1, 0.1, 0.1))}, "ghost")
+    assert gn_flat(broken, SETTING).outcome == NOT_SHOWN  # the same computation differed
+    flat = table({("group", 32): BASE, ("group", 2): shifted((0.05, -0.05, 0.0))})
+    claim = gn_flat(flat, SETTING)
+    assert claim.outcome == SHOWN and "within ±0." in claim.verdict, claim.verdict
+    assert gn_flat(flat[flat["seed"] < 2], SETTING).outcome == "suggestive"
+    moved = table({("group", 32): BASE, ("group", 2): shifted(EFFECT, -1)})
+    claim = gn_flat(moved, SETTING)
+    assert claim.outcome == NOT_SHOWN and "leaves ±" in claim.verdict, claim.verdict
+    assert "the batch and the steps fixed" in claim.claim
+
+
+def test_brn_share_of_bns_loss_is_given_only_when_that_loss_is_shown():
+    cells = {
+        ("batch", 32): BASE,
+        ("batch", 4): shifted((6.0, 6.2, 5.9)),
+        ("batch_renorm", 4): shifted(EFFECT),
     }
-    pts = _table({"batch": bn_flat, "group": gn_moves})
-    assert _verdict(pts, "BN's error").startswith("not shown")
-    assert _verdict(pts, "GN's error").startswith("not shown")
-    assert _verdict(pts, "At 2 images").startswith("opposite")  # GN worse than BN at 2
+    claim = brn_recovers(table(cells), SETTING)
+    assert claim.outcome == SHOWN and "% of BN's loss" in claim.ours, claim
+    cells[("batch", 4)] = shifted((8.0, 0.0, 4.0))  # BN's loss within the noise
+    claim = brn_recovers(table(cells), SETTING)
+    assert "% of BN's loss" not in claim.ours and "no share of it is given" in claim.ours
+    assert claim.outcome != SHOWN
 
 
-def test_a_rise_within_the_seed_spread_is_not_shown():
-    # mean rise of 2 points at N=2, but one seed rises 4 and the other 0: se = 2, 2 < 2 se
-    noisy = {32: (24.0, 24.0), 16: (24.0, 24.0), 8: (24.0, 24.0), 4: (24.0, 24.0), 2: (28.0, 24.0)}
-    pts = _table({"batch": noisy, "group": GN_FLAT})
-    assert paired(pts, ("batch", 32), ("batch", 2)).mean == pytest.approx(2.0)
-    assert _verdict(pts, "BN's error").startswith("not shown")
-    one_seed = _table({"batch": {n: v[:1] for n, v in BN_RISES.items()}})
-    assert _verdict(one_seed, "BN's error").startswith("not shown")  # no spread: nothing counts
+def test_claims_without_runs_or_test_errors_say_not_enough_runs():
+    empty = pd.DataFrame(columns=[*table({("batch", 32): BASE}).columns])
+    for claim in all_claims(empty, SETTING):
+        assert claim.outcome == NOT_ENOUGH, (claim.key, claim.verdict)
+    untested = table({("batch", 32): BASE, ("batch", 2): BASE}).assign(test_error=float("nan"))
+    assert bn_rise(untested, SETTING).outcome == NOT_ENOUGH
 
 
-def test_an_n_independent_norm_run_once_stands_for_every_n_by_construction():
-    pts = expand_independent(_table({"batch": BN_RISES, "group": {32: (24.4, 24.6)}}), list(NS))
-    gn = pts[pts["norm"] == "group"]
-    assert (
-        sorted(set(gn["images"])) == sorted(NS)
-        and gn[gn["images"] != 32]["measured"].eq(False).all()
+def test_pairs_need_a_common_seed():
+    pts = table({("batch", 32): BASE, ("batch", 2): shifted(EFFECT)})
+    pts.loc[pts["images"] == 2, "seed"] += 10  # the N = 2 runs share no seed with N = 32's
+    claim = bn_rise(pts, SETTING)
+    assert claim.outcome == NOT_ENOUGH and "not measured" in claim.ours, claim
+
+
+def test_claim_keys_are_the_same_in_every_setting():
+    pts = table({c: BASE for c in [("batch", 32), ("batch", 2), ("group", 32), ("group", 2)]})
+    assert tuple(c.key for c in all_claims(pts, SETTING)) == KEYS
+
+
+def test_the_test_phase_label_is_the_one_normbench_eval_writes():
+    choice = DataChoice(overrides=(("val_split", "test"),))
+    assert choice.label("fashion_mnist") == label_of_test_split("fashion_mnist")
+    assert dict(TEST.grid) == {"mode": "running", "data.val_split": "test"}
+    assert dict(BN_STATS.grid) == {"mode": "running,precise,batch", "samples": "10000"}
+
+
+def run(
+    directory: str, norm: str, summary: dict, name: str = "small_batch", mode: str = "ghost"
+) -> Run:
+    """A run as the study sees it: config, summary.json, path (and nothing else)."""
+    config = {"name": name, "norm": {"name": norm}, "per_device": {"images": 4, "mode": mode}}
+    return Run(
+        Path(directory),
+        config,
+        [],
+        {"status": "complete", **summary},
+        pd.DataFrame(),
+        pd.DataFrame(),
     )
-    assert _verdict(pts, "GN's error").startswith("holds by construction, not measured")
-    # run at both ends: the others are filled from the largest N, and the ends are compared
-    pts = expand_independent(
-        _table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (24.4, 24.6)}}), list(NS)
-    )
-    gn = pts[pts["norm"] == "group"]
-    assert sorted(gn[gn["measured"]]["images"].unique()) == [2, 32] and len(gn) == 2 * len(NS)
-    assert _verdict(pts, "GN's error").startswith("shown, by construction: identical at N = 32, 2")
-    moved = expand_independent(
-        _table({"batch": BN_RISES, "group": {32: (24.4, 24.6), 2: (25.4, 25.6)}}), list(NS)
-    )
-    assert _verdict(moved, "GN's error").startswith("not shown")
 
 
-def test_batch_renorm_recovering_part_of_the_loss_is_shown():
-    brn = {32: (24.1, 24.2), 4: (25.5, 25.8), 2: (29.0, 29.4)}
-    pts = _table({"batch": BN_RISES, "batch_renorm": brn})
-    v = [x for x in verdicts(pts) if x.claim.startswith("Batch Renorm")][0]
-    assert v.verdict.startswith("shown") and "BRN ≈ BN at normal batch" in v.verdict
-    all_back = _table(
-        {"batch": BN_RISES, "batch_renorm": {32: (24.0, 24.3), 4: (24.0, 24.3), 2: (24.0, 24.3)}}
-    )
-    v = [x for x in verdicts(all_back) if x.claim.startswith("Batch Renorm")][0]
-    assert v.verdict.startswith("not shown")
+def test_the_bn_stats_phase_selects_by_what_summary_json_records_not_the_directory():
+    named_bn = run("runs/x/sweep_small_batch_norm=batch", "batch", {"norm_batch_dependent": False})
+    named_gn = run("runs/x/sweep_small_batch_norm=group", "group", {"norm_batch_dependent": True})
+    assert not BN_STATS.select(named_bn) and BN_STATS.select(named_gn)
+    assert TEST.select(named_bn) and TEST.select(named_gn)
+    plan = {item.run.norm: item.phases for item in phase_plan(STUDY.phases, [named_bn, named_gn])}
+    assert plan == {"batch": ["test"], "group": ["test", "bn_stats"]}
 
 
-def _run(norm: dict, summary: dict | None = None, mode: str = "ghost") -> Run:
-    """A run as the report sees it, from its norm config and summary.json alone."""
-    config = {"norm": norm, "per_device": {"images": 4, "mode": mode}}
-    return Run(Path("r"), config, [], summary or {}, pd.DataFrame(), pd.DataFrame())
+def test_a_setting_takes_the_runs_of_its_name_and_mode_only():
+    real = STUDY.variants["real"]
+    assert belongs(run("a", "batch", {}), STUDY, None)
+    assert not belongs(run("a", "batch", {}, mode="real"), STUDY, None)
+    assert belongs(run("a", "batch", {}, name="small_batch_real", mode="real"), STUDY, real)
+    assert not belongs(run("a", "batch", {}, name="small_batch", mode="real"), STUDY, real)
+    ddp = STUDY.variants["ddp"]
+    for mode in ("ddp", "real"):
+        assert belongs(run("a", "sync_batch", {}, name="small_batch_ddp", mode=mode), STUDY, ddp)
+
+
+def test_plan_of_the_ddp_variant_prints_its_grid_with_sync_bn(run_cli):
+    code, out, err = run_cli("study", "plan", "small_batch", "--variant", "ddp")
+    assert code == 0, out + err
+    assert "variant ddp:" in out and "runs/small_batch_ddp/" in out
+    assert "sweep/small_batch_norm=batch,sync_batch" in out
+    assert "per_device.mode=ddp,real" in out and "per_device.images=32,16,8" in out
+    assert "seed=0,1,2" in out and "training: 36 runs" in out  # 2 norms x 2 modes x 3 N x 3 seeds
+    assert "results/small_batch_ddp/" in out
+
+
+def test_every_variant_records_its_own_name_and_results_folder(run_cli):
+    from normbench.studies import study_of_run_name
+
+    for name, variant in STUDY.variants.items():
+        found = study_of_run_name(f"small_batch_{name}")
+        assert found is not None and found[1] == name
+        assert variant.results == f"results/small_batch_{name}"
+    code, out, _ = run_cli("study", "plan", "small_batch", "--variant", "long")
+    assert code == 0 and "experiment=small_batch_long" in out and "training: 75 runs" in out
 
 
 # every shipped variant's config, and the option values that make a variant batch-dependent
@@ -139,183 +257,18 @@ def test_summaries_without_the_flag_fall_back_to_what_the_norm_does(norm):
     """Summaries written before 2026-11-29 lack norm_batch_dependent: the report's own table
     must say what the norm's spec says."""
     dependent = build_norm_spec(norm).batch_dependent
-    assert _run(norm).batch_dependent == dependent
-    assert batch_independent(_run(norm)) == (not dependent)
-    assert not batch_independent(_run(norm, mode="real"))  # real mode: N changes batch and lr
+    config = {"norm": norm, "per_device": {"images": 4, "mode": "ghost"}}
+    ghost = Run(Path("r"), config, [], {}, pd.DataFrame(), pd.DataFrame())
+    assert ghost.batch_dependent == dependent
+    assert batch_independent(ghost) == (not dependent)
+    real = {**config, "per_device": {"images": 4, "mode": "real"}}
+    assert not batch_independent(
+        Run(Path("r"), real, [], {}, pd.DataFrame(), pd.DataFrame())
+    )  # real mode: N changes batch and lr
 
 
 def test_the_recorded_flag_wins_over_the_fallback():
-    layer = {"name": "layer", "eps": 1e-5, "affine": True}
-    assert batch_independent(_run(layer))
-    assert not batch_independent(_run(layer, {"norm_batch_dependent": True}))
-    assert batch_independent(_run({"name": "batch"}, {"norm_batch_dependent": False}))
-    assert not batch_independent(_run({"name": "a_variant_added_later"}))  # unknown: dependent
-
-
-SWEEP = [
-    "dataset=synthetic",
-    "dataset.num_train=256",
-    "dataset.num_val=128",
-    "dataset.batch_size=16",
-    "model.hidden=[32,32]",
-    "trainer.steps=12",
-    "trainer.eval_every=2",
-    "trainer.log_every=6",
-    "probes.every=0",
-    "probes.batch_size=32",
-    "trainer.threads=1",
-    "optim.lr=0.1",
-]
-
-
-def test_report_of_a_tiny_small_batch_sweep(run_cli, tmp_path):
-    code, out, err = run_cli(
-        "train", "-m", "name=sb", "norm=batch,layer", "per_device.images=8,4", "seed=0,1", *SWEEP
-    )
-    assert code == 0, out + err
-    # an unfinished run: listed in the report, left out of the numbers
-    code, out, err = run_cli(
-        "train",
-        "name=sb",
-        "norm=batch",
-        "per_device.images=2",
-        "seed=0",
-        "trainer.stop_after=4",
-        *SWEEP,
-    )
-    assert code == 0, out + err
-    code, out, err = run_cli("report", "runs/sb", "--out", "rep")
-    assert code == 0, out + err
-    rep = tmp_path / "rep"
-    for name in (
-        "small_batch.png",
-        "small_batch_curve.csv",
-        "small_batch_points.csv",
-        "runs.csv",
-        "README.md",
-    ):
-        assert (rep / name).is_file(), name
-    cur = pd.read_csv(rep / "small_batch_curve.csv")
-    assert sorted(zip(cur["norm"], cur["images"], strict=True)) == [
-        ("batch", 4),
-        ("batch", 8),
-        ("layer", 4),
-        ("layer", 8),
-    ]
-    assert (cur["seeds"] == 2).all() and cur["measured"].all()
-    # a run's error is the median of its last 5 evaluations (after step 0), in %
-    pts = pd.read_csv(rep / "small_batch_points.csv")
-    assert len(pts) == 8 and (pts["evals"] == 5).all()
-    for _, p in pts.iterrows():
-        m = pd.read_csv(f"{p['run']}/metrics.csv")
-        assert len(m) == 7  # steps 0, 2, ..., 12
-        assert p["error"] == pytest.approx(100 * m["val_error"].iloc[-5:].median(), abs=1e-3)
-    row = cur[(cur["norm"] == "batch") & (cur["images"] == 4)].iloc[0]
-    assert row["mean"] == pytest.approx(
-        pts[(pts["norm"] == "batch") & (pts["images"] == 4)]["error"].mean(), abs=1e-3
-    )
-    # LN ignores the other samples: in ghost mode its runs at N=8 and N=4 are the same computation
-    ln = pts[pts["norm"] == "layer"].pivot(index="seed", columns="images", values="error")
-    assert (ln[8] == ln[4]).all()
-    # which runs are N-independent comes from what the runs recorded in summary.json
-    assert pts.groupby("norm")["independent"].agg(set).to_dict() == {
-        "batch": {False},
-        "layer": {True},
-    }
-    recorded = {
-        json.loads(p.read_text())["norm"]: json.loads(p.read_text())["norm_batch_dependent"]
-        for p in (tmp_path / "runs" / "sb").rglob("summary.json")
-    }
-    assert recorded == {"batch": True, "layer": False}
-    readme = (rep / "README.md").read_text()
-    for text in (
-        "| BN, paper | 24.8 | 27.3 |",
-        "| BN, ours |",
-        "| LN, paper | – | – |",
-        "| LN, ours |",
-        "largest difference between N for the same seed: 0.000",
-        "| claim (paper) | ours | verdict |",
-        "Hardware:",
-        "normbench train -m",
-        "per_device.images=8,4 seed=0,1",
-        "Runs not complete",
-        "stopped",
-        "wall time (s)",
-    ):
-        assert text in readme, text
-    stopped = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "sb").rglob("summary.json")]
-    assert sum(s["status"] == "stopped" for s in stopped) == 1
-    assert "Where BN's penalty comes from" not in readme  # no bn_stats.csv yet
-
-    # scripts/bn_stats_check.py's table, when present, gets its section: means over seeds, in %
-    pd.DataFrame(
-        {
-            "norm": ["batch"] * 4,
-            "images_per_device": [8, 8, 4, 4],
-            "seed": [0, 1, 0, 1],
-            "running": [0.10, 0.12, 0.20, 0.30],
-            "precise": [0.11, 0.13, 0.21, 0.24],
-            "batch": [0.15, 0.17, 0.40, 0.50],
-            "precise_images": [64] * 4,
-        }
-    ).to_csv(rep / "bn_stats.csv", index=False)
-    code, out, err = run_cli("report", "runs/sb", "--out", "rep")
-    assert code == 0, out + err
-    readme = (rep / "README.md").read_text()
-    assert "| BN | 8 | 2 | 11.0 | 12.0 | 16.0 |" in readme
-    assert "| BN | 4 | 2 | 25.0 | 22.5 | 45.0 |" in readme
-    assert readme.index("| BN | 8 | 2 |") < readme.index("| BN | 4 | 2 |")  # N descending
-
-
-def test_two_jobs_through_joblib_make_the_runs_and_report_of_one(tmp_path):
-    """scripts/small_batch.sh with JOBS=2 (Hydra's joblib launcher, two worker processes) and
-    with JOBS=1 (one job after another): the same run directories, the same metrics in each,
-    byte-identical report tables."""
-    script = Path(__file__).parents[1] / "scripts" / "small_batch.sh"
-    wrapper = tmp_path / "normbench"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m normbench.cli "$@"\n')
-    wrapper.chmod(0o755)
-
-    def study(jobs: int) -> tuple[Path, str]:
-        cwd = tmp_path / f"jobs{jobs}"
-        cwd.mkdir()
-        env = {
-            **os.environ,
-            "NORMBENCH": str(wrapper),
-            "EXPERIMENT": "bn_fig1",  # norm=none,batch x SEEDS=0,1: 4 jobs
-            "JOBS": str(jobs),
-            "RESULTS": "results",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("NORMBENCH_JOBS", None)
-        done = subprocess.run(
-            ["bash", str(script), *SWEEP], cwd=cwd, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return cwd, done.stdout + done.stderr
-
-    serial, out = study(1)
-    assert "Joblib" not in out and "multirun: 4 jobs: 4 complete" in out
-    parallel, out = study(2)
-    assert "Joblib.Parallel(n_jobs=2" in out and "multirun: 4 jobs: 4 complete" in out
-    runs = sorted(p.parent.name for p in (serial / "runs" / "bn_fig1").glob("*/summary.json"))
-    assert len(runs) == 4
-    assert runs == sorted(
-        p.parent.name for p in (parallel / "runs" / "bn_fig1").glob("*/summary.json")
-    )
-    for run in runs:
-        a, b = (root / "runs" / "bn_fig1" / run / "metrics.csv" for root in (serial, parallel))
-        pd.testing.assert_frame_equal(
-            pd.read_csv(a).drop(columns=["time"]), pd.read_csv(b).drop(columns=["time"])
-        )
-    a, b = serial / "results", parallel / "results"
-    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
-    tables = [p.name for p in a.glob("*.csv") if p.name != "runs.csv"]
-    assert tables and all((a / t).read_bytes() == (b / t).read_bytes() for t in tables), tables
-
-    def results(path: Path) -> pd.DataFrame:  # runs.csv less its timings
-        table = pd.read_csv(path)
-        timing = [c for c in table if c == "wall_time_s" or c.startswith(("ms_", "share_"))]
-        return table.drop(columns=timing)
-
-    pd.testing.assert_frame_equal(results(a / "runs.csv"), results(b / "runs.csv"))
+    assert batch_independent(run("r", "layer", {}))
+    assert not batch_independent(run("r", "layer", {"norm_batch_dependent": True}))
+    assert batch_independent(run("r", "batch", {"norm_batch_dependent": False}))
+    assert not batch_independent(run("r", "a_variant_added_later", {}))  # unknown: dependent

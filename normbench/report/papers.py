@@ -53,6 +53,17 @@ GN_PAPER = {
         "ln_in": "At 32 images per GPU, LN is worse than GN and IN is much worse (25.3, 28.4 vs 24.1)",
         "gn_wins_small": "At 2 images per GPU, GN has 10.6 lower error than BN",
         "brn": "Batch Renorm recovers part, not all, of BN's small-batch loss (4 per GPU: BRN 26.3 "
-        "vs BN 27.3 and GN 24.2); at normal batch BRN ≈ BN (Ioffe 2017)",
+        "vs BN 27.3 and GN 24.2)",
+        "brn_normal": "At normal batch Batch Renorm is about as good as BN (Ioffe 2017)",
+    },
+}
+
+# Peng et al., MegDet (CVPR 2018), docs/papers.md §2.7: cross-GPU (synchronized) BN. The abstract
+# is read; no table of it is transcribed, so the claim has no number here.
+MEGDET = {
+    "paper": "Peng et al., MegDet: A Large Mini-Batch Object Detector, CVPR 2018 (arXiv 1711.07240)",
+    "claims": {
+        "sync_bn": "Cross-GPU (synchronized) BN, whose statistics span every device, removes the "
+        "penalty that BN with per-device statistics pays at a small batch per device",
     },
 }

@@ -1,10 +1,12 @@
-"""``normbench report`` for a small-batch study: figure, CSVs and README beside the GN paper.
+"""The small-batch README (main study, ``long`` and ``real``): figure, tables, claims, scale.
 
-The numbers come from :mod:`normbench.studies.small_batch.claims`; this module draws and writes them.
+The numbers come from :mod:`.points` (per run) and :mod:`.claims` (the verdicts); this module
+draws and writes them.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -14,48 +16,85 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from normbench.report.collect import Run, runs_table  # noqa: E402
-from normbench.report.commands import command_lines, dates_line, training_commands  # noqa: E402
+from normbench.report.collect import Run  # noqa: E402
+from normbench.report.commands import dates_line  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import (  # noqa: E402
-    CHANCE_MARK,
-    chance_banner,
-    flag_lines,
-    incomplete_lines,
-)
-from normbench.report.output import SCALE_HEADER  # noqa: E402
-from normbench.report.output import md_table as _md  # noqa: E402
+from normbench.report.flags import CHANCE_MARK, chance_banner, flag_lines, incomplete_lines  # noqa: E402
+from normbench.report.output import md_table  # noqa: E402
 from normbench.report.papers import GN_PAPER  # noqa: E402
-from normbench.studies.small_batch.claims import (  # noqa: E402
-    GN_FLAT_TOL,
+from normbench.report.verdicts import Claim, estimate  # noqa: E402
+from normbench.studies.small_batch.bn_stats import bn_stats_lines  # noqa: E402
+from normbench.studies.small_batch.claims import Setting, all_claims  # noqa: E402
+from normbench.studies.small_batch.points import (  # noqa: E402
     LAST_EVALS,
-    MIN_EFFECT,
     NORM_COLOR,
     NORM_LABEL,
     NORM_ORDER,
-    comparison_table,
     curve,
     expand_independent,
+    images_of_test_split,
     images_per_device,
     points,
-    verdicts,
 )
+from normbench.studies.small_batch.scale import scale_lines  # noqa: E402
+from normbench.studies.study import CLAIMS_HERE  # noqa: E402
 
 
-def _devices_text(modes: list[str], runs: list, batch: int) -> str:
-    """How images per device were simulated, per ``per_device.mode`` (ghost or real)."""
+def devices_text(runs: list[Run]) -> str:
+    """How images per device were made, per ``per_device.mode`` (ghost or real)."""
+    modes = sorted({(r.config.get("per_device") or {}).get("mode", "ghost") for r in runs})
+    batch = runs[0].config["dataset"]["batch_size"]
     if modes != ["real"]:
         return (
             f"per_device.mode={'/'.join(modes)}: global batch {batch}, statistics over groups of "
             "N images (ghost batches), i.e. batch/N simulated devices"
         )
-    devices = sorted({(r.config.get("per_device") or {}).get("devices", 1) for r in runs})
-    d = "/".join(map(str, devices))
+    d = "/".join(
+        map(str, sorted({(r.config.get("per_device") or {}).get("devices", 1) for r in runs}))
+    )
     return (
         f"per_device.mode=real with {d} simulated device(s) of N images: batch {d}·N, statistics "
         f"over groups of N, lr scaled by {d}·N/{batch} and steps and evaluation interval by "
         f"{batch}/({d}·N) from the reference batch {batch} (same epochs at every N)"
     )
+
+
+def held_fixed(pts: pd.DataFrame) -> str:
+    """What a comparison across N holds fixed, in words (ghost: batch and steps; real: epochs)."""
+    if pts.empty:
+        return "–"
+    by_n = pts.groupby("images").agg(
+        steps=("steps", "max"), batch=("batch", "max"), epochs=("epochs", "max")
+    )
+    top, small = by_n.loc[by_n.index.max()], by_n.loc[by_n.index.min()]
+    if set(pts["mode"]) == {"ghost"}:
+        return (
+            f"the batch ({int(top['batch'])} images per step) and the steps ({int(top['steps']):,}) "
+            "fixed: only the images each BN statistic spans change"
+        )
+    return (
+        f"the epochs ({top['epochs']:.2g}) fixed, not the steps: N = {by_n.index.max()} trains "
+        f"{int(top['steps']):,} steps of {int(top['batch'])} images, N = {by_n.index.min()} "
+        f"{int(small['steps']):,} steps of {int(small['batch'])} (lr scaled with the batch)"
+    )
+
+
+def setting(done: list[Run], pts: pd.DataFrame) -> Setting:
+    """The claims' scale line, test images and what the comparisons across N hold fixed."""
+    if not done:
+        return Setting("no complete runs", None, "–")
+    cfg, images = done[0].config, images_of_test_split(done[0])
+    m = cfg["model"]
+    ns = ", ".join(map(str, sorted({int(n) for n in pts["images"].dropna()}, reverse=True)))
+    steps = sorted({int(s) for s in pts["steps"].dropna()})
+    span = f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,}–{steps[-1]:,}"
+    scale = (
+        f"{cfg['dataset']['name']} ({images or '?':,} test images), {m['name']}"
+        + (f" width {m['width']}" if "width" in m else "")
+        + f", per_device.mode={'/'.join(sorted(set(pts['mode'])))}, N = {ns}, {span} steps "
+        f"({pts['epochs'].max():.2g} epochs), {pts['seed'].nunique()} seeds"
+    )
+    return Setting(scale, images, held_fixed(pts))
 
 
 def figure(cur: pd.DataFrame, out_png: Path) -> None:
@@ -73,12 +112,13 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
         else:
             m = c[c["measured"]]
             ax.plot(c["images"], c["mean"], "--", color=color, alpha=0.7)
+            ran = ", ".join(map(str, m["images"]))
             ax.plot(
                 m["images"],
                 m["mean"],
                 "o",
                 color=color,
-                label=f"{label} ({seeds} seeds; run at N={', '.join(map(str, m['images']))}, same at every N)",
+                label=f"{label} ({seeds} seeds; run at N={ran}, same at every N)",
             )
         ax.fill_between(c["images"], c["min"], c["max"], color=color, alpha=0.2, linewidth=0)
     for norm, values in GN_PAPER["table2"].items():
@@ -109,169 +149,64 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
     save_png(fig, out_png)
 
 
-def _scale(runs: list[Run], pts: pd.DataFrame) -> list[str]:
-    """The scale table: the paper's setup beside our runs' resolved configs."""
-    cfg = runs[0].config
-    setup, d, m, o, t = (
-        GN_PAPER["setup"],
-        cfg["dataset"],
-        cfg["model"],
-        cfg["optim"],
-        cfg["trainer"],
-    )
-    groups = sorted(
-        {r.config["norm"].get("num_groups") for r in runs if r.norm == "group"} - {None}
-    )
-    val = (
-        f"{d.get('holdout_size')} images held out of the training set"
-        if d.get("val_split") == "holdout"
-        else f"the {d.get('val_split')} split"
-    )
-    modes = sorted({(r.config.get("per_device") or {}).get("mode", "ghost") for r in runs})
-    epochs = pts["epochs"].dropna()
-    params = sorted({r.summary.get("num_params") for r in runs if r.summary.get("num_params")})
-    brn = next((r.config["norm"] for r in runs if r.norm == "batch_renorm"), None)
-    rows = [
-        (
-            "data",
-            setup["data"],
-            f"{d['name']}, validation = {val}, augmentation "
-            f"{'on' if d.get('augment') else 'off'}, standardized: {d.get('standardize')}",
-        ),
-        (
-            "model",
-            setup["model"],
-            f"{m['name']}"
-            + (f" width {m['width']}, {m.get('stem')} stem" if "width" in m else "")
-            + f" ({', '.join(f'{p:,}' for p in params)} parameters)"
-            + (f", GN with G = {groups[0]}" if groups else ""),
-        ),
-        (
-            "devices",
-            setup["devices"],
-            f"one {runs[0].summary.get('environment', {}).get('device', '?')}; "
-            + _devices_text(modes, runs, d["batch_size"]),
-        ),
-        (
-            "optimizer",
-            setup["optim"],
-            f"SGD momentum {o['momentum']}, weight decay {o['weight_decay']} "
-            f"(all parameters), lr {o['lr']}, {t['steps']} steps"
-            + (f" ({epochs.min():.2f} epochs)" if len(epochs) else ""),
-        ),
-        (
-            "schedule",
-            "lr ÷10 at epochs 30, 60, 90 of 100",
-            f"{o['schedule']}"
-            + (
-                f", ×{o['gamma']} at steps {list(o['milestones'])}"
-                if o["schedule"] == "step"
-                else ""
-            ),
-        ),
-        (
-            "init",
-            setup["init"],
-            "He init"
-            + (
-                f"; γ = 0 in each block's last norm: {m['zero_init_last_norm']}"
-                if "zero_init_last_norm" in m
-                else ""
-            ),
-        ),
-        (
-            "metric",
-            setup["metric"],
-            f"median val error of the last {LAST_EVALS} evaluations "
-            f"(every {t['eval_every']} steps)",
-        ),
-        (
-            "seeds",
-            "1 run per setting",
-            f"{pts['seed'].nunique()} ({', '.join(map(str, sorted(set(pts['seed']))))})",
-        ),
-    ]
-    if brn:
-        rows.append(
-            (
-                "BRN",
-                "r_max 1.5, d_max 0.5 (tuned at 4/GPU)",
-                f"r_max {brn['r_max']}, d_max {brn['d_max']}, plain BN for {brn['warmup_steps']} steps, "
-                f"d_max reached at {brn['d_max_steps']}, r_max at {brn['r_max_steps']}, "
-                f"running-estimate rate {brn['momentum']}",
+def comparison_table(
+    cur: pd.DataFrame, pts: pd.DataFrame, column: str, paper: bool
+) -> pd.DataFrame:
+    """Ours (and, with ``paper``, the paper's) error per norm × N, and GN − BN paired by seed."""
+    ns = sorted(set(cur["images"]), reverse=True)
+    rows = []
+    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
+        if paper:
+            values = GN_PAPER["table2"].get(norm) or (
+                {32: GN_PAPER["table1"][norm]}
+                if norm in GN_PAPER["table1"]
+                else GN_PAPER.get(norm, {})
             )
-        )
-    return [*SCALE_HEADER, *(f"| {a} | {b} | {c} |" for a, b, c in rows), ""]
-
-
-def _runs_section(runs: list[Run], pts: pd.DataFrame, dirs: list[str], out_dir: Path) -> list[str]:
-    done = [r for r in runs if r.status == "complete"]
-    env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
-    hardware = sorted(
-        {
-            f"{e.get('device_name')} ({e.get('device')}, {e.get('cpu_count')} CPUs, "
-            f"{e.get('threads')} thread(s) per run, torch {e.get('torch')})"
-            for e in env
-        }
-    )
-    revisions = sorted({str(e.get("git")) for e in env})
-    code = (
-        f"git {revisions[0]}"
-        if len(revisions) == 1
-        else f"{len(revisions)} git revisions ({', '.join(revisions)}): the checkout moved on while "
-        "the runs were made"
-    )
-    dates = sorted(r.summary.get("finished_at", "") for r in done if r.summary.get("finished_at"))
-    training = "Training (runs whose overrides differ only in N and seed share one command):"
-    lines = [
-        *command_lines(training, training_commands(runs), dirs, out_dir),
-        "```\n",
-        f"- Hardware: {'; '.join(hardware) or 'unknown'}; code: {code}",
-        dates_line(done),
-    ]
-    table = runs_table(runs)
-    if not table.empty:
-        per = []
-        for r in runs:
-            s = r.summary
-            per.append(
+            rows.append(
+                {"": f"{NORM_LABEL[norm]}, paper", **{str(n): _num(values.get(n)) for n in ns}}
+            )
+        row = {"": f"{NORM_LABEL[norm]}, ours"}
+        for n in ns:
+            c = cur[(cur["norm"] == norm) & (cur["images"] == n)]
+            ok = not c.empty and math.isfinite(c.iloc[0]["mean"])
+            row[str(n)] = (
+                f"{c.iloc[0]['mean']:.2f} ± {c.iloc[0]['std']:.2f}"
+                + ("" if c.iloc[0]["measured"] else " ≡")
+                if ok
+                else "–"
+            )
+        rows.append(row)
+    if {"batch", "group"} <= set(cur["norm"]):
+        t2 = GN_PAPER["table2"]
+        if paper:
+            rows.append(
                 {
-                    "norm": NORM_LABEL.get(r.norm, r.norm),
-                    "N": images_per_device(r),
-                    "seed": r.seed,
-                    "status": r.status + (f" {CHANCE_MARK}" if r.at_chance else ""),
-                    "steps": f"{s.get('step', '?')}/{s.get('steps', '?')}",
-                    "wall time (s)": f"{s['wall_time_s']:.0f}" if s.get("wall_time_s") else "–",
-                    "train step (ms)": f"{s['ms_per_step']['train_step']:.0f}"
-                    if s.get("ms_per_step", {}).get("train_step")
-                    else "–",
-                    "eval share": f"{100 * s['time_share']['eval']:.0f}%"
-                    if s.get("time_share", {}).get("eval") is not None
-                    else "–",
+                    "": "GN − BN, paper",
+                    **{
+                        str(n): _num(
+                            t2["group"].get(n, math.nan) - t2["batch"].get(n, math.nan), True
+                        )
+                        for n in ns
+                    },
                 }
             )
-        per_df = pd.DataFrame(per).sort_values(["norm", "N", "seed"], ascending=[True, False, True])
-        walls = [r.summary["wall_time_s"] for r in done if r.summary.get("wall_time_s")]
-        starts = sorted(r.summary["started_at"] for r in done if r.summary.get("started_at"))
-        span = ""
-        if starts and dates:
-            elapsed = datetime.fromisoformat(dates[-1]) - datetime.fromisoformat(starts[0])
-            span = (
-                f"; {elapsed.total_seconds() / 60:.0f} min from the first start to the last finish"
+        diffs = {}
+        for n in ns:
+            sel = pts[pts["images"] == n].pivot_table(index="seed", columns="norm", values=column)
+            both = (
+                sel[["batch", "group"]].dropna()
+                if {"batch", "group"} <= set(sel.columns)
+                else sel.iloc[0:0]
             )
-        if walls:
-            lines.append(
-                f"Wall time per complete run: mean {sum(walls) / len(walls):.0f} s, "
-                f"min {min(walls):.0f} s, max {max(walls):.0f} s, sum {sum(walls) / 60:.0f} min{span} "
-                "(times include evaluation and vary with the load other processes put on the machine).\n"
-            )
-        lines += ["Every run:\n", _md(per_df)]
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the figure and tables") or ["All runs complete."]
-    lines += [
-        "\nPer-run numbers: [small_batch_points.csv](small_batch_points.csv), [runs.csv](runs.csv).\n"
-    ]
-    return lines
+            diffs[str(n)] = estimate(both["group"] - both["batch"]).text() if len(both) else "–"
+        rows.append({"": "GN − BN, ours (paired by seed, ± 95% interval)", **diffs})
+    return pd.DataFrame(rows)
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
 
 
 def _independence(pts: pd.DataFrame) -> list[str]:
@@ -295,6 +230,22 @@ def _independence(pts: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _in_short(cur: pd.DataFrame) -> list[str]:
+    """One line: each norm's mean test error at the largest and the smallest N."""
+    parts = []
+    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
+        c = cur[cur["norm"] == norm].sort_values("images", ascending=False).dropna(subset=["mean"])
+        if len(c) >= 2:
+            same = "" if c.iloc[-1]["measured"] else " (same computation)"
+            parts.append(
+                f"{NORM_LABEL[norm]} {c.iloc[0]['mean']:.1f} → {c.iloc[-1]['mean']:.1f}{same}"
+            )
+    if not parts:
+        return []
+    hi, lo = int(cur["images"].max()), int(cur["images"].min())
+    return [f"**In short** (mean test error %, N = {hi} → {lo}): " + "; ".join(parts) + ".\n"]
+
+
 def _short_training(raw: pd.DataFrame) -> list[str]:
     """A caveat when the runs are far shorter than the paper's 100 epochs."""
     epochs = raw["epochs"].dropna()
@@ -308,106 +259,105 @@ def _short_training(raw: pd.DataFrame) -> list[str]:
     ]
 
 
-def _in_short(cur: pd.DataFrame) -> list[str]:
-    """One line: each norm's mean error at the largest and the smallest N."""
-    parts = []
-    for norm in [n for n in NORM_ORDER if n in set(cur["norm"])]:
-        c = cur[cur["norm"] == norm].sort_values("images", ascending=False)
-        if len(c) < 2:
-            continue
-        hi, lo = c.iloc[0], c.iloc[-1]
-        same = "" if lo["measured"] else " (same computation)"
-        parts.append(f"{NORM_LABEL[norm]} {hi['mean']:.1f} → {lo['mean']:.1f}{same}")
-    if not parts:
-        return []
-    hi_n, lo_n = int(cur["images"].max()), int(cur["images"].min())
-    return [f"**In short** (mean val error %, N = {hi_n} → {lo_n}): " + "; ".join(parts) + ".\n"]
-
-
-BN_STATS = "bn_stats.csv"
-
-
-def _bn_stats(out_dir: Path) -> list[str]:
-    """The section on ``scripts/bn_stats_check.py``'s table, when ``bn_stats.csv`` is in ``out_dir``."""
-    path = out_dir / BN_STATS
-    if not path.is_file():
-        return []
-    table = pd.read_csv(path)
-    groups = table.groupby(["norm", "images_per_device"])
-    means = groups[["running", "precise", "batch"]].mean().map(lambda v: f"{100 * v:.1f}")
-    means.insert(0, "seeds", groups.size())
-    means = means.reset_index().sort_values(["norm", "images_per_device"], ascending=[True, False])
-    means["norm"] = means["norm"].map(lambda n: NORM_LABEL.get(n, n))
-    means.columns = [
-        "norm",
-        "N",
-        "seeds",
-        "running stats",
-        "precise stats",
-        "batch stats (groups of N)",
+def runs_lines(runs: list[Run], left_out: list[str]) -> list[str]:
+    """Hardware, dates, wall time, and every run with its status."""
+    done = [r for r in runs if r.status == "complete"]
+    env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
+    hardware = sorted(
+        {
+            f"{e.get('device_name')} ({e.get('device')}, {e.get('cpu_count')} CPUs, "
+            f"{e.get('threads')} thread(s) per run, torch {e.get('torch')})"
+            for e in env
+        }
+    )
+    lines = [
+        "## Runs, hardware, time\n",
+        f"- Hardware: {'; '.join(hardware) or 'unknown'}",
+        dates_line(done),
     ]
-    images = int(table["precise_images"].max())
-    when = ""
-    if {"evaluated", "hardware"} <= set(table.columns):
-        days = sorted({str(d)[:10] for d in table["evaluated"]})
-        when = f" Evaluated {', '.join(days)} on {'; '.join(sorted(set(table['hardware'])))}."
-    return [
-        "## Where BN's penalty comes from: test-time statistics or learned weights\n",
-        "The final weights of each run re-evaluated with its BN layers normalizing by (a) the running "
-        "averages made in training (what the run reported; last evaluation, not the median of 5), "
-        f"(b) population statistics recomputed over {images:,} training images with the weights frozen "
-        "(Precise BN), (c) each validation batch's own statistics in groups of N (test = training "
-        "conditions). When (b) ≈ (a), the running estimates are not the problem and the error at small "
-        "N is in the weights learned under noisy statistics. Val error %, mean over seeds; per run: "
-        f"[{BN_STATS}]({BN_STATS}); made by `scripts/bn_stats_check.py RUN_DIR... --images {images} "
-        f"--out {out_dir}/{BN_STATS}`.{when}\n",
-        _md(means),
-        "",
+    walls = [r.summary["wall_time_s"] for r in done if r.summary.get("wall_time_s")]
+    starts = sorted(r.summary["started_at"] for r in done if r.summary.get("started_at"))
+    ends = sorted(r.summary["finished_at"] for r in done if r.summary.get("finished_at"))
+    if walls:
+        span = ""
+        if starts and ends:
+            minutes = (
+                datetime.fromisoformat(ends[-1]) - datetime.fromisoformat(starts[0])
+            ).total_seconds() / 60
+            span = f"; {minutes:.0f} min from the first start to the last finish"
+        lines.append(
+            f"Wall time per complete run: mean {sum(walls) / len(walls):.0f} s, min {min(walls):.0f} s, "
+            f"max {max(walls):.0f} s, sum {sum(walls) / 60:.0f} min{span} (training only; they vary "
+            "with the load other processes put on the machine).\n"
+        )
+    per = [
+        {
+            "norm": NORM_LABEL.get(r.norm, r.norm),
+            "N": images_per_device(r),
+            "seed": r.seed,
+            "status": r.status + (f" {CHANCE_MARK}" if r.at_chance else ""),
+            "steps": f"{r.summary.get('step', '?')}/{r.summary.get('steps', '?')}",
+            "wall time (s)": f"{r.summary['wall_time_s']:.0f}"
+            if r.summary.get("wall_time_s")
+            else "–",
+        }
+        for r in runs
     ]
+    if per:
+        table = pd.DataFrame(per).sort_values(["norm", "N", "seed"], ascending=[True, False, True])
+        lines += ["Every run:\n", md_table(table)]
+    lines += flag_lines(runs)
+    lines += incomplete_lines(runs, "the figure, tables and claims") or ["All runs complete."]
+    if left_out:
+        lines += ["\nRuns of another setting, left out of this report:\n", *left_out]
+    lines += [
+        "\nPer-run numbers: [small_batch_points.csv](small_batch_points.csv), [runs.csv](runs.csv).\n"
+    ]
+    return lines
 
 
-def write_small_batch_report(runs: list[Run], dirs: list[str], out_dir: Path) -> str:
-    """Figure, CSVs and README text of a small-batch study (unfinished runs are listed, not used)."""
+def small_batch_report(
+    runs: list[Run], out_dir: Path, left_out: list[str]
+) -> tuple[str, list[Claim]]:
+    """README text (before the claims table) and the claims of a small-batch sweep."""
     done = [r for r in runs if r.status == "complete"]
     raw = points(done)
-    ns = sorted({n for n in raw["images"].dropna()}, reverse=True)
-    pts = (
-        expand_independent(raw, [int(n) for n in ns])
-        if not raw.empty
-        else raw.assign(measured=True)
-    )
-    cur = curve(pts)
+    ns = sorted({int(n) for n in raw["images"].dropna()}, reverse=True)
+    pts = expand_independent(raw, ns) if not raw.empty else raw.assign(measured=True)
+    cur, cur_test = curve(pts, "error"), curve(pts, "test_error")
     raw.to_csv(out_dir / "small_batch_points.csv", index=False, float_format="%.4f")
     cur.to_csv(out_dir / "small_batch_curve.csv", index=False, float_format="%.4f")
-    figure(cur, out_dir / "small_batch.png")
-    vs = verdicts(pts)
-    seeds = pts["seed"].nunique()
+    cur_test.to_csv(out_dir / "small_batch_test_curve.csv", index=False, float_format="%.4f")
+    if not cur.empty:
+        figure(cur, out_dir / "small_batch.png")
+    claims = all_claims(pts, setting(done, raw))
+    seeds = raw["seed"].nunique()
     lines = [
-        "# GroupNorm paper, Figure 1 / Table 2, at reduced scale: val error vs images per device\n",
-        f"Paper: {GN_PAPER['paper']}. Reduced-scale reproduction made by normbench: see *Scale* for how it "
-        "differs from the paper, and *Commands* for how to make it again.\n",
+        "# GroupNorm paper, Figure 1 / Table 2, at reduced scale: error vs images per device\n",
+        f"Paper: {GN_PAPER['paper']}. Reduced-scale reproduction made by normbench: see *Scale* for "
+        "how it differs from the paper, and *How this was made* for the command.\n",
         "![val error vs images per device](small_batch.png)\n",
         *chance_banner(done),
-        *_in_short(cur),
+        *_in_short(cur_test),
         *_short_training(raw),
-        "## Val error (%) per norm and images per device N\n",
-        f"Error = median validation error of a run's last {LAST_EVALS} evaluations (the paper: median of the "
-        f"final 5 epochs). Ours: mean ± std over {seeds} seed(s). ≡: not run at this N; the number of the "
-        "N it was run at, which is the same computation (see below). Paper: Table 2 (BN, GN), Table 1 "
-        "(LN, IN at 32), §5.1 (BRN at 4). Plotted numbers: [small_batch_curve.csv](small_batch_curve.csv).\n",
-        _md(comparison_table(cur, pts)),
+        "## Val error (%) per norm and images per device N: the paper-like number\n",
+        f"Error = median validation error of a run's last {LAST_EVALS} evaluations on the held-out "
+        f"images (the paper: median of the final 5 epochs). Ours: mean ± std over {seeds} seed(s). "
+        "≡: not run at this N; the number of the N it was run at, which is the same computation "
+        "(see below). Paper: Table 2 (BN, GN), Table 1 (LN, IN at 32), §5.1 (BRN at 4). Plotted: "
+        "[small_batch_curve.csv](small_batch_curve.csv).\n",
+        md_table(comparison_table(cur, pts, "error", paper=True)),
         *_independence(raw),
         "",
-        "## The paper's claims beside ours\n",
-        f"Differences are paired by seed (same initialization and data order): mean ± standard error over "
-        f"seeds. A difference counts (a rise, a gap) when it exceeds both twice its standard error and "
-        f"{MIN_EFFECT} points; GN counts as flat within ±{GN_FLAT_TOL} (|mean| + 2 se).\n",
-        "| claim (paper) | ours | verdict |",
-        "|---|---|---|",
-        *[f"| {v.claim} | {v.ours} | {v.verdict} |" for v in vs],
-        "",
-        *_bn_stats(out_dir),
-        *_scale(done or runs, pts),
-        *_runs_section(runs, pts, dirs, out_dir),
+        "## Test error (%) of the final weights: the claims' number\n",
+        "Error of each run's final weights on the 10,000 test images (running statistics), from the "
+        "study's `test` phase (`normbench eval RUN mode=running data.val_split=test`); ten times the "
+        "images of the held-out split, so a third of its binomial noise. Mean ± std over seeds: "
+        "[small_batch_test_curve.csv](small_batch_test_curve.csv).\n",
+        md_table(comparison_table(cur_test, pts, "test_error", paper=False)),
+        CLAIMS_HERE,
+        *bn_stats_lines(done, out_dir),
+        *scale_lines(done or runs, raw, devices_text(done or runs)),
+        *runs_lines(runs, left_out),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", claims
