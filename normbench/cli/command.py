@@ -14,7 +14,6 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
 import tempfile
 from collections import Counter
@@ -74,8 +73,8 @@ def train_command(argv: list[str]) -> int:
     """``normbench train [-m] overrides``: one run or a multirun; the exit status."""
     import hydra
 
-    from normbench.config import config_dir, register_resolvers
     from normbench.cli.precheck import is_multirun, precheck
+    from normbench.config import config_dir, register_resolvers
 
     argv = rank_overrides(argv)
     precheck(argv)
@@ -109,8 +108,8 @@ def rank_overrides(argv: list[str]) -> list[str]:
     """Under torchrun, every process runs this application on the same run directory: the
     ranks other than 0 write nothing of Hydra's (no .hydra/, no train.log). A multirun under
     torchrun is refused (one run per torchrun; many runs: a launcher)."""
-    from normbench.engine.distributed import launched_rank, launched_world_size
     from normbench.cli.precheck import is_multirun
+    from normbench.engine.distributed import launched_rank, launched_world_size
 
     if launched_world_size() <= 1:
         return argv
@@ -251,6 +250,8 @@ def _report_tally(lines: list[str], signum: int | None = None) -> int:
     and how to resume; return 128 + signum."""
     outcomes = [line.split("\t", 1) for line in lines if "\t" in line]
     if signum is not None:
+        from normbench.engine.signals import signal_name
+
         counts = Counter(s for s, _ in outcomes)
         parts = [
             f"{n} {status}" + (" (checkpointed)" if status == "interrupted" else "")
@@ -258,8 +259,7 @@ def _report_tally(lines: list[str], signum: int | None = None) -> int:
         ]
         jobs = f"{len(outcomes)} jobs: {', '.join(parts)}" if outcomes else "no job had started"
         print(
-            f"multirun stopped by {signal.Signals(signum).name}: {jobs}; "
-            "run the same command to resume",
+            f"multirun stopped by {signal_name(signum)}: {jobs}; run the same command to resume",
             file=sys.stderr,
         )
         return 128 + signum

@@ -25,10 +25,15 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
-from normbench.engine.signals import STOP_SIGNALS, StopRequest
+from normbench.engine.signals import (
+    StopRequest,
+    ignore_stop_signals,
+    signal_main_thread,
+    stop_signals_blocked,
+)
 
 #: Environment variable holding the pid of the ``normbench train -m`` process: a job whose
 #: process has another pid runs in a launcher's worker process.
@@ -94,49 +99,19 @@ class SweepStop(FileStopRequest):
     holds a stop requested by a job (a worker that got a signal of its own), and the stop file is
     removed."""
 
-    def __init__(self, tally: str | os.PathLike[str]) -> None:
-        super().__init__(tally)
-        self._backend = contextlib.ExitStack()
-
     def __enter__(self) -> SweepStop:
         self.path.unlink(missing_ok=True)
         os.environ[PARENT_ENV] = str(os.getpid())
-        self._backend.enter_context(quiet_loky_workers())
+        self._exit.callback(self._after)
+        self._exit.enter_context(quiet_loky_workers())
         super().__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc, tb)
-        self._backend.close()
+    def _after(self) -> None:
         os.environ.pop(PARENT_ENV, None)
         if self.signum is None:
             self.signum = requested_signal(self.path)
         self.path.unlink(missing_ok=True)
-
-
-def ignore_stop_signals() -> None:
-    """Initializer of a loky worker: SIGINT and SIGTERM are ignored between jobs (a job's own
-    StopRequest handles them while it runs). The worker was started with both blocked (see
-    :func:`quiet_loky_workers`): one that arrived meanwhile is dropped here."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
-@contextlib.contextmanager
-def _blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM blocked in this thread while entered: processes and threads started
-    meanwhile inherit the block; a signal arriving meanwhile is delivered on exit."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _new_resource_trackers() -> list[Any]:
@@ -194,7 +169,7 @@ def quiet_loky_workers() -> Iterator[None]:
         def configure(self, *args: Any, **kwargs: Any) -> int:
             kwargs.setdefault("initializer", ignore_stop_signals)
             new = _new_resource_trackers()
-            with _blocked():
+            with stop_signals_blocked():
                 n_jobs = super().configure(*args, **kwargs)
             if not started:  # not again when joblib makes a new executor after an abort
                 started.append(new)
@@ -202,7 +177,7 @@ def quiet_loky_workers() -> Iterator[None]:
             return n_jobs
 
         def submit(self, *args: Any, **kwargs: Any) -> Any:
-            with _blocked():
+            with stop_signals_blocked():
                 return super().submit(*args, **kwargs)
 
     parallel.BACKENDS["loky"] = QuietLokyBackend
@@ -228,8 +203,8 @@ class _StopWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(POLL_S):
-            if self.path.exists() and callable(signal.getsignal(signal.SIGTERM)):
-                signal.pthread_kill(self.target, signal.SIGTERM)
+            if self.path.exists():
+                signal_main_thread(signal.SIGTERM, self.target)
 
 
 @contextlib.contextmanager
@@ -242,10 +217,7 @@ def job_stop(tally: str | os.PathLike[str]) -> Iterator[StopRequest]:
         with StopRequest() as stop:
             yield stop
         return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_stop_signals(where_default=True)
     with FileStopRequest(tally) as stop:
         watch = _StopWatch(stop.path)
         watch.start()
