@@ -327,13 +327,13 @@ def test_resume_with_another_process_count_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_job_of_two_tasks_runs_ddp(tmp_path):
-    """hydra/launcher=submitit_local with tasks_per_node=2 (as submitit_slurm on a node): the
+    """hydra/launcher=slurm_local with tasks_per_node=2 (as hydra/launcher=slurm on a node): the
     job's two tasks become the two ranks of one run."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
     done = subprocess.run(
         [sys.executable, "-m", "normbench", "train", "-m", *RUN, "norm=batch", "seed=0", "name=sub"]
-        + ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"],
+        + ["hydra/launcher=slurm_local", "hydra.launcher.tasks_per_node=2"],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,

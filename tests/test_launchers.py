@@ -1,6 +1,6 @@
-"""Hydra launchers behind `normbench train -m`: joblib (local parallel processes) and
-submitit_local (one process per job, as on a Slurm node). Each sweep runs in a subprocess, as
-a user runs it: the launchers start worker processes of their own."""
+"""Hydra launchers behind `normbench train -m`: hydra/launcher=parallel (joblib: local parallel
+processes) and slurm_local (submitit: one process per job, as on a Slurm node). Each sweep runs
+in a subprocess, as a user runs it: the launchers start worker processes of their own."""
 
 from __future__ import annotations
 
@@ -48,7 +48,12 @@ def test_a_joblib_sweep_makes_the_runs_of_a_serial_sweep(tmp_path):
     serial = _train(tmp_path, "name=serial", *FAST, *GRID)
     assert serial.returncode == 0, serial.stdout + serial.stderr
     parallel = _train(
-        tmp_path, "name=parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST, *GRID
+        tmp_path,
+        "name=parallel",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        *FAST,
+        *GRID,
     )
     assert parallel.returncode == 0, parallel.stdout + parallel.stderr
     assert "Joblib.Parallel(n_jobs=2" in parallel.stderr + parallel.stdout
@@ -68,7 +73,7 @@ def test_a_failed_job_of_a_joblib_sweep_does_not_stop_the_others(tmp_path):
     done = _train(
         tmp_path,
         "name=f",
-        "hydra/launcher=joblib",
+        "hydra/launcher=parallel",
         "hydra.launcher.n_jobs=2",
         *FAST,
         "dataset.batch_size=1",
@@ -77,6 +82,8 @@ def test_a_failed_job_of_a_joblib_sweep_does_not_stop_the_others(tmp_path):
         "trainer.threads=1",
     )
     assert done.returncode == 1, done.stdout + done.stderr
+    assert "ConfigStore schema" not in done.stderr  # Hydra's warning, once per worker
+    assert "Warning" not in done.stderr, done.stderr
     # the tally is gathered from every worker process
     assert "multirun: 4 jobs: 3 complete" in done.stderr and ", 1 failed" in done.stderr
     status = {name: _status(run) for name, run in _runs(tmp_path / "runs" / "f").items()}
@@ -87,40 +94,62 @@ def test_a_failed_job_of_a_joblib_sweep_does_not_stop_the_others(tmp_path):
 def test_a_submitit_local_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     done = _train(
-        tmp_path, "name=s", "hydra/launcher=submitit_local", *FAST, "seed=0,1", "trainer.threads=1"
+        tmp_path, "name=s", "hydra/launcher=slurm_local", *FAST, "seed=0,1", "trainer.threads=1"
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "multirun: 2 jobs: 2 complete" in done.stderr
+    assert "Warning" not in done.stderr, done.stderr
     runs = _runs(tmp_path / "runs" / "s")
     assert len(runs) == 2 and all(_status(r) == "complete" for r in runs.values()), runs
     assert (tmp_path / "runs" / "s" / ".submitit").is_dir()  # submitit's own files, per job
 
 
-@pytest.mark.filterwarnings(
-    r"ignore:\s*.hydra/launcher/.*is validated against ConfigStore:UserWarning"
-)
+#: Our launcher configs and the plugin config each one extends (its `_target_`'s launcher).
+LAUNCHERS = {
+    "parallel": "joblib_launcher.JoblibLauncher",
+    "slurm_local": "submitit_launcher.LocalLauncher",
+    "slurm": "submitit_launcher.SlurmLauncher",
+}
+
+
+@pytest.mark.filterwarnings("error")  # e.g. Hydra's "validated against ConfigStore schema"
 def test_the_launcher_configs_compose(monkeypatch):
-    """Each shipped launcher config composes (the Slurm one too, on a machine without Slurm)."""
+    """Each shipped launcher config composes without a warning (the Slurm one too, on a machine
+    without Slurm), over its plugin's config: the plugin's keys and types, our values."""
     from hydra import compose, initialize_config_dir
 
     from normbench.config import config_dir, register_resolvers
 
     register_resolvers()
+    shipped = {p.stem for p in (config_dir() / "hydra" / "launcher").glob("*.yaml")}
+    assert shipped == set(LAUNCHERS)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        for name in ("joblib", "submitit_local", "submitit_slurm"):
+        for name, target in LAUNCHERS.items():
             cfg = compose("train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
-            assert name.split("_")[0] in cfg.hydra.launcher._target_.lower()
+            assert cfg.hydra.launcher._target_.endswith(target)
         cfg = compose(
             "train",
-            overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"],
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
             return_hydra_config=True,
         )
         slurm = cfg.hydra.launcher
         assert slurm.partition == "gpu" and slurm.gpus_per_node == 1 and slurm.tasks_per_node == 1
-        assert slurm.timeout_min > 0
+        assert slurm.timeout_min == 240 and slurm.signal_delay_s == 120  # ours; the plugin's
+        local = compose("train", overrides=["hydra/launcher=slurm_local"], return_hydra_config=True)
+        assert (
+            local.hydra.launcher.cpus_per_task == 1 and local.hydra.launcher.gpus_per_node is None
+        )
         monkeypatch.setenv("NORMBENCH_JOBS", "3")
-        cfg = compose("train", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
-        assert cfg.hydra.launcher.n_jobs == 3 and cfg.hydra.launcher.backend == "loky"
+        cfg = compose("train", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
+        joblib = cfg.hydra.launcher
+        assert joblib.n_jobs == 3 and joblib.backend == "loky" and joblib.batch_size == "1"
+        assert joblib.mmap_mode == "r"  # the plugin's default, from the config extended
+        with pytest.raises(Exception, match="n_jobs"):  # the plugin's types hold
+            compose(
+                "train",
+                overrides=["hydra/launcher=parallel", "hydra.launcher.n_jobs=many"],
+                return_hydra_config=True,
+            )
 
 
 # Runs long enough (seconds) for a signal to land while both workers train; a checkpoint only
@@ -147,11 +176,11 @@ LONG = [
 
 
 def _start_joblib_sweep(cwd: Path) -> subprocess.Popen:
-    """`normbench train -m ... hydra/launcher=joblib` with NORMBENCH_JOBS=2, in its own process
+    """`normbench train -m ... hydra/launcher=parallel` with NORMBENCH_JOBS=2, in its own process
     group (as a terminal's foreground job is)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NORMBENCH_JOBS": "2"}
     return subprocess.Popen(
-        [sys.executable, "-m", "normbench.cli", "train", "-m", *LONG, "hydra/launcher=joblib"],
+        [sys.executable, "-m", "normbench.cli", "train", "-m", *LONG, "hydra/launcher=parallel"],
         cwd=cwd,
         env=env,
         start_new_session=True,

@@ -116,8 +116,8 @@ def rank_overrides(argv: list[str]) -> list[str]:
     if is_multirun(argv):
         raise ConfigError(
             "normbench train -m under torchrun: torchrun runs one run on several processes; run "
-            "sweeps with a Hydra launcher whose jobs use torchrun, e.g. hydra/launcher="
-            "submitit_slurm with hydra.launcher.tasks_per_node=P (see the README)."
+            "sweeps with a Hydra launcher whose jobs use torchrun, e.g. hydra/launcher=slurm "
+            "with hydra.launcher.tasks_per_node=P (see the README)."
         )
     if launched_rank() == 0:
         return argv

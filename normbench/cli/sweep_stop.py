@@ -1,4 +1,5 @@
-"""Stopping a multirun whose jobs run in launcher worker processes (``hydra/launcher=joblib``).
+"""Stopping a multirun whose jobs run in launcher worker processes (``hydra/launcher=parallel``,
+Hydra's joblib launcher).
 
 A run stops cleanly when its own process gets SIGINT or SIGTERM (see
 :mod:`normbench.engine.signals`). In a joblib sweep the runs live in loky worker processes, and

@@ -36,8 +36,8 @@ ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 def adopt_submitit_tasks() -> None:
-    """In a submitit job of several tasks (``hydra/launcher=submitit_slurm`` or
-    ``submitit_local`` with ``hydra.launcher.tasks_per_node=P``), set the variables torchrun
+    """In a submitit job of several tasks (``hydra/launcher=slurm`` or ``slurm_local`` with
+    ``hydra.launcher.tasks_per_node=P``), set the variables torchrun
     would: RANK, WORLD_SIZE, LOCAL_RANK from the job's tasks, MASTER_ADDR its first host and
     MASTER_PORT a port derived from the job id. Nothing when torchrun set them, or outside
     submitit."""
