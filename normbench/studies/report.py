@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from normbench.report.collect import Run, runs_table
+from normbench.report.flags import chance_messages
 from normbench.report.output import create_out_dir
 from normbench.report.verdicts import RULE, claims_table, write_claims
 from normbench.studies.study import CLAIMS_HERE, ReportInput, Study, Variant
@@ -92,6 +93,8 @@ def write_report(
     text += f"## How this was made\n\n```\n{command}\n```\n\n{note}\n"
     (out_dir / "README.md").write_text(text, encoding="utf-8")
     write_claims(claims, out_dir)
+    for line in chance_messages(runs):
+        print(line)
     done = sum(1 for r in runs if r.status == "complete")
     print(f"report: {done}/{len(runs)} complete runs -> {out_dir}/README.md ({len(claims)} claims)")
     return out_dir

@@ -140,6 +140,8 @@ def plan(sel: Selection) -> int:
     if sel.variant:
         print(f"variant {sel.variant.name}: {sel.variant.about}")
     print(f"training: {len(st.matched)} runs under {sel.runs_root}/ ({len(st.complete)} done)")
+    if sel.variant is not None and sel.variant.distributed:
+        print("  one run at a time (some under torchrun), the grid of:")
     print("  normbench train -m " + " ".join(map(shlex.quote, g.argv())))
     phases = sel.study.phases_of(sel.variant)
     for item in phases:
@@ -223,8 +225,8 @@ def train(sel: Selection) -> int:
     """Train the grid's runs not finished yet (one multirun); its exit status."""
     from normbench.cli.command import train_command
 
-    if sel.variant is not None and sel.variant.processes > 1:
-        return train_distributed(sel, sel.variant.processes)
+    if sel.variant is not None and sel.variant.distributed:
+        return train_distributed(sel, sel.variant)
     launcher = []
     if sel.jobs > 1:
         launcher = ["hydra/launcher=parallel"]
@@ -234,9 +236,10 @@ def train(sel: Selection) -> int:
         return train_command(["-m", *sel.grid.argv(), name, *launcher])
 
 
-def train_distributed(sel: Selection, processes: int) -> int:
-    """Each unfinished run of the grid as one ``torchrun --nproc_per_node=processes``, in turn
-    (a multirun cannot run under torchrun); the first signal stops the study, resumable."""
+def train_distributed(sel: Selection, variant: Variant) -> int:
+    """Each unfinished run of the grid in turn: one ``torchrun --nproc_per_node=P`` where the
+    variant gives the job P > 1 processes, a plain ``normbench train`` where it gives 1 (a
+    multirun cannot run under torchrun). The first signal stops the study, resumable."""
     import subprocess
 
     code = 0
@@ -244,19 +247,11 @@ def train_distributed(sel: Selection, processes: int) -> int:
     for job, run in grids.match_runs(sel.grid, sel.runs_root):
         if run is not None and run.status == "complete":
             continue
-        argv = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={processes}",
-            "-m",
-            "normbench",
-            "train",
-            *(f"{k}={v}" for k, v in job.items()),
-            name,
-        ]
-        print("study: " + " ".join(map(shlex.quote, argv[2:])), flush=True)
+        processes = variant.processes_of(job)
+        launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        argv = [sys.executable, *(launch if processes > 1 else []), "-m", "normbench", "train"]
+        argv += [*(f"{k}={v}" for k, v in job.items()), name]
+        print("study: " + " ".join(map(shlex.quote, argv[1:])), flush=True)
         done = subprocess.run(argv, check=False)
         if done.returncode < 0 or done.returncode >= 128:  # stopped: the same command resumes
             return 128 + abs(done.returncode) if done.returncode < 0 else done.returncode

@@ -43,7 +43,18 @@ class Variant:
     results: str
     about: str = ""
     phases: tuple[Phase, ...] | None = None  # None: the study's phases
-    processes: int = 1  # > 1: each run is one torchrun of this many processes (DDP), in turn
+    #: > 1: each run is one torchrun of this many processes (DDP), one run after another; or a
+    #: function of a job's overrides (``{"per_device.mode": "ddp", ...}``) giving its count.
+    processes: int | Callable[[Mapping[str, str]], int] = 1
+
+    def processes_of(self, job: Mapping[str, str]) -> int:
+        """How many processes train the run of ``job`` (1: a plain run)."""
+        return self.processes(job) if callable(self.processes) else self.processes
+
+    @property
+    def distributed(self) -> bool:
+        """Whether some run of the variant trains under torchrun."""
+        return callable(self.processes) or self.processes > 1
 
 
 @dataclass

@@ -24,6 +24,7 @@ from normbench.report.papers import BN_FIG1
 from normbench.report.verdicts import (
     NOT_SHOWN,
     SHOWN,
+    SUGGESTIVE,
     Claim,
     estimate,
     judge_difference,
@@ -108,7 +109,7 @@ def higher_throughout_claim(runs: list[Run], scale: str) -> Claim:
         if none and bn
         else set()
     )
-    shown, judged, worst = 0, 0, None
+    shown, suggested, judged, worst = 0, 0, 0, None
     for step in (s for s in steps if s > 0):
         acc = {
             k: {
@@ -120,14 +121,17 @@ def higher_throughout_claim(runs: list[Run], scale: str) -> Claim:
         d = paired(acc["none"], acc["bn"])
         err = 100 - sum(acc["bn"].values()) / len(acc["bn"])
         judged += 1
-        if judge_difference(d, +1, min_effect(err, images or 0)) == SHOWN:
-            shown += 1
-        elif worst is None or d.mean < worst[1].mean:
+        said = judge_difference(d, +1, min_effect(err, images or 0))
+        shown += said == SHOWN
+        suggested += said.startswith(SUGGESTIVE + " (")
+        if said != SHOWN and (worst is None or d.mean < worst[1].mean):
             worst = (step, d)
     if not judged:
         verdict = "not enough runs (no evaluation of both norms at one step after step 0)"
     elif shown == judged:
         verdict = f"{SHOWN} at all {judged} evaluations"
+    elif shown + suggested == judged:
+        verdict = f"{SUGGESTIVE} (n = {d.n}): BN ahead at all {judged} evaluations"
     else:
         verdict = f"{NOT_SHOWN}: BN ahead beyond the noise at {shown} of {judged} evaluations"
     ours = (

@@ -73,7 +73,7 @@ VARIANTS = {
         "results/small_batch_ddp",
         about="N images on each of 2 torchrun processes (mode=ddp) beside 2 simulated devices "
         "on one process (mode=real); BN and synchronized BN at N = 32, 16, 8",
-        processes=2,
+        processes=lambda job: 2 if job.get("per_device.mode") == "ddp" else 1,
     ),
 }
 #: The per_device.mode each setting's report takes (runs of another mode are left out).
