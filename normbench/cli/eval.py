@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import yaml
 
+from normbench.cli.values import split_values
 from normbench.engine.lock import RunLock
 from normbench.errors import ConfigError, NormbenchError
 from normbench.evaluation.data import DataChoice, check_corruption
@@ -84,19 +85,6 @@ class Result:
     error: str = ""
     kl: list[dict[str, Any]] = field(default_factory=list)
     skipped: bool = False
-
-
-def split_values(text: str) -> list[str]:
-    """``a,b,[1,2]`` → ``["a", "b", "[1,2]"]``: commas outside brackets separate values."""
-    values, depth, current = [], 0, ""
-    for ch in text:
-        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            values.append(current)
-            current = ""
-        else:
-            current += ch
-    return [*values, current]
 
 
 def parse_argv(argv: list[str]) -> tuple[list[Path], list[tuple[str, str]], bool]:

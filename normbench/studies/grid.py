@@ -13,24 +13,12 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+from normbench.cli.values import split_values
 from normbench.errors import ConfigError
 from normbench.report.collect import Run, collect
 
 # Keys that do not change what a run computes (configs/hydra/default.yaml's exclude_keys).
 IGNORED_KEYS = ("trainer.device", "trainer.resume", "trainer.threads", "dataset.root", "name")
-
-
-def split_values(text: str) -> list[str]:
-    """``a,b,[1,2]`` → ``["a", "b", "[1,2]"]``: commas outside brackets separate values."""
-    values, depth, current = [], 0, ""
-    for ch in text:
-        depth += {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            values.append(current)
-            current = ""
-        else:
-            current += ch
-    return [*values, current]
 
 
 def _key(override: str) -> str:
