@@ -55,6 +55,33 @@ def revision_note(runs: list[Run]) -> str:
     return f"**Runs and evaluations come from {text}.**"
 
 
+def made_line(runs: list[Run]) -> str:
+    """Hardware, dates and wall time of the runs, as their summary.json files record them."""
+    from datetime import datetime, timedelta
+
+    spans, hardware = [], set()
+    for r in runs:
+        s = r.summary
+        env = s.get("environment") or {}
+        hardware.add(
+            f"{env.get('device_name', '?')} ({env.get('device', '?')}, {env.get('threads', '?')} "
+            f"thread(s) per run, torch {env.get('torch', '?')})"
+        )
+        if s.get("finished_at") and isinstance(s.get("wall_time_s"), int | float):
+            end = datetime.fromisoformat(s["finished_at"])
+            spans.append((end - timedelta(seconds=float(s["wall_time_s"])), end))
+    if not spans:
+        return f"Hardware: {'; '.join(sorted(hardware)) or 'unknown'}."
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    per_run = [(b - a).total_seconds() for a, b in spans]
+    return (
+        f"Hardware: {'; '.join(sorted(hardware))}. Runs trained {first:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M} UTC: {(last - first).total_seconds() / 60:.0f} min of wall time "
+        f"for {len(spans)} runs ({min(per_run):.0f}–{max(per_run):.0f} s each; evaluation "
+        "phases not included, their times are in each run's evals.csv)."
+    )
+
+
 def write_study_report(sel: Selection, runs: list[Run]) -> Path:
     """The report of ``normbench study report|run``: into the study's results folder."""
     return write_report(
@@ -90,7 +117,7 @@ def write_report(
         text = text.replace(CLAIMS_HERE, section)
     elif section:
         text += section + "\n"
-    text += f"## How this was made\n\n```\n{command}\n```\n\n{note}\n"
+    text += f"## How this was made\n\n```\n{command}\n```\n\n{made_line(runs)}\n\n{note}\n"
     (out_dir / "README.md").write_text(text, encoding="utf-8")
     write_claims(claims, out_dir)
     for line in chance_messages(runs):
