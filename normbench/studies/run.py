@@ -17,6 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from normbench.errors import ConfigError
@@ -36,8 +37,10 @@ class Selection:
     jobs: int = 1
     results: Path | None = None
 
-    @property
+    @cached_property
     def grid(self) -> grids.Grid:
+        """The training grid (composed once: the progress thread must not touch Hydra while a
+        multirun holds it)."""
         layers = []
         if self.study.experiment:
             layers.append([f"experiment={self.study.experiment}"])
