@@ -41,10 +41,14 @@ def seed_everything(seed: int, deterministic: bool, threads: int | None) -> None
 
 
 def git_revision() -> str:
-    """The checkout's commit (with ``-dirty`` if modified), or ``unknown`` outside git."""
+    """The checkout's commit (with ``-dirty`` if code or configs are modified), or ``unknown``
+    outside git. Changes under results/ do not count: they are what studies write, and a study
+    run after another would otherwise record a dirty tree."""
     try:
         sha = _git("rev-parse", "--short=12", "HEAD", check=True)
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        dirty = _git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"
+        )
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
