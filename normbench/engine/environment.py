@@ -86,4 +86,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "host": platform.node(),
+        # 1-minute load average when the summary was written: other work on the machine slows
+        # a run's wall time (None where the OS does not tell)
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }

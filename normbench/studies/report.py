@@ -59,10 +59,12 @@ def made_line(runs: list[Run]) -> str:
     """Hardware, dates and wall time of the runs, as their summary.json files record them."""
     from datetime import datetime, timedelta
 
-    spans, hardware = [], set()
+    spans, hardware, loads = [], set(), []
     for r in runs:
         s = r.summary
         env = s.get("environment") or {}
+        if isinstance(env.get("load_average"), int | float):
+            loads.append((float(env["load_average"]), env.get("cpu_count")))
         hardware.add(
             f"{env.get('device_name', '?')} ({env.get('device', '?')}, {env.get('threads', '?')} "
             f"thread(s) per run, torch {env.get('torch', '?')})"
@@ -79,6 +81,12 @@ def made_line(runs: list[Run]) -> str:
         f"{last:%Y-%m-%d %H:%M} UTC: {(last - first).total_seconds() / 60:.0f} min of wall time "
         f"for {len(spans)} runs ({min(per_run):.0f}–{max(per_run):.0f} s each; evaluation "
         "phases not included, their times are in each run's evals.csv)."
+        + (
+            f" Load average when the runs ended: {min(a for a, _ in loads):.1f}–"
+            f"{max(a for a, _ in loads):.1f} on {loads[0][1]} cores (other work slows wall times)."
+            if loads
+            else ""
+        )
     )
 
 

@@ -14,8 +14,8 @@ from normbench.studies.bn_fig1.claims import (
     higher_throughout_claim,
     stabler_claim,
 )
-from normbench.studies.bn_fig1.report import write_bn_fig1_report
-from normbench.studies.study import ReportInput, ReportOutput, Study, Variant
+from normbench.studies.bn_fig1.report import lr_figure, write_bn_fig1_report
+from normbench.studies.study import CLAIMS_HERE, ReportInput, ReportOutput, Study, Variant
 
 SCALE = "Fashion-MNIST (10,000 test images), 3x100 sigmoid MLP, 50,000 steps of 60, 3 seeds"
 LR_SCALE = "Fashion-MNIST (10,000 test images), 3x100 sigmoid MLP, 10,000 steps of 60, 3 seeds"
@@ -27,7 +27,14 @@ def report(given: ReportInput) -> ReportOutput:
     if given.variant is not None:
         claim, table = higher_lr_claim(runs, LR_SCALE)
         write_tables({"lr_errors": table}, given.out_dir)
-        text = write_generic_report(given.runs, given.dirs, given.out_dir)
+        lr_figure(table, given.out_dir / "lr_errors.png")
+        text = write_generic_report(given.runs, given.dirs, given.out_dir).replace(
+            "![](val_error.png)",
+            "![final test error against the learning rate](lr_errors.png)\n\n"
+            + CLAIMS_HERE
+            + "\nValidation error of every run (one line per run):\n\n![](val_error.png)",
+            1,
+        )
         return ReportOutput(text, [claim])
     text = write_bn_fig1_report(given.runs, given.dirs, given.out_dir)
     speed, per_seed = fewer_steps_claim(runs, SCALE)

@@ -181,3 +181,30 @@ def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"{_get(cfg, 'probes.every')} steps |\n",
     ]
     return "\n".join(x for x in lines if x != "") + "\n" + runs_section(all_runs, dirs, out_dir)
+
+
+def lr_figure(table: pd.DataFrame, out_png: Path) -> None:
+    """The lr variant: final test error (%) against the learning rate, per norm (mean, and the
+    seeds' min–max as a band)."""
+    import matplotlib.pyplot as plt
+
+    from normbench.report.figures import NORM_COLORS, save_png
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for norm in ("none", "batch"):
+        g = table[table["norm"] == norm].groupby("lr")["error"]
+        if g.ngroups == 0:
+            continue
+        stats = g.agg(["mean", "min", "max", "size"]).reset_index()
+        color = NORM_COLORS.get(norm)
+        label = f"{NORM_LABEL[norm]} ({int(stats['size'].max())} seeds)"
+        ax.plot(stats["lr"], stats["mean"], "o-", color=color, label=label)
+        ax.fill_between(stats["lr"], stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+    ax.set(
+        xscale="log",
+        xlabel="learning rate (SGD)",
+        ylabel="final test error (%)",
+        title="Final test error against the learning rate",
+    )
+    ax.legend()
+    save_png(fig, out_png)
