@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from normbench.norms.batch import BatchNormBase
-from normbench.norms.batch_base import BatchStatsSpec
+from normbench.norms.batch_base import BatchNormBase, BatchStatsSpec
 from normbench.norms.first_order import first_order_backward
 from normbench.norms.spec import NormSpec
 
@@ -43,7 +42,7 @@ class SyncBatchNorm(BatchNormBase):
 
     Not an ``nn.SyncBatchNorm``: DistributedDataParallel refuses any instance of that class on
     CPU ("SyncBatchNorm layers only work with GPU modules"). It is a ``_BatchNorm`` (normbench's
-    :class:`~normbench.norms.batch.BatchNormBase`) with the same parameters and buffers, so its
+    :class:`~normbench.norms.batch_base.BatchNormBase`) with the same parameters and buffers, so its
     state dict is that of ``nn.SyncBatchNorm``; on GPU it calls the autograd Function of torch's
     ``nn.SyncBatchNorm`` (its CUDA kernels), on CPU :class:`SyncBatchNormFunction`.
 
