@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from normbench.data.folder import FolderData
+from normbench.engine.evaluate import predict
 from normbench.evaluation.modes import (
     EvalSetup,
     Outcome,
@@ -63,7 +64,6 @@ from normbench.evaluation.modes import (
     whole_batches,
 )
 from normbench.evaluation.records import KEY
-from normbench.engine.evaluate import predict
 from normbench.evaluation.tent import norm_layers
 from normbench.norms.stats import (
     bn_layers,

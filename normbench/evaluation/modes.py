@@ -41,9 +41,10 @@ from typing import IO, Any, TypeVar
 import torch
 from torch import nn
 
-from normbench.evaluation.data import EvalData
 from normbench.engine.evaluate import Metrics, evaluate
 from normbench.engine.fastpath import FastPath
+from normbench.errors import ConfigError
+from normbench.evaluation.data import EvalData
 from normbench.evaluation.tent import (
     norm_affine_parameters,
     recipe_for,
@@ -51,7 +52,6 @@ from normbench.evaluation.tent import (
     tent_optimizer,
     tent_predictions,
 )
-from normbench.errors import ConfigError
 from normbench.norms.stats import (
     UndefinedStatisticsError,
     recompute_bn_stats,
