@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from normbench.cli import command as cli
-from normbench.evaluation.records import read_evals, write_eval_row
-from normbench.engine.lock import RunLock
 from normbench.cli.eval import main as eval_main
+from normbench.engine.lock import RunLock
+from normbench.evaluation.records import read_evals, write_eval_row
 
 from .conftest import write_idx
 

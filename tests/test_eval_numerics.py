@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from normbench.engine.evaluate import Metrics
+from normbench.errors import ConfigError
 from normbench.evaluation.data import DataChoice, input_adapter
 from normbench.evaluation.modes import Knobs, Progress, run_mode, training_batches
 from normbench.evaluation.run import EvalJob, LoadedRun, read_run_config
-from normbench.engine.evaluate import Metrics
 from normbench.evaluation.tent import (
     SMALL_DATA_RECIPE,
     norm_affine_parameters,
@@ -23,7 +24,6 @@ from normbench.evaluation.tent import (
     tent_optimizer,
     tent_step,
 )
-from normbench.errors import ConfigError
 from normbench.norms.stats import (
     bn_layers,
 )

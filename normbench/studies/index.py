@@ -64,7 +64,9 @@ def render(rows: list[tuple[str, Claim]], missing: list[str]) -> str:
     lines = [HEAD.format(rule=RULE, date=date)]
     tally = Counter(c.outcome for _, c in rows)
     lines.append(
-        f"{len(rows)} claims: " + ", ".join(f"{n} {what}" for what, n in tally.most_common()) + ".\n"
+        f"{len(rows)} claims: "
+        + ", ".join(f"{n} {what}" for what, n in tally.most_common())
+        + ".\n"
     )
     lines += [
         "| claim | source | paper | ours | verdict | scale | study |",
@@ -86,5 +88,7 @@ def write_index(results: Path) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     path = results / "README.md"
     path.write_text(render(rows, missing), encoding="utf-8")
-    print(f"claims index: {len(rows)} claims of {len({f for f, _ in rows})} study folders -> {path}")
+    print(
+        f"claims index: {len(rows)} claims of {len({f for f, _ in rows})} study folders -> {path}"
+    )
     return path

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from normbench.engine.signals import sigterm_as_interrupt
 from normbench.errors import ConfigError
 from normbench.report.collect import Run
 from normbench.studies import grid as grids
@@ -210,20 +210,6 @@ def _progress_every(sel: Selection, seconds: float):
         thread.join(timeout=5)
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """A SIGTERM (a scheduler's stop) ends the evaluation phase as a Ctrl-C does."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def train(sel: Selection) -> int:
     """Train the grid's runs not finished yet (one multirun); its exit status."""
     from normbench.cli.command import train_command
@@ -271,7 +257,7 @@ def evaluate(sel: Selection) -> int:
         return 0
     print(f"study {sel.study.name}: evaluating {len(todo)} runs at jobs={sel.jobs}", flush=True)
     failed = 0
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         for outcome in run_evaluations(todo, sel.jobs):
             failed += len(outcome.failed)
             for line in outcome.failed:

@@ -21,12 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from normbench.data.corruptions import blur
-from normbench.data.corruptions import digital
-from normbench.data.corruptions import noise
-from normbench.data.corruptions import weather
-from normbench.data.corruptions.names import CORRUPTIONS, EXTRA_CORRUPTIONS
+from normbench.data.corruptions import blur, digital, noise, weather
 from normbench.data.corruptions.elastic import elastic_transform
+from normbench.data.corruptions.names import CORRUPTIONS, EXTRA_CORRUPTIONS
 from normbench.data.corruptions.params import PARAMETER_SETS, SMALL_IMAGE_MAX_SIDE
 from normbench.data.corruptions.spatter import spatter
 from normbench.errors import ConfigError, DataError
