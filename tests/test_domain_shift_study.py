@@ -77,7 +77,8 @@ def test_plan_prints_the_counts_with_no_runs(tmp_path, monkeypatch, capsys):
     lines = plan_lines(capsys)
     assert lines["training"] == "training: 18 runs under runs/domain_shift/ (0 done)"
     for phase in PER_RUN:
-        assert f"evaluation phase {phase}: 0 evaluations on 0 runs (0 done)" in lines[phase]
+        want = f"evaluation phase {phase}: {PER_RUN[phase]} per selected run; 0 on the 0 runs"
+        assert lines[phase].startswith(want), lines[phase]
 
 
 def make_study_runs(root: Path, evaluated: bool = True) -> None:
@@ -96,7 +97,10 @@ def test_plan_counts_the_evaluations_of_each_phase(tmp_path, monkeypatch, capsys
     assert lines["training"] == "training: 18 runs under runs/domain_shift/ (9 done)"
     runs = {phase: 6 for phase in BN_PHASES} | {"clean": 9, "kl": 9, "batch_free": 3}
     for phase, n in runs.items():
-        want = f"evaluation phase {phase}: {n * PER_RUN[phase]} evaluations on {n} runs"
+        want = (
+            f"evaluation phase {phase}: {PER_RUN[phase]} per selected run; "
+            f"{n * PER_RUN[phase]} on the {n} runs selected so far (0 done)"
+        )
         assert lines[phase].startswith(want), lines[phase]
 
 

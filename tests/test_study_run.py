@@ -159,7 +159,10 @@ def test_tiny_study_lists_plans_and_runs_end_to_end(tmp_path):
     assert "normbench study run tiny_study" in readme and "Verdict rule" in readme
     again = study(tmp_path, "plan", "tiny_study")
     assert "training: 2 runs under runs/tiny_study/ (2 done)" in again.stdout
-    assert "evaluation phase statistics: 3 evaluations on 1 runs (3 done)" in again.stdout
+    assert (
+        "evaluation phase statistics: 3 per selected run; 3 on the 1 runs selected so far (3 done)"
+        in again.stdout
+    )
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from normbench.engine.signals import sigterm_as_interrupt
 from normbench.errors import ConfigError
 from normbench.report.collect import Run
 from normbench.studies import grid as grids
-from normbench.studies.evaluate import count, phase_plan, run_evaluations
+from normbench.studies.evaluate import RunEvals, count, jobs_of, phase_plan, run_evaluations
 from normbench.studies.study import Study, Variant
 
 
@@ -150,10 +150,11 @@ def plan(sel: Selection) -> int:
     for item in phases:
         chosen = phase_plan((item,), st.runs)
         total, done, _ = count(chosen)
+        per_run = len(jobs_of(RunEvals(None, [item.name], [list(item.grid.items())])))
         grid = " ".join(f"{k}={v}" for k, v in item.grid.items())
         print(
-            f"evaluation phase {item.name}: {total} evaluations on {len(chosen)} runs "
-            f"({done} done): {grid}"
+            f"evaluation phase {item.name}: {per_run} per selected run; {total} on the "
+            f"{len(chosen)} runs selected so far ({done} done): {grid}"
         )
         if item.about:
             print(f"  {item.about}")
