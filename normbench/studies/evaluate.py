@@ -57,16 +57,19 @@ def phase_plan(phases: tuple[Phase, ...], runs: list[Run]) -> list[RunEvals]:
     return plan
 
 
-def jobs_of(item: RunEvals) -> list:
-    """The distinct ``EvalJob`` of a run, over its phases (``make_jobs``'s own expansion)."""
+def expand(grids: list[list[tuple[str, str]]]) -> list:
+    """The distinct ``EvalJob`` of some phase grids (``make_jobs``'s own expansion), in order."""
     from normbench.cli.eval import make_jobs
 
     jobs: list = []
-    for grid in item.grids:
-        for job in make_jobs(grid, multirun=True):
-            if job not in jobs:
-                jobs.append(job)
+    for grid in grids:
+        jobs += [j for j in make_jobs(grid, multirun=True) if j not in jobs]
     return jobs
+
+
+def jobs_of(item: RunEvals) -> list:
+    """The distinct ``EvalJob`` of a run, over its phases."""
+    return expand(item.grids)
 
 
 def count(plan: list[RunEvals]) -> tuple[int, int, list[float]]:
@@ -90,13 +93,11 @@ def evaluate_one_run(run_dir: str, grids: list[list[tuple[str, str]]], threads: 
     """All the evaluations of one run directory that evals.csv does not hold yet (a worker)."""
     import torch
 
-    from normbench.cli.eval import evaluate_run, make_jobs
+    from normbench.cli.eval import evaluate_run
 
     if threads:
         torch.set_num_threads(threads)
-    jobs: list = []
-    for grid in grids:
-        jobs += [j for j in make_jobs(grid, multirun=True) if j not in jobs]
+    jobs = expand(grids)
     start = time.monotonic()
     results = evaluate_run(Path(run_dir), jobs, many=True, progress_every_s=60.0, skip_done=True)
     failed = [f"{r.job.describe()}: {r.error}" for r in results if r.row is None and not r.skipped]

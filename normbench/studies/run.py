@@ -253,7 +253,7 @@ def evaluate(sel: Selection) -> int:
     """Every phase's evaluations of the finished runs; 1 if any failed."""
     st = state(sel)
     plan_ = phase_plan(sel.study.phases_of(sel.variant), st.runs)
-    todo = [item for item in plan_ if count([item])[1] < count([item])[0]]
+    todo = [item for item in plan_ if (counted := count([item]))[1] < counted[0]]
     if not todo:
         return 0
     print(f"study {sel.study.name}: evaluating {len(todo)} runs at jobs={sel.jobs}", flush=True)
