@@ -3,7 +3,9 @@
 
 Variants (each its own run name and results folder, the same claim keys):
 
-- ``long``: experiment small_batch_long, 2,000 steps (2.2 epochs) instead of 250 (0.27).
+- ``long``: experiment small_batch_long, 2,000 steps (2.2 epochs) instead of 250 (0.27), BN and
+  GN at N = 32 and 2 (about an hour on 2 cores; the whole 5 x 5 grid is about 10 h: give the
+  axes on the command line, see configs/experiment/small_batch_long.yaml).
 - ``real``: per_device.mode=real with 2 simulated devices: the batch is 2N, lr and steps scale
   with it (equal epochs), as the paper's 8 GPUs x N; BN and GN at N = 32, 8, 2.
 - ``ddp``: N images on each of 2 torchrun processes (per_device.mode=ddp) beside the same on one
@@ -44,9 +46,15 @@ BN_STATS = Phase(
 VARIANTS = {
     "long": Variant(
         "long",
-        ("experiment=small_batch_long", "name=small_batch_long"),
+        (
+            "experiment=small_batch_long",
+            "name=small_batch_long",
+            "sweep/small_batch_norm=batch,group",
+            "per_device.images=32,2",
+        ),
         "results/small_batch_long",
-        about="experiment small_batch_long: 2,000 steps (2.2 epochs) instead of 250",
+        about="experiment small_batch_long: 2,000 steps (2.2 epochs) instead of 250, BN and GN "
+        "at N = 32 and 2",
     ),
     "real": Variant(
         "real",
