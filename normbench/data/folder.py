@@ -135,10 +135,23 @@ class FolderData:
         self._probe: torch.Tensor | None = None
 
     def train_loader(
-        self, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+        self,
+        batch_size: int,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+        classes: int | None = None,
     ) -> FolderLoader:
         """Endless shuffled, augmented training batches, resumable (see :class:`FolderLoader`);
-        ``shard=(rank, world_size)``: this process's slice of each global batch."""
+        ``shard=(rank, world_size)``: this process's slice of each global batch.
+
+        Raises:
+            ConfigError: ``classes`` given (non-i.i.d. batches need an in-memory dataset).
+        """
+        if classes is not None:
+            raise ConfigError(
+                f"batching.classes={classes} (non-i.i.d. batches) needs a dataset held in "
+                "memory; image folders are drawn i.i.d.: set batching.classes=null."
+            )
         return FolderLoader(self.train_set, batch_size, seed, self.device, self.num_workers, shard)
 
     def _loader(self, dataset: Dataset, batch_size: int, persistent: bool) -> DataLoader:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from normbench.data.augment import CropFlipParams, RandomCropFlip
+from normbench.data.samplers import class_batches
 from normbench.errors import ConfigError
 
 
@@ -30,6 +31,8 @@ class InMemoryLoader:
         augment: on-device augmentation of training batches, or None.
         shard: ``(rank, world_size)``: this process's slice of every global batch of
             ``batch_size`` examples (``batch_size / world_size`` each).
+        classes: None: i.i.d. batches (a shuffle of the whole set); k: each batch holds k
+            classes, ``batch_size / k`` images of each (:func:`normbench.data.samplers.class_batches`).
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class InMemoryLoader:
         seed: int,
         augment: RandomCropFlip | None = None,
         shard: tuple[int, int] = (0, 1),
+        classes: int | None = None,
     ) -> None:
         self.shard_lo, self.shard_hi = shard_bounds(batch_size, shard)
         if batch_size > len(x):
@@ -51,16 +55,26 @@ class InMemoryLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment
-        self.steps_per_epoch = len(x) // batch_size
+        self.classes = classes
         self.epoch = 0
         self.position = 0
         self._start_epoch(self.epoch)
+        self.steps_per_epoch = len(self._perm) // batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"batching.classes={classes} leaves no whole batch of {batch_size} in the "
+                "training set; lower dataset.batch_size."
+            )
 
     def _start_epoch(self, epoch: int) -> None:
         """Draw epoch ``epoch``'s permutation, then its augmentation parameters, on the CPU."""
         gen = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + epoch)
         n, device = len(self.x), self.x.device
-        self._perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+        if self.classes is None:
+            perm = torch.randperm(n, generator=gen)
+        else:
+            perm = class_batches(self.y, self.batch_size, self.classes, gen)
+        self._perm = perm.to(device, non_blocking=True)
         self._params: CropFlipParams | None = (
             self.augment.draw(n, gen, device) if self.augment is not None else None
         )

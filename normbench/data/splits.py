@@ -34,11 +34,18 @@ class Splits:
         return tuple(self.train_x.shape[1:])
 
     def train_loader(
-        self, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+        self,
+        batch_size: int,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+        classes: int | None = None,
     ) -> InMemoryLoader:
         """Endless shuffled (and augmented) training batches, resumable (see :class:`InMemoryLoader`);
-        ``shard=(rank, world_size)``: this process's slice of each global batch."""
-        return InMemoryLoader(self.train_x, self.train_y, batch_size, seed, self.augment, shard)
+        ``shard=(rank, world_size)``: this process's slice of each global batch; ``classes``: k
+        classes per batch (non-i.i.d.) or None (i.i.d.)."""
+        return InMemoryLoader(
+            self.train_x, self.train_y, batch_size, seed, self.augment, shard, classes
+        )
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The validation split in order, in batches of at most ``batch_size``."""

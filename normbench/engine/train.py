@@ -72,7 +72,9 @@ class Trainer:
         # (trainer.compile); they share parameters. Evaluation and probes use the model itself.
         self.train_model = self.dist.training_module(self.model, self.fast, self.device)
         shard = (self.dist.rank, self.dist.world_size)
-        self.loader = self.data.train_loader(cfg.dataset.batch_size, cfg.seed, shard)
+        self.loader = self.data.train_loader(
+            cfg.dataset.batch_size, cfg.seed, shard, cfg.batching.classes
+        )
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
         self.timer = PhaseTimer(self.device)
