@@ -149,6 +149,7 @@ class TrainerConfig:
     ckpt_minutes: float = MISSING
     resume: str = MISSING
     eval_batch_size: int = MISSING
+    freeze_norm_stats_at: int | None = MISSING
     stop_after: int | None = MISSING
     amp: Any = MISSING  # false | bf16 (checked against CHOICES)
     channels_last: bool = MISSING
@@ -164,6 +165,13 @@ class ProbesConfig:
     batch_size: int = MISSING
     saturation: float = MISSING
     mode: str = MISSING
+
+
+@dataclass
+class BatchingConfig:
+    """``batching.*``: how training batches are drawn (normbench/data/samplers.py)."""
+
+    classes: int | None = MISSING
 
 
 @dataclass
@@ -192,6 +200,7 @@ class OptimConfig:
 SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
     "probes": ProbesConfig,
+    "batching": BatchingConfig,
     "logging": LoggingConfig,
     "optim": OptimConfig,
 }
@@ -219,8 +228,15 @@ POSITIVE = (
     "probes.saturation",
     "optim.lr",
     "dataset.batch_size",
+    "batching.classes",
 )
-NON_NEGATIVE = ("probes.every", "probes.hist_every", "optim.momentum", "optim.weight_decay")
+NON_NEGATIVE = (
+    "trainer.freeze_norm_stats_at",
+    "probes.every",
+    "probes.hist_every",
+    "optim.momentum",
+    "optim.weight_decay",
+)
 
 
 def check_seed(seed: object) -> int:

@@ -36,6 +36,7 @@ from normbench.engine.distributed import Distributed
 from normbench.engine.environment import select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
+from normbench.engine.frozen_norms import FrozenNormStats
 from normbench.engine.progress import (
     TrainingLoss,
     check_finite,
@@ -74,6 +75,9 @@ class Trainer:
         shard = (self.dist.rank, self.dist.world_size)
         self.loader = self.data.train_loader(
             cfg.dataset.batch_size, cfg.seed, shard, cfg.batching.classes
+        )
+        self.frozen_norms = FrozenNormStats(
+            self.model, cfg.trainer.freeze_norm_stats_at, cfg.trainer.steps
         )
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
@@ -233,6 +237,7 @@ class Trainer:
         ckpt_seconds = 60.0 * tcfg.ckpt_minutes
         model.train()
         while self.step < last:
+            self.frozen_norms.apply(self.step)  # FrozenBN, when asked for (after any eval)
             with timer.phase("data"):
                 x, y = loader.next()
                 x = fast.prepare_input(x)
