@@ -146,6 +146,7 @@ class TrainerConfig:
     threads: int | None = MISSING
     log_every: int = MISSING
     ckpt_every: int = MISSING
+    keep_every: int | None = MISSING
     ckpt_minutes: float = MISSING
     resume: str = MISSING
     eval_batch_size: int = MISSING
@@ -224,6 +225,7 @@ POSITIVE = (
     "trainer.eval_batch_size",
     "trainer.threads",
     "trainer.stop_after",
+    "trainer.keep_every",
     "probes.batch_size",
     "probes.saturation",
     "optim.lr",

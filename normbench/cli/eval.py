@@ -34,13 +34,13 @@ from normbench.evaluation.kl import COLUMNS as KL_COLUMNS
 from normbench.evaluation.kl import FILE as KL_FILE
 from normbench.evaluation.kl import SOURCE_SAMPLES
 from normbench.evaluation.modes import KNOBS, MODES, Knobs, check_mode, parse_knob
-from normbench.evaluation.records import answered_requests, read_evals, write_eval_row, write_rows
+from normbench.evaluation.records import Answered, read_evals, write_eval_row, write_rows
 from normbench.evaluation.run import EvalJob, LoadedRun, own_data, read_run_config
 from normbench.recorder import read_summary
 
 log = logging.getLogger("normbench")
 
-KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device", "kl", "done")
+KEYS = ("mode", *KNOBS, "data", "corruption", "severity", "device", "kl", "step", "done")
 DEVICES = ("cpu", "cuda", "auto")
 
 HELP = """usage: normbench eval RUN_DIR... [key=value ...] [-m]
@@ -65,6 +65,8 @@ keys:
   kl=false|true|K      also write RUN_DIR/kl.csv: per norm layer, the KL divergence between
                        Gaussian fits of its output on K clean training samples and on (up to
                        K of) the evaluation data, under the mode (true: K = 2000)
+  step=S               evaluate the model kept at step S (trained with trainer.keep_every)
+                       instead of the last checkpoint
   done=redo|skip       skip: leave out evaluations evals.csv already holds for this checkpoint
                        (a study resumes without redoing them); redo (default): evaluate again
   -m                   sweep over comma-separated values: mode=running,precise batch_size=1,8
@@ -166,7 +168,20 @@ def make_job(values: dict[str, str], sweep: bool) -> EvalJob:
         corruption=corruption,
         severity=severity,
     )
-    return EvalJob(mode, Knobs(**knobs), data, device, kl)
+    return EvalJob(mode, Knobs(**knobs), data, device, kl, parse_step(values.get("step")))
+
+
+def parse_step(text: str | None) -> int | None:
+    """``step=S``: a kept model's step (an integer >= 0), or None (the last checkpoint).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if text is None or text.strip().lower() in ("", "last", "null"):
+        return None
+    if not text.strip().isdigit():
+        raise ConfigError(f"step={text} is not valid: step is a training step S >= 0 or last.")
+    return int(text)
 
 
 def parse_kl(text: str) -> int | None:
@@ -239,18 +254,18 @@ def evaluate_run(
         with RunLock(run_dir):
             runs: dict[Any, LoadedRun | Exception] = {}
             step = read_summary(run_dir / "summary.json").get("step")
-            finished = answered_requests(read_evals(run_dir), step) if skip_done else set()
+            finished = Answered(read_evals(run_dir) if skip_done else [], step)
             for job in jobs:
-                if job.describe() in finished:
+                if job in finished:
                     results.append(Result(run_dir, job, skipped=True))
                     print(_line(results[-1]), file=sys.stderr)
                     continue
                 location = job.data.location() if own_data(cfg, job.data) else {}
-                key = (job.device, tuple(sorted(location.items())))
+                key = (job.device, tuple(sorted(location.items())), job.step)
                 try:
                     if key not in runs:
                         try:
-                            runs[key] = LoadedRun(run_dir, cfg, job.device, location)
+                            runs[key] = LoadedRun(run_dir, cfg, job.device, location, job.step)
                         except NormbenchError as err:
                             runs[key] = err
                     loaded = runs[key]

@@ -37,6 +37,21 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda f: torch.save(state, f), binary=True)
 
 
+def kept_path(run_dir: Path, step: int) -> Path:
+    """Where ``trainer.keep_every`` keeps the model of ``step``: ``ckpt/step_00000500.pt``."""
+    return Path(run_dir) / "ckpt" / f"step_{step:08d}.pt"
+
+
+def kept_steps(run_dir: Path) -> list[int]:
+    """The steps whose models ``trainer.keep_every`` kept in ``run_dir``, ascending."""
+    steps = []
+    for path in (Path(run_dir) / "ckpt").glob("step_*.pt"):
+        number = path.stem.removeprefix("step_")
+        if number.isdigit():
+            steps.append(int(number))
+    return sorted(steps)
+
+
 #: What to do about an unreadable checkpoint, for a run that is resumed.
 RESUME_FIX = (
     "start the run over with trainer.resume=never (the old checkpoint is replaced), "
@@ -140,6 +155,7 @@ RESUMABLE_CHANGES = (
     "trainer.device",
     "trainer.threads",
     "trainer.stop_after",
+    "trainer.keep_every",
     "trainer.ckpt_every",
     "trainer.ckpt_minutes",
     "trainer.channels_last",

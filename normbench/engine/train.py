@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
     check_resumable,
+    kept_path,
     plain_config,
     rng_state,
     save_checkpoint,
@@ -123,6 +124,20 @@ class Trainer:
         # checkpoints written before 2026-12-06 do not hold it (the step is then not shown)
         self.last_eval_step = state.get("last_eval_step")
         self.loss.load_state_dict(state)
+
+    def keep(self) -> None:
+        """Keep this step's model (``trainer.keep_every``) for ``normbench eval step=S``: the
+        model, its step and config, no optimizer state (a resumed run writes it again, the
+        same)."""
+        if self.dist.is_main:
+            with self.timer.phase("checkpoint"):
+                state = {
+                    "world_size": self.dist.world_size,
+                    "step": self.step,
+                    "model": self.model.state_dict(),
+                    "config": plain_config(self.cfg),
+                }
+                save_checkpoint(kept_path(self.run_dir, self.step), state)
 
     def save(self) -> None:
         """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
@@ -251,6 +266,8 @@ class Trainer:
                 self._probe()
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 self._evaluate()
+            if tcfg.keep_every and step % tcfg.keep_every == 0:
+                self.keep()
             # the progress line comes after the evaluation, so its val_err is this step's
             if step % tcfg.log_every == 0 or step == last:
                 self._log_progress(step)

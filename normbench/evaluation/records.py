@@ -1,7 +1,9 @@
 """``<run>/evals.csv``: one row per evaluation of a run, replaced when the evaluation is redone.
 
 An evaluation is identified by its :data:`KEY` columns (mode, knobs, data, corruption,
-severity): evaluating the same again replaces its row in place; anything else adds a row.
+severity) and the checkpoint ``step`` it evaluated (the run's last, or a model kept by
+``trainer.keep_every``): evaluating the same again replaces its row in place; anything else
+adds a row.
 The file is rewritten whole, atomically (:func:`normbench.files.write_atomic`: a temporary file
 beside it, flushed, then renamed over it), by a process holding the run's lock, so a kill at
 any moment leaves either the old or the new file. Temporary files left by a killed writer are
@@ -72,14 +74,14 @@ def read_evals(run_dir: Path) -> list[dict[str, str]]:
 
 
 def _key(row: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(row.get(k) or "" for k in KEY)
+    return tuple(row.get(k) or "" for k in (*KEY, "step"))
 
 
 def write_rows(
     run_dir: Path, file: str, columns: Sequence[str], new_rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Add ``new_rows`` (all of one evaluation) to ``run_dir/<file>``, replacing the rows of the
-    same evaluation (same :data:`KEY` columns) at the place of the first of them.
+    same evaluation (same :data:`KEY` columns and step) at the place of the first of them.
 
     The caller holds the run's lock.
 
@@ -121,6 +123,21 @@ def answered_requests(rows: list[dict[str, str]], step: int | None = None) -> se
     return found
 
 
+class Answered:
+    """Whether evals.csv's ``rows`` answer a job: at the job's kept ``step``, or else at the
+    run's ``last`` checkpoint step (the rows are read once; each step's set is made once)."""
+
+    def __init__(self, rows: list[dict[str, str]], last: int | None) -> None:
+        self.rows, self.last = rows, last
+        self._by_step: dict[int | None, set[str]] = {}
+
+    def __contains__(self, job: Any) -> bool:
+        step = job.step if job.step is not None else self.last
+        if step not in self._by_step:
+            self._by_step[step] = answered_requests(self.rows, step)
+        return job.describe() in self._by_step[step]
+
+
 def answered(run_dir: Path, request: str, step: int | None = None) -> bool:
     """Whether an ``ok`` or ``undefined`` row of ``run_dir/evals.csv`` answers ``request`` (an
     ``EvalJob.describe()``), for checkpoint ``step`` when given (``done=skip``)."""
@@ -139,9 +156,7 @@ def write_eval_row(run_dir: Path, row: Mapping[str, Any]) -> None:
     """
     row = dict(row)
     for old in read_evals(run_dir):
-        if _key(old) == _key({k: cell(v) for k, v in row.items()}) and old.get("step") == cell(
-            row.get("step")
-        ):
+        if _key(old) == _key({k: cell(v) for k, v in row.items()}):
             requests = [r for r in (old.get("requests") or "").split(REQUEST_SEP) if r]
             mine = str(row.get("requests") or "")
             row["requests"] = REQUEST_SEP.join(dict.fromkeys([*requests, mine]))

@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from normbench.config import register_resolvers
 from normbench.data.folder import FolderData
 from normbench.engine.build import BuiltRun, build_run
-from normbench.engine.checkpoint import EVAL_FIX, config_changes, load_checkpoint, plain_config
+from normbench.engine.checkpoint import (
+    EVAL_FIX,
+    config_changes,
+    kept_path,
+    kept_steps,
+    load_checkpoint,
+    plain_config,
+)
 from normbench.engine.environment import git_revision
 from normbench.errors import ConfigError, NormbenchError
 from normbench.evaluation.data import (
@@ -51,6 +58,7 @@ class EvalJob:
     data: DataChoice = field(default_factory=DataChoice)
     device: str | None = None  #: cpu | cuda | auto; None: the run's trainer.device
     kl: int | None = None  #: source samples of the per-layer KL (kl.csv); None: not measured
+    step: int | None = None  #: a model kept by trainer.keep_every; None: the last checkpoint
 
     def describe(self) -> str:
         """The job as its overrides: ``mode=batch batch_size=8 data=mnist``."""
@@ -63,7 +71,27 @@ class EvalJob:
             parts.append(f"corruption={self.data.corruption} severity={self.data.severity}")
         if self.kl is not None:
             parts.append(f"kl={self.kl}")
+        if self.step is not None:
+            parts.append(f"step={self.step}")
         return " ".join(parts)
+
+
+def kept_checkpoint(run_dir: Path, step: int) -> Path:
+    """The model ``trainer.keep_every`` kept at ``step`` in ``run_dir``.
+
+    Raises:
+        ConfigError: no model was kept at that step (the message lists those that were).
+    """
+    path = kept_path(run_dir, step)
+    if path.is_file():
+        return path
+    kept = kept_steps(run_dir)
+    have = (
+        f"it kept steps {', '.join(map(str, kept))}"
+        if kept
+        else "it kept none (train with trainer.keep_every=K to keep every K-th step)"
+    )
+    raise ConfigError(f"{run_dir} has no model kept at step={step}; {have}.")
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -104,6 +132,7 @@ class LoadedRun:
         cfg: its config (:func:`read_run_config`).
         device: ``cpu`` | ``cuda`` | ``auto``, or None for the run's ``trainer.device``.
         location: ``root`` / ``num_workers`` of the run's own dataset files.
+        step: the model ``trainer.keep_every`` kept at this step; None: the last checkpoint.
 
     Raises:
         CheckpointError: the checkpoint is empty, corrupt or crafted.
@@ -117,6 +146,7 @@ class LoadedRun:
         cfg: DictConfig,
         device: str | None = None,
         location: dict[str, Any] | None = None,
+        step: int | None = None,
     ) -> None:
         cfg = OmegaConf.create(OmegaConf.to_container(cfg))
         with open_dict(cfg):
@@ -130,11 +160,12 @@ class LoadedRun:
         trained_on = read_summary(run_dir / "summary.json").get("distributed") or {}
         world = int(trained_on.get("world_size", 1))
         self.built: BuiltRun = build_run(cfg, optimizer=False, world_size=world)
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT, self.built.device, fix=EVAL_FIX)
+        path = run_dir / CHECKPOINT if step is None else kept_checkpoint(run_dir, step)
+        checkpoint = load_checkpoint(path, self.built.device, fix=EVAL_FIX)
         changed = config_changes(checkpoint.get("config", {}), plain_config(self.built.cfg))
         if changed:
             raise ConfigError(
-                f"{run_dir / CHECKPOINT} holds a checkpoint of a different configuration than "
+                f"{path} holds a checkpoint of a different configuration than "
                 f"{run_dir / CONFIG} (changed: {', '.join(changed)}); it cannot be evaluated."
             )
         self.state = checkpoint["model"]

@@ -74,17 +74,16 @@ def jobs_of(item: RunEvals) -> list:
 
 def count(plan: list[RunEvals]) -> tuple[int, int, list[float]]:
     """(evaluations in all, already in evals.csv, seconds each of those done) over the plan."""
-    from normbench.evaluation.records import answered_requests, read_evals
+    from normbench.evaluation.records import Answered, read_evals
 
     total = done = 0
     seconds: list[float] = []
     for item in plan:
-        step = item.run.summary.get("step")
         rows = read_evals(item.run.path)
-        finished = answered_requests(rows, step)
+        finished = Answered(rows, item.run.summary.get("step"))
         for job in jobs_of(item):
             total += 1
-            done += job.describe() in finished
+            done += job in finished
         seconds += [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")]
     return total, done, seconds
 
