@@ -66,6 +66,7 @@ BENCHMARKS = {
     "models": "normbench.bench.models",
     "train": "normbench.bench.train",
     "corruptions": "normbench.bench.corruptions",
+    "inference": "normbench.bench.inference",
 }
 
 

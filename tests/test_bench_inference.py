@@ -1,0 +1,46 @@
+"""`normbench bench inference` on a tiny model: a row per case and batch size, BN folded away
+(none of its layers left), every ratio to the `none` case of the same batch."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def test_bench_inference_writes_a_row_per_case_and_batch(run_cli, tmp_path):
+    code, out, err = run_cli(
+        "bench",
+        "inference",
+        "--width",
+        "0.0625",
+        "--size",
+        "16",
+        "--batches",
+        "1,4",
+        "--norms",
+        "batch,layer",
+        "--calls",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "bench"),
+    )
+    assert code == 0, out + err
+    rows = pd.read_csv(tmp_path / "bench" / "inference-cpu.csv")
+    cases = ["none", "batch", "batch+folded", "layer"]
+    assert rows["case"].tolist() == cases * 2 and rows["batch"].tolist() == [1] * 4 + [4] * 4
+    assert (rows["ms_per_image"] > 0).all()
+    folded = rows[rows["folded"]]
+    assert (folded["norm_layers_left"] == 0).all() and (folded["norm"] == "batch").all()
+    for _, group in rows.groupby("batch"):
+        floor = group.loc[group["case"] == "none", "ms_per_image"].item()
+        expected = group["ms_per_image"] / floor
+        assert ((group["ratio_to_none"] - expected).abs() <= 0.01 * expected + 0.002).all()
+    assert rows["command"].str.startswith("normbench bench inference").all()
+
+
+def test_bench_inference_refuses_an_unknown_norm(run_cli, tmp_path):
+    code, out, err = run_cli("bench", "inference", "--norms", "batch,bogus")
+    assert code == 2 and "--norms: unknown bogus" in err
