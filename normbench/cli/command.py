@@ -50,6 +50,7 @@ commands:
                                 compiled, fp32 vs bf16; images/s and the data share of a step
                         corruptions  time to corrupt N images per corruption, relative to one
                                 forward pass of the evaluated model
+                        inference  per-image latency at small batches, each norm and BN folded
 
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
