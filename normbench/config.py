@@ -173,6 +173,8 @@ class BatchingConfig:
     """``batching.*``: how training batches are drawn (normbench/data/samplers.py)."""
 
     classes: int | None = MISSING
+    sizes: list[int] | None = MISSING
+    lr_scaling: str = MISSING
 
 
 @dataclass
@@ -210,6 +212,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "trainer.device": ("auto", "cpu", "cuda"),
     "trainer.amp": (False, "bf16"),
     "trainer.resume": ("auto", "never"),
+    "batching.lr_scaling": ("fixed", "linear"),
     "probes.mode": ("batch_stats", "eval"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("constant", "cosine", "step"),

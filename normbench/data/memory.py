@@ -57,7 +57,8 @@ class InMemoryLoader:
         self.augment = augment
         self.classes = classes
         self.epoch = 0
-        self.position = 0
+        self.position = 0  # batches of batch_size drawn in this epoch
+        self.offset = 0  # examples drawn in this epoch by next(size) (online learning)
         self._start_epoch(self.epoch)
         self.steps_per_epoch = len(self._perm) // batch_size
         if self.steps_per_epoch == 0:
@@ -79,8 +80,12 @@ class InMemoryLoader:
             self.augment.draw(n, gen, device) if self.augment is not None else None
         )
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch (advances the epoch when the current one is used up)."""
+    def next(self, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch (advances the epoch when the current one is used up). ``size``: a
+        batch of that many examples instead (online learning: the next ``size`` of the epoch's
+        order, from a new epoch when they no longer fit; one process only)."""
+        if size is not None:
+            return self._next_of(size)
         if self.position == self.steps_per_epoch:
             self.epoch += 1
             self.position = 0
@@ -89,16 +94,38 @@ class InMemoryLoader:
         stop = self.position * self.batch_size + self.shard_hi
         idx = self._perm[start:stop]
         self.position += 1
+        return self._batch(idx, start, stop)
+
+    def _next_of(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 < size <= len(self._perm):
+            raise ConfigError(
+                f"a batch of {size} examples does not fit the training set ({len(self._perm)})."
+            )
+        if self.offset + size > len(self._perm):
+            self.epoch += 1
+            self.offset = 0
+            self._start_epoch(self.epoch)
+        start, stop = self.offset, self.offset + size
+        self.offset = stop
+        return self._batch(self._perm[start:stop], start, stop)
+
+    @property
+    def epochs(self) -> float:
+        """Epochs of data drawn so far (online learning: whole epochs and the current offset)."""
+        return self.epoch + self.offset / len(self._perm)
+
+    def _batch(self, idx: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.x.index_select(0, idx)
         if self._params is not None:
             x = self.augment.apply(x, self._params.slice(start, stop))
         return x, self.y.index_select(0, idx)
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "offset": self.offset}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.offset = int(state.get("offset", 0))  # checkpoints before online learning: 0
         self._start_epoch(self.epoch)
 
 

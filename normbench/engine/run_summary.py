@@ -87,7 +87,10 @@ def run_summary(trainer: Trainer, status: str) -> dict[str, Any]:
         "ms_per_step": {
             k: 1000 * times[k] / t.step for k in ("train_step", "data") if k in times and t.step
         },
-        "images_per_s": images_per_s(times, t.step * cfg.dataset.batch_size),
+        "images_per_s": images_per_s(
+            times, t.online.images if t.online else t.step * cfg.dataset.batch_size
+        ),
+        **({"batching": t.online.as_dict()} if t.online else {}),
         "num_params": num_params(t),
         "run_dir": str(t.run_dir),
         "started_at": t.started_at,

@@ -38,6 +38,7 @@ from normbench.engine.environment import select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
 from normbench.engine.frozen_norms import FrozenNormStats
+from normbench.engine.online import VariableBatches
 from normbench.engine.progress import (
     TrainingLoss,
     check_finite,
@@ -77,6 +78,9 @@ class Trainer:
         self.loader = self.data.train_loader(
             cfg.dataset.batch_size, cfg.seed, shard, cfg.batching.classes
         )
+        self.online = (
+            VariableBatches(cfg, self.dist.world_size) if cfg.batching.sizes is not None else None
+        )
         self.frozen_norms = FrozenNormStats(
             self.model, cfg.trainer.freeze_norm_stats_at, cfg.trainer.steps
         )
@@ -108,6 +112,7 @@ class Trainer:
             "last_eval": self.last_eval,
             "last_eval_step": self.last_eval_step,
             **self.loss.state_dict(),
+            **({"online": self.online.state_dict()} if self.online else {}),
             "config": plain_config(self.cfg),
         }
 
@@ -124,6 +129,8 @@ class Trainer:
         # checkpoints written before 2026-12-06 do not hold it (the step is then not shown)
         self.last_eval_step = state.get("last_eval_step")
         self.loss.load_state_dict(state)
+        if self.online:
+            self.online.load_state_dict(state["online"])
 
     def keep(self) -> None:
         """Keep this step's model (``trainer.keep_every``) for ``normbench eval step=S``: the
@@ -253,15 +260,20 @@ class Trainer:
         model.train()
         while self.step < last:
             self.frozen_norms.apply(self.step)  # FrozenBN, when asked for (after any eval)
+            online = self.online
             with timer.phase("data"):
-                x, y = loader.next()
+                x, y = loader.next(online.size(self.step) if online else None)
                 x = fast.prepare_input(x)
             with timer.phase("train_step"):
-                loss = train_step(model, x, y, opt, fast)
+                if online is None:
+                    loss = train_step(model, x, y, opt, fast)
+                else:
+                    loss = online.train_step(model, x, y, opt, fast, sched.get_last_lr())
                 sched.step()
             self.step += 1
             step = self.step
-            self.loss.add(loss)
+            if loss is not None:  # None: an online batch skipped (undefined statistics)
+                self.loss.add(loss)
             if cfg.probes.every and (step % cfg.probes.every == 0 or step == tcfg.steps):
                 self._probe()
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
@@ -335,7 +347,11 @@ class Trainer:
             self.recorder.metrics_row(
                 {
                     "step": self.step,
-                    "epoch": self.step / self.loader.steps_per_epoch,
+                    "epoch": (
+                        self.loader.epochs
+                        if self.online
+                        else self.step / self.loader.steps_per_epoch
+                    ),
                     "train_loss": train_loss,
                     **result,
                     "lr": self.scheduler.get_last_lr()[0],
