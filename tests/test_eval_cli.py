@@ -119,9 +119,9 @@ def test_a_sweep_writes_one_row_per_evaluation_and_prints_a_table(run_cli, train
     )
     assert code == 0, out + err
     table = rows(run)
-    # running, precise and adapt take no batch_size: one job each; the others two each
+    # precise and adapt take no batch_size: one job each; the others two each
     assert sorted(table["mode"]) == sorted(
-        ["running", "precise", "adapt"] + ["batch", "partial", "tent"] * 2
+        ["precise", "adapt"] + ["running", "batch", "partial", "tent"] * 2
     )
     assert (table["status"] == "ok").all() and table["applied"].all()
     assert set(table.loc[table["mode"] == "batch", "batch_size"]) == {8, 32}
@@ -132,7 +132,9 @@ def test_a_sweep_writes_one_row_per_evaluation_and_prints_a_table(run_cli, train
     # Adam at lr 0.001 for batch 128, scaled linearly (Wang et al. 2021)
     assert tent.set_index("batch_size")["lr"].to_dict() == {8: 0.001 * 8 / 128, 32: 0.00025}
     assert table["ece"].between(0, 1).all() and (table["nll"] > 0).all()
-    assert "eval: 9 evaluations: 9 ok, 0 undefined, 0 failed" in err
+    running = table[table["mode"] == "running"].set_index("batch_size")["error"]
+    assert set(running.index) == {8, 32} and running[8] == running[32]  # eval mode: any batch
+    assert "eval: 10 evaluations: 10 ok, 0 undefined, 0 failed" in err
     assert "partial" in out and "precise" in out  # the table
     assert sha256(run / "ckpt" / "last.pt") == ckpt  # the checkpoint is only read
 

@@ -50,7 +50,8 @@ RUN_DIR/evals.csv (the same evaluation again replaces its row).
 
 keys:
   mode=running|precise|batch|adapt|partial|tent   statistics mode (default running)
-      running  the running (EMA) statistics, as trained
+      running  the running (EMA) statistics, as trained, in batches of batch_size=b
+               (default: the run's trainer.eval_batch_size)
       precise  population statistics of samples=k training samples (default: all)
       batch    each evaluation batch's own statistics, batch_size=b (default: training's)
       adapt    AdaBN: population statistics of samples=k evaluation samples (default: all)

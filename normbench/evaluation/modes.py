@@ -3,7 +3,8 @@
 ========  ==========================  ================================================================
 mode      knobs (default)             what the BN layers normalize with
 ========  ==========================  ================================================================
-running   –                           their running (EMA) statistics, as trained
+running   batch_size (trainer.        their running (EMA) statistics, as trained, in batches of
+          eval_batch_size)            ``batch_size`` (in eval mode no sample sees another)
 precise   samples (training set)      population statistics of ``samples`` training samples (Precise
                                       BN, Wu & Johnson 2021), each layer grouping as in training
 batch     batch_size (training's)     each evaluation batch's own statistics (prediction-time BN)
@@ -63,7 +64,7 @@ T = TypeVar("T")
 KNOBS = ("samples", "batch_size", "prior", "steps", "lr")
 #: mode -> the knobs it takes
 MODES: dict[str, tuple[str, ...]] = {
-    "running": (),
+    "running": ("batch_size",),
     "precise": ("samples",),
     "batch": ("batch_size",),
     "adapt": ("samples",),
@@ -231,11 +232,13 @@ def resolve(mode: str, knobs: Knobs, setup: EvalSetup) -> tuple[Knobs, str]:
         size = knobs.batch_size or recipe.batch_size
         lr = knobs.lr if knobs.lr is not None else recipe.scaled_lr(size)
         return Knobs(batch_size=size, steps=knobs.steps or 1, lr=lr), ""
+    if mode == "running":
+        return Knobs(batch_size=knobs.batch_size), ""  # None: trainer.eval_batch_size
     return Knobs(), ""
 
 
-def _running(setup: EvalSetup) -> dict[str, float]:
-    data, size = setup.data, setup.eval_batch_size
+def _running(setup: EvalSetup, batch_size: int | None = None) -> dict[str, float]:
+    data, size = setup.data, batch_size or setup.eval_batch_size
     batches = setup.progress.track(
         data.batches(size), "evaluation", _batches(data.num_samples, size)
     )
@@ -291,7 +294,7 @@ def _tent(setup: EvalSetup, knobs: Knobs) -> dict[str, float]:
 
 
 RUNNERS: dict[str, Callable[[EvalSetup, Knobs], dict[str, float]]] = {
-    "running": lambda setup, _knobs: _running(setup),
+    "running": lambda setup, knobs: _running(setup, knobs.batch_size),
     "precise": _precise,
     "batch": _batch,
     "adapt": _adapt,
