@@ -18,6 +18,8 @@ STUDIES: dict[str, str] = {
     "bn_fig1": "normbench.studies.bn_fig1",
     "small_batch": "normbench.studies.small_batch",
     "domain_shift": "normbench.studies.domain_shift",
+    "inference_batch": "normbench.studies.inference_batch",
+    "non_iid": "normbench.studies.non_iid",
 }
 _REGISTERED: dict[str, Study] = {}
 
