@@ -20,6 +20,7 @@ STUDIES: dict[str, str] = {
     "domain_shift": "normbench.studies.domain_shift",
     "inference_batch": "normbench.studies.inference_batch",
     "non_iid": "normbench.studies.non_iid",
+    "online": "normbench.studies.online",
 }
 _REGISTERED: dict[str, Study] = {}
 
