@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from normbench.report.collect import Run
-from normbench.studies.study import Phase
+from normbench.studies.study import KEPT, Phase
 
 
 @dataclass
@@ -44,6 +44,29 @@ class RunOutcome:
     pid: int
 
 
+def kept_steps_of(run: Run) -> list[int]:
+    """The steps whose models the run keeps (``trainer.keep_every`` up to ``trainer.steps``)."""
+    trainer = run.config.get("trainer") or {}
+    every, steps = trainer.get("keep_every"), trainer.get("steps")
+    if not isinstance(every, int) or not isinstance(steps, int) or every <= 0:
+        return []
+    return list(range(every, steps + 1, every))
+
+
+def run_grid(phase: Phase, run: Run | None) -> list[tuple[str, str]]:
+    """The phase's grid for ``run``: ``step=kept`` (:data:`KEPT`) becomes the steps the run keeps
+    (for no run, or a run that keeps none: the last checkpoint)."""
+    grid = []
+    for key, value in phase.grid.items():
+        if key == "step" and str(value) == KEPT:
+            steps = kept_steps_of(run) if run is not None else []
+            if not steps:
+                continue
+            value = ",".join(map(str, steps))
+        grid.append((key, str(value)))
+    return grid
+
+
 def phase_plan(phases: tuple[Phase, ...], runs: list[Run]) -> list[RunEvals]:
     """For each complete run, the phases that select it (runs no phase selects are left out)."""
     plan = []
@@ -52,7 +75,7 @@ def phase_plan(phases: tuple[Phase, ...], runs: list[Run]) -> list[RunEvals]:
             continue
         chosen = [p for p in phases if p.select(run)]
         if chosen:
-            grids = [[(k, str(v)) for k, v in p.grid.items()] for p in chosen]
+            grids = [run_grid(p, run) for p in chosen]
             plan.append(RunEvals(run, [p.name for p in chosen], grids))
     return plan
 

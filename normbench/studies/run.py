@@ -23,8 +23,15 @@ from normbench.engine.signals import sigterm_as_interrupt
 from normbench.errors import ConfigError
 from normbench.report.collect import Run
 from normbench.studies import grid as grids
-from normbench.studies.evaluate import RunEvals, count, jobs_of, phase_plan, run_evaluations
-from normbench.studies.study import Study, Variant
+from normbench.studies.evaluate import (
+    RunEvals,
+    count,
+    jobs_of,
+    phase_plan,
+    run_evaluations,
+    run_grid,
+)
+from normbench.studies.study import KEPT, Study, Variant
 
 
 @dataclass
@@ -150,10 +157,11 @@ def plan(sel: Selection) -> int:
     for item in phases:
         chosen = phase_plan((item,), st.runs)
         total, done, _ = count(chosen)
-        per_run = len(jobs_of(RunEvals(None, [item.name], [list(item.grid.items())])))
+        per_run = len(jobs_of(RunEvals(None, [item.name], [run_grid(item, None)])))
+        each = "per kept step of each selected run" if item.grid.get("step") == KEPT else ""
         grid = " ".join(f"{k}={v}" for k, v in item.grid.items())
         print(
-            f"evaluation phase {item.name}: {per_run} per selected run; {total} on the "
+            f"evaluation phase {item.name}: {per_run} {each or 'per selected run'}; {total} on the "
             f"{len(chosen)} runs selected so far ({done} done): {grid}"
         )
         if item.about:

@@ -14,6 +14,9 @@ from typing import Any
 from normbench.report.collect import Run
 from normbench.report.verdicts import Claim
 
+#: ``Phase.grid["step"] = KEPT``: every model the run kept (``trainer.keep_every``), per run.
+KEPT = "kept"
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -21,6 +24,7 @@ class Phase:
 
     ``grid`` maps eval keys to comma lists (``{"mode": "running,precise", "samples": "1000"}``);
     it is expanded by ``normbench eval -m``'s own rules (:func:`normbench.cli.eval.make_jobs`).
+    ``"step": KEPT`` stands for every step whose model the run kept (its own list).
     ``select`` sees what a run records (its config, summary.json and overrides), never its path.
     """
 
