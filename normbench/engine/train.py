@@ -20,9 +20,10 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
@@ -69,7 +70,9 @@ class Trainer:
         self.per_device, self.device, self.fast = built.per_device, built.device, built.fast
         self.spec, self.data, self.model = built.spec, built.data, built.model
         self.optimizer, self.scheduler = built.optimizer, built.scheduler
-        self.tcfg = self.cfg.trainer
+        # trainer.* resolved once: the loop reads it every step, and an interpolated value
+        # (${nb_step_at:...}) would be parsed again at each read (milliseconds a step)
+        self.tcfg = SimpleNamespace(**OmegaConf.to_container(self.cfg.trainer, resolve=True))
         cfg = self.cfg
         # What the training step calls: the model itself, DDP around it, or either compiled
         # (trainer.compile); they share parameters. Evaluation and probes use the model itself.
