@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "inference_batch": "normbench.studies.inference_batch",
     "non_iid": "normbench.studies.non_iid",
     "online": "normbench.studies.online",
+    "population_stats": "normbench.studies.population_stats",
 }
 _REGISTERED: dict[str, Study] = {}
 
