@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from normbench.data.memory import InMemoryLoader
 from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
     check_resumable,
@@ -52,6 +53,7 @@ from normbench.engine.progress import (
 from normbench.engine.resume import finished_already, restore
 from normbench.engine.run_summary import hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
+from normbench.errors import ConfigError
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
 from normbench.recorder import Recorder
@@ -84,6 +86,11 @@ class Trainer:
         self.online = (
             VariableBatches(cfg, self.dist.world_size) if cfg.batching.sizes is not None else None
         )
+        if self.online is not None and not isinstance(self.loader, InMemoryLoader):
+            raise ConfigError(
+                "batching.sizes (online learning) needs a dataset held in memory; image folders "
+                "are drawn in fixed batches: set batching.sizes=null."
+            )
         self.frozen_norms = FrozenNormStats(
             self.model, cfg.trainer.freeze_norm_stats_at, cfg.trainer.steps
         )
@@ -265,7 +272,7 @@ class Trainer:
             self.frozen_norms.apply(self.step)  # FrozenBN, when asked for (after any eval)
             online = self.online
             with timer.phase("data"):
-                x, y = loader.next(online.size(self.step) if online else None)
+                x, y = loader.next() if online is None else loader.next(online.size(self.step))
                 x = fast.prepare_input(x)
             with timer.phase("train_step"):
                 if online is None:
