@@ -238,7 +238,7 @@ def test_every_variant_records_its_own_name_and_results_folder(run_cli):
         assert found is not None and found[1] == name
         assert variant.results == f"results/small_batch_{name}"
     code, out, _ = run_cli("study", "plan", "small_batch", "--variant", "long")
-    assert code == 0 and "experiment=small_batch_long" in out and "training: 75 runs" in out
+    assert code == 0 and "experiment=small_batch_long" in out and "training: 12 runs" in out
 
 
 # every shipped variant's config, and the option values that make a variant batch-dependent
