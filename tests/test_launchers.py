@@ -175,12 +175,13 @@ LONG = [
 ]
 
 
-def _start_joblib_sweep(cwd: Path) -> subprocess.Popen:
+def _start_joblib_sweep(cwd: Path, *extra: str) -> subprocess.Popen:
     """`normbench train -m ... hydra/launcher=parallel` with NORMBENCH_JOBS=2, in its own process
     group (as a terminal's foreground job is)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NORMBENCH_JOBS": "2"}
+    argv = ["train", "-m", *LONG, *extra, "hydra/launcher=parallel"]
     return subprocess.Popen(
-        [sys.executable, "-m", "normbench.cli", "train", "-m", *LONG, "hydra/launcher=parallel"],
+        [sys.executable, "-m", "normbench.cli", *argv],
         cwd=cwd,
         env=env,
         start_new_session=True,
@@ -260,7 +261,8 @@ def test_sigterm_to_the_parent_alone_reaches_the_joblib_workers(tmp_path):
     """A scheduler's SIGTERM to the `normbench train -m` process only: it passes the stop on to
     its workers, which checkpoint; exit 143."""
     sweep = tmp_path / "runs" / "default"
-    proc = _start_joblib_sweep(tmp_path)
+    # runs long enough that the first cannot finish before a loaded machine starts the second
+    proc = _start_joblib_sweep(tmp_path, "trainer.steps=100000")
     _when_two_train(proc, sweep)
     proc.send_signal(signal.SIGTERM)
     _stopped(proc, sweep, signal.SIGTERM)
