@@ -42,6 +42,15 @@ def kept_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "ckpt" / f"step_{step:08d}.pt"
 
 
+def keep_model(
+    run_dir: Path, step: int, model: torch.nn.Module, world_size: int, config: dict
+) -> None:
+    """Keep the model of ``step`` (``trainer.keep_every``) for ``normbench eval step=S``: the
+    model, its step and config, no optimizer state (a resumed run writes it again, the same)."""
+    state = {"world_size": world_size, "step": step, "model": model.state_dict(), "config": config}
+    save_checkpoint(kept_path(run_dir, step), state)
+
+
 def kept_steps(run_dir: Path) -> list[int]:
     """The steps whose models ``trainer.keep_every`` kept in ``run_dir``, ascending."""
     steps = []

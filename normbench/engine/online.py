@@ -22,11 +22,25 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from normbench.data.memory import InMemoryLoader
 from normbench.engine.fastpath import FastPath, train_step
 from normbench.errors import ConfigError
 from normbench.norms.stats import UndefinedStatisticsError, bn_layers, require_defined_batch_stats
 
 LR_SCALING = ("fixed", "linear")
+
+
+def variable_batches(cfg: DictConfig, world_size: int, loader: Any) -> VariableBatches | None:
+    """The run's :class:`VariableBatches`, or None without ``batching.sizes``; one clear error
+    where the training data are not held in memory (image folders come in fixed batches)."""
+    if cfg.batching.sizes is None:
+        return None
+    if not isinstance(loader, InMemoryLoader):
+        raise ConfigError(
+            "batching.sizes (online learning) needs a dataset held in memory; image folders "
+            "are drawn in fixed batches: set batching.sizes=null."
+        )
+    return VariableBatches(cfg, world_size)
 
 
 class VariableBatches:

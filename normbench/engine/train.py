@@ -25,11 +25,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from normbench.data.memory import InMemoryLoader
 from normbench.engine.build import build_run
 from normbench.engine.checkpoint import (
     check_resumable,
-    kept_path,
+    keep_model,
     plain_config,
     rng_state,
     save_checkpoint,
@@ -40,7 +39,7 @@ from normbench.engine.environment import select_device
 from normbench.engine.evaluate import evaluate
 from normbench.engine.fastpath import train_step
 from normbench.engine.frozen_norms import FrozenNormStats
-from normbench.engine.online import VariableBatches
+from normbench.engine.online import variable_batches
 from normbench.engine.progress import (
     TrainingLoss,
     check_finite,
@@ -53,7 +52,6 @@ from normbench.engine.progress import (
 from normbench.engine.resume import finished_already, restore
 from normbench.engine.run_summary import hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
-from normbench.errors import ConfigError
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.timing import PhaseTimer, images_per_s
 from normbench.recorder import Recorder
@@ -83,14 +81,7 @@ class Trainer:
         self.loader = self.data.train_loader(
             cfg.dataset.batch_size, cfg.seed, shard, cfg.batching.classes
         )
-        self.online = (
-            VariableBatches(cfg, self.dist.world_size) if cfg.batching.sizes is not None else None
-        )
-        if self.online is not None and not isinstance(self.loader, InMemoryLoader):
-            raise ConfigError(
-                "batching.sizes (online learning) needs a dataset held in memory; image folders "
-                "are drawn in fixed batches: set batching.sizes=null."
-            )
+        self.online = variable_batches(cfg, self.dist.world_size, self.loader)
         self.frozen_norms = FrozenNormStats(
             self.model, cfg.trainer.freeze_norm_stats_at, cfg.trainer.steps
         )
@@ -143,18 +134,11 @@ class Trainer:
             self.online.load_state_dict(state["online"])
 
     def keep(self) -> None:
-        """Keep this step's model (``trainer.keep_every``) for ``normbench eval step=S``: the
-        model, its step and config, no optimizer state (a resumed run writes it again, the
-        same)."""
+        """Keep this step's model (``trainer.keep_every``) for ``normbench eval step=S``."""
         if self.dist.is_main:
             with self.timer.phase("checkpoint"):
-                state = {
-                    "world_size": self.dist.world_size,
-                    "step": self.step,
-                    "model": self.model.state_dict(),
-                    "config": plain_config(self.cfg),
-                }
-                save_checkpoint(kept_path(self.run_dir, self.step), state)
+                config = plain_config(self.cfg)
+                keep_model(self.run_dir, self.step, self.model, self.dist.world_size, config)
 
     def save(self) -> None:
         """Checkpoint the run; TensorBoard is flushed first, so a kill after this loses no event
