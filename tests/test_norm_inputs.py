@@ -27,6 +27,7 @@ MODES = [(name, SMALL.get(name, {})) for name in known_norms()] + [
     ("batch_detached", {"group_size": 2}),
     ("evonorm", {"groups": 4, "version": "B0"}),
     ("weight", {"mean_only_bn": True}),
+    ("mean_batch", {"affine": False, "detached": True}),
     ("normprop", {"affine": False}),
     ("frn", {"learnable_eps": True}),
 ]

@@ -265,6 +265,63 @@ def test_mean_only_batch_norm_matches_its_formula():
     assert_rel(m.eval()(x), x - cv(m.running_mean, x) + cv(m.bias.detach(), x))
 
 
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("detached", [False, True])
+@pytest.mark.parametrize("group_size", [None, 2])
+def test_mean_batch_matches_its_formula(affine, detached, group_size):
+    """norm=mean_batch: y = x − μ_B (+ β); ∂y/∂x = dy − mean(dy) with the mean in the gradient,
+    dy itself with the mean detached; μ_B per group of group_size samples."""
+    m = spec("mean_batch", affine=affine, detached=detached, momentum=0.3, group_size=group_size)
+    m = m.layer(3, dims=2).double()
+    beta = torch.randn(3, dtype=D) if affine else torch.zeros(3, dtype=D)
+    if affine:
+        with torch.no_grad():
+            m.bias.copy_(beta)
+    else:
+        assert m.bias is None and not [p for p in m.parameters()]
+    x, dy = torch.randn(4, 3, 2, 2, dtype=D) + 2, torch.randn(4, 3, 2, 2, dtype=D)
+    g = 1 if group_size is None else 4 // group_size
+    xg, dyg = x.view(g, -1, 3, 2, 2), dy.view(g, -1, 3, 2, 2)
+    dims = (1, 3, 4)  # within a group: samples and positions
+    mu = xg.mean(dims, keepdim=True)
+    want = (xg - mu).view(x.shape) + cv(beta, x)
+    want_dx = dy if detached else (dyg - dyg.mean(dims, keepdim=True)).view(x.shape)
+    xr = x.clone().requires_grad_()
+    y = m.train()(xr)
+    assert_rel(y, want)
+    (dx,) = torch.autograd.grad(y, xr, dy)
+    assert_rel(dx, want_dx)
+    if affine:  # ∂ℓ/∂β = Σ dy over the batch and positions, whichever way the mean goes
+        (dbeta,) = torch.autograd.grad(m.train()(x.clone()), m.bias, dy)
+        assert_rel(dbeta, dy.sum((0, 2, 3)))
+    forwards = 2 if affine else 1  # μ ← μ + 0.3 (mean of the groups' μ_B − μ), from 0
+    assert_rel(m.running_mean, (1 - 0.7**forwards) * mu.view(g, 3).mean(0))
+    assert_rel(m.eval()(x), x - cv(m.running_mean, x) + cv(beta, x))
+
+
+def test_a_bias_before_detached_centring_grows_while_the_output_stays():
+    """The BN paper's §2: x = u + b, y = x − sg(E[x]). A gradient step moves b by −η Σ ∂ℓ/∂y and
+    leaves y unchanged; with the mean in the gradient ∂ℓ/∂b is 0."""
+    u, target = torch.randn(16, 3, dtype=D), torch.randn(16, 3, dtype=D)
+    for detached in (True, False):
+        m = spec("mean_batch", affine=False, detached=detached).layer(3, dims=1).double().train()
+        b = torch.zeros(3, dtype=D, requires_grad=True)
+        outputs = []
+        for _ in range(3):
+            y = m(u + b)
+            loss = ((y - target) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, b)
+            outputs.append(y.detach())
+            with torch.no_grad():
+                b -= 0.1 * grad
+        assert_rel(outputs[0], outputs[-1])  # the output never moves
+        dy = 2 * (outputs[0] - target)
+        if detached:
+            assert_rel(b.detach(), -0.1 * 3 * dy.sum(0))  # three equal steps: linear growth
+        else:
+            assert b.detach().abs().max() < 1e-12
+
+
 def test_normprop_constants_are_the_gaussian_moments_of_the_activation():
     from normbench.norms.normprop import ACTIVATION_MOMENTS
 

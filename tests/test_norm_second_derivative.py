@@ -129,6 +129,8 @@ TWICE = [
     ("instance", {}),
     ("weight", {}),
     ("weight", {"mean_only_bn": True}),
+    ("mean_batch", {}),
+    ("mean_batch", {"detached": True}),
     ("ws_group", {"num_groups": 2}),
     ("none", {}),
     ("normprop", {}),

@@ -30,6 +30,7 @@ MODES = [(name, SMALL.get(name, {})) for name in known_norms()] + [
     ("batch", {"impl": "closed_form"}),
     ("evonorm", {"groups": 4, "version": "B0"}),
     ("weight", {"mean_only_bn": True}),
+    ("mean_batch", {"affine": False, "detached": True}),
     ("normprop", {"affine": False}),
 ]
 MODE_IDS = [

@@ -37,6 +37,7 @@ CASES = [(name, SMALL.get(name, {})) for name in known_norms()] + [
     ("batch", {"affine": False}),
     ("evonorm", {"groups": 4, "version": "B0"}),
     ("weight", {"mean_only_bn": True}),
+    ("mean_batch", {"affine": False, "detached": True}),
     ("normprop", {"activation": "sigmoid"}),
     ("frn", {"learnable_eps": True}),
 ]

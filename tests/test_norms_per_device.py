@@ -146,6 +146,7 @@ def test_batch_dependent_variants_are_the_batch_statistics_ones():
         "batch_detached",
         "batch_renorm",
         "ghost_batch",
+        "mean_batch",
         "sync_batch",
         "evonorm",
         "weight",

@@ -27,6 +27,7 @@ from normbench.norms.evonorm import EvoNormSpec
 from normbench.norms.frn import FilterResponseNormSpec
 from normbench.norms.ghost_batch import GhostBatchNormSpec
 from normbench.norms.group import GroupNormSpec, InstanceNormSpec, LayerNormSpec
+from normbench.norms.mean_batch import MeanBatchNormSpec
 from normbench.norms.none import NoNormSpec
 from normbench.norms.normprop import NormPropSpec
 from normbench.norms.spec import NormSpec
@@ -40,6 +41,7 @@ VARIANTS: dict[str, type[NormSpec]] = {
     "batch_detached": DetachedBatchNormSpec,
     "batch_renorm": BatchRenormSpec,
     "ghost_batch": GhostBatchNormSpec,
+    "mean_batch": MeanBatchNormSpec,
     "sync_batch": SyncBatchNormSpec,
     "group": GroupNormSpec,
     "layer": LayerNormSpec,

@@ -12,7 +12,8 @@ deviation over the batch (and spatial positions)::
 
     g ← 1 / σ[t]          b ← −μ[t] / σ[t]          (so y = (t − μ[t]) / σ[t] on that batch)
 
-``mean_only_bn: true`` puts mean-only Batch Normalization in the slot (§5 of the paper)::
+``mean_only_bn: true`` puts mean-only Batch Normalization in the slot (§5 of the paper; the
+module of ``norm=mean_batch``, :mod:`normbench.norms.mean_batch`)::
 
     training: y = x − μ_B + β          eval: y = x − μ + β          (μ: running mean of μ_B)
 
@@ -33,14 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from normbench.norms.batch_base import BatchNormBase
 from normbench.norms.checks import (
-    channel_view,
-    check_batch_values,
     check_group_size,
     reduce_dims,
 )
-from normbench.norms.grouped import group_count, grouped_view, value_dims
+from normbench.norms.mean_batch import MeanOnlyBatchNorm
 from normbench.norms.spec import IdentitySlot, NormSpec, check_dims
 
 INIT_EPS = 1e-12
@@ -138,50 +136,6 @@ WEIGHT_NORM_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
 }
 
 
-class MeanOnlyBatchNorm(BatchNormBase):
-    """Mean-only BN: subtract the batch (or group) mean, running mean in eval; add a learned β."""
-
-    variant = "weight"
-
-    def __init__(
-        self, num_features: int, *, dims: int, momentum: float | None, group_size: int | None
-    ):
-        super().__init__(num_features, dims=dims, eps=0.0, momentum=momentum, affine=False)
-        self.bias = nn.Parameter(torch.zeros(num_features))
-        self.group_size = group_size
-
-    def _normalized(self, x: torch.Tensor, groups: int, factor: float | None) -> torch.Tensor:
-        """x − μ_k + β over ``groups`` groups; updates μ from the groups' means."""
-        if groups == 1:
-            mean = x.mean(dim=reduce_dims(x))
-            shift, group_mean = channel_view(mean - self.bias, x), mean
-        else:
-            xv = grouped_view(x, groups)
-            mean = xv.mean(value_dims(xv), keepdim=True)  # (G, 1, C, 1)
-            shift, group_mean = mean - self.bias.view(1, 1, -1, 1), mean.view(groups, -1).mean(0)
-        if factor is not None:
-            with torch.no_grad():
-                self.running_mean.lerp_(group_mean.detach().to(self.running_mean.dtype), factor)
-        return x - shift if groups == 1 else (grouped_view(x, groups) - shift).view(x.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        if not self.uses_batch_stats():
-            return x - channel_view(self.running_mean - self.bias, x)
-        n = x.shape[0]
-        groups, rest = group_count(n, self.group_size or n)
-        check_batch_values(x, self.variant, self.group_size)
-        factor = self.running_factor()
-        if not rest:
-            return self._normalized(x, groups, factor)
-        check_batch_values(x[n - rest :], self.variant)
-        head = self._normalized(x[: n - rest], groups, factor)
-        return torch.cat([head, self._normalized(x[n - rest :], 1, None)])
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, group_size={self.group_size}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class WeightNormSpec(NormSpec):
     """Weight-normalized weight layers; identity or mean-only BN in the slot.
@@ -218,7 +172,11 @@ class WeightNormSpec(NormSpec):
         if not self.mean_only_bn:
             return IdentitySlot(num_channels, dims=dims)
         return MeanOnlyBatchNorm(
-            num_channels, dims=dims, momentum=self.momentum, group_size=self.group_size
+            num_channels,
+            dims=dims,
+            momentum=self.momentum,
+            group_size=self.group_size,
+            variant=self.name,
         )
 
     @property
