@@ -73,3 +73,37 @@ def test_slot_with_its_own_nonlinearity_replaces_the_activation():
     assert isinstance(model.hidden[0].act, torch.nn.Identity)
     model = MLP(build_norm_spec({"name": "batch"}), 8, 2, [16])
     assert isinstance(model.hidden[0].act, torch.nn.Sigmoid)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"name": "mlp", "hidden": [6, 5], "activation": "sigmoid", "init_std": 0.1},
+        {"name": "vgg16", "width": 0.0625, "stem": "cifar"},
+        {"name": "resnet50", "width": 0.0625, "stem": "cifar"},
+    ],
+    ids=["mlp", "vgg16", "resnet50"],
+)
+def test_bias_before_norm_keeps_every_weight_layer_bias_in_front_of_a_shifting_slot(model):
+    """model.bias_before_norm: the weight layers feeding a norm slot keep their bias b even when
+    the slot has its own shift β (the BN paper's §2 setting); by default BN's β replaces b."""
+    spec = build_norm_spec(OmegaConf.create({"name": "batch"}))
+    in_shape = (8,) if model["name"] == "mlp" else (3, 32, 32)
+
+    def feeding_norm(net: torch.nn.Module) -> list[torch.nn.Module]:
+        layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
+        return (
+            [m for m in layers if m.out_features != 10]
+            if model["name"] == "mlp"
+            else [m for m in layers if isinstance(m, torch.nn.Conv2d)]
+        )
+
+    plain = build_model(OmegaConf.create(model), spec, 10, in_shape)
+    kept = build_model(OmegaConf.create({**model, "bias_before_norm": True}), spec, 10, in_shape)
+    assert all(m.bias is None for m in feeding_norm(plain))
+    assert feeding_norm(kept) and all(m.bias is not None for m in feeding_norm(kept))
+    extra = sum(
+        m.out_features if hasattr(m, "out_features") else m.out_channels for m in feeding_norm(kept)
+    )
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(kept) - count(plain) == extra

@@ -32,12 +32,12 @@ class CNN(NamedTuple):
 CNNS: dict[str, CNN] = {
     "resnet50": CNN(
         ResNet50,
-        {"width": 1.0, "stem": "imagenet", "zero_init_last_norm": True},
+        {"width": 1.0, "stem": "imagenet", "zero_init_last_norm": True, "bias_before_norm": False},
         resnet50_channels,
     ),
     "vgg16": CNN(
         VGG16,
-        {"width": 1.0, "stem": "imagenet", "dropout": 0.5},
+        {"width": 1.0, "stem": "imagenet", "dropout": 0.5, "bias_before_norm": False},
         vgg16_channels,
         check_vgg16_input,
     ),
@@ -67,6 +67,7 @@ def build_model(
             list(cfg.hidden),
             activation=cfg.activation,
             init_std=cfg.get("init_std"),
+            bias_before_norm=bool(cfg.get("bias_before_norm", False)),
         )
     if cfg.name in CNNS:
         return build_cnn(cfg, spec, num_classes, in_shape)

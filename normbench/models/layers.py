@@ -28,6 +28,13 @@ def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+def weight_bias(spec: NormSpec, bias_before_norm: bool) -> bool:
+    """Whether a weight layer before a norm slot has a bias: when the slot adds no shift of its
+    own (BN's β replaces b), or when ``model.bias_before_norm`` keeps it anyway (the BN paper's
+    §2 counter-example, where the slot's statistics are detached)."""
+    return bias_before_norm or not spec.has_shift
+
+
 def check_options(width: float, stem: str) -> None:
     """Reject a non-positive width or an unknown stem with a message naming the fix."""
     if not isinstance(width, int | float) or width <= 0:

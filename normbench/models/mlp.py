@@ -1,7 +1,8 @@
 """Fully connected network of the BN paper's Figure 1 (Ioffe & Szegedy 2015, §4.1).
 
 784-100-100-100-10 by default: each hidden layer is weight layer -> norm slot -> activation;
-the weight layer has no bias when the norm supplies its own shift (BN's β replaces b).
+the weight layer has no bias when the norm supplies its own shift (BN's β replaces b), unless
+``bias_before_norm`` keeps it (the BN paper's §2 counter-example).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from normbench.models.layers import weight_bias
 from normbench.norms.spec import NormSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -27,11 +29,11 @@ class HiddenLayer(nn.Module):
         out_features: int,
         activation: str,
         input_layer: bool = False,
+        bias_before_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.linear = spec.linear(
-            in_features, out_features, bias=not spec.has_shift, input_layer=input_layer
-        )
+        bias = weight_bias(spec, bias_before_norm)
+        self.linear = spec.linear(in_features, out_features, bias=bias, input_layer=input_layer)
         self.norm = spec.layer(out_features, dims=1)
         # FRN and EvoNorm carry their own nonlinearity in the slot.
         self.act = nn.Identity() if spec.includes_activation else ACTIVATIONS[activation]()
@@ -51,11 +53,12 @@ class MLP(nn.Module):
         hidden: list[int],
         activation: str = "sigmoid",
         init_std: float | None = 0.1,
+        bias_before_norm: bool = False,
     ) -> None:
         super().__init__()
         widths = [in_features, *hidden]
         self.hidden = nn.ModuleList(
-            HiddenLayer(spec, a, b, activation, input_layer=i == 0)
+            HiddenLayer(spec, a, b, activation, i == 0, bias_before_norm)
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
         self.head = spec.classifier(widths[-1], num_classes)

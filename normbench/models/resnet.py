@@ -47,7 +47,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from normbench.models.layers import ReLU, activation, check_options, init_weights, scaled
+from normbench.models.layers import (
+    ReLU,
+    activation,
+    check_options,
+    init_weights,
+    scaled,
+    weight_bias,
+)
 from normbench.norms.spec import NormSpec
 
 STAGES = (3, 4, 6, 3)
@@ -57,10 +64,17 @@ EXPANSION = 4
 class Bottleneck(nn.Module):
     """1×1 reduce → 3×3 (carries the stride) → 1×1 expand, each followed by a norm slot."""
 
-    def __init__(self, spec: NormSpec, in_channels: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        spec: NormSpec,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        bias_before_norm: bool = False,
+    ) -> None:
         super().__init__()
         out_channels = planes * EXPANSION
-        bias = not spec.has_shift
+        bias = weight_bias(spec, bias_before_norm)
         # Built in forward order (NormProp's spec counts the weight layers it builds).
         self.conv1 = spec.conv(in_channels, planes, 1, bias=bias)
         self.bn1 = spec.layer(planes, dims=2)
@@ -97,6 +111,7 @@ class ResNet50(nn.Module):
         stem: ``imagenet`` or ``cifar`` (see the module docstring).
         zero_init_last_norm: γ = 0 in each block's last norm slot, when it has a γ (Weight
             Norm: the last conv's g).
+        bias_before_norm: keep each conv's bias even when the slot has a shift.
     """
 
     def __init__(
@@ -107,12 +122,13 @@ class ResNet50(nn.Module):
         width: float = 1.0,
         stem: str = "imagenet",
         zero_init_last_norm: bool = True,
+        bias_before_norm: bool = False,
     ) -> None:
         super().__init__()
         check_options(width, stem)
         self.width, self.stem = width, stem
         stem_channels = scaled(64, width)
-        bias = not spec.has_shift
+        bias = weight_bias(spec, bias_before_norm)
         if stem == "imagenet":
             self.conv1 = spec.conv(
                 in_channels, stem_channels, 7, stride=2, padding=3, bias=bias, input_layer=True
@@ -132,7 +148,7 @@ class ResNet50(nn.Module):
             blocks = []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(Bottleneck(spec, channels, planes, stride))
+                blocks.append(Bottleneck(spec, channels, planes, stride, bias_before_norm))
                 channels = planes * EXPANSION
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

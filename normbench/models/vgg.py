@@ -36,7 +36,14 @@ import torch
 from torch import nn
 
 from normbench.errors import ConfigError
-from normbench.models.layers import ReLU, activation, check_options, init_weights, scaled
+from normbench.models.layers import (
+    ReLU,
+    activation,
+    check_options,
+    init_weights,
+    scaled,
+    weight_bias,
+)
 from normbench.norms.spec import NormSpec
 
 #: Configuration D: channel counts, "M" for a 2×2 max-pool.
@@ -59,6 +66,7 @@ class VGG16(nn.Module):
         width: channel multiplier on every convolution and on the FC hidden size.
         stem: ``imagenet`` (7×7 pool + three FC layers) or ``cifar`` (global pool + one FC).
         dropout: dropout probability of the ImageNet classifier's two hidden FC layers.
+        bias_before_norm: keep each conv's bias even when the slot has a shift.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class VGG16(nn.Module):
         width: float = 1.0,
         stem: str = "imagenet",
         dropout: float = 0.5,
+        bias_before_norm: bool = False,
     ) -> None:
         super().__init__()
         check_options(width, stem)
@@ -81,9 +90,8 @@ class VGG16(nn.Module):
                 continue
             out = scaled(int(item), width)
             first = channels == in_channels and not layers
-            layers.append(
-                spec.conv(channels, out, 3, padding=1, bias=not spec.has_shift, input_layer=first)
-            )
+            bias = weight_bias(spec, bias_before_norm)
+            layers.append(spec.conv(channels, out, 3, padding=1, bias=bias, input_layer=first))
             slot = spec.layer(out, dims=2)
             if isinstance(slot, nn.Identity):
                 layers.append(ReLU())
