@@ -166,6 +166,7 @@ class ProbesConfig:
     batch_size: int = MISSING
     saturation: float = MISSING
     mode: str = MISSING
+    params: bool = MISSING
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Recorder: every number a run produces goes through here.
 
 - ``metrics.csv``: one row per evaluation; ``activations.csv``: one row per layer per probe;
-  rows are appended and flushed as they come, so an interrupted run loses nothing;
+  ``params.csv``: one row per parameter tensor per probe (``probes.params``); rows are appended and flushed as they come, so an interrupted run loses nothing;
 - ``summary.json``: final numbers, status and environment, replaced atomically;
 - ``tb/``: TensorBoard scalars, histograms and hparams.
 
@@ -130,15 +130,17 @@ class Recorder:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = CsvLog(self.run_dir / "metrics.csv")
         self.activations = CsvLog(self.run_dir / "activations.csv")
+        self.params = CsvLog(self.run_dir / "params.csv")
+        logs = (self.metrics, self.activations, self.params)
         tb_dir = self.run_dir / "tb"
         if resume_step is None:
-            for log in (self.metrics, self.activations):
+            for log in logs:
                 log.path.unlink(missing_ok=True)
                 log.columns = None
             shutil.rmtree(tb_dir, ignore_errors=True)
         else:
-            self.metrics.truncate_after(resume_step)
-            self.activations.truncate_after(resume_step)
+            for log in logs:
+                log.truncate_after(resume_step)
             if tb_dir.is_dir():
                 compact_event_files(tb_dir, resume_step)
         self.writer = None
@@ -169,6 +171,19 @@ class Recorder:
                 f"act/{r['layer']}/{k}": r[k]
                 for r in rows
                 for k in ("unit_p15", "unit_p50", "unit_p85", "saturated")
+            },
+        )
+
+    def parameter_rows(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """params.csv rows, and each parameter's norm and gradient norm as scalars."""
+        self.params.append([{"step": step, **r} for r in rows])
+        self.scalars(step, {f"param_norm/{r['param']}": r["norm"] for r in rows})
+        self.scalars(
+            step,
+            {
+                f"grad_norm/{r['param']}": r["grad_norm"]
+                for r in rows
+                if math.isfinite(r["grad_norm"])
             },
         )
 

@@ -90,13 +90,14 @@ def _summary(run: Path) -> dict:
 
 
 def assert_same_run(run: Path, reference: Path) -> None:
-    """metrics.csv, activations.csv, the summary and TensorBoard equal the reference's exactly,
+    """metrics.csv, activations.csv, params.csv, the summary and TensorBoard equal the reference's exactly,
     and TensorBoard holds every (tag, step) once."""
     pd.testing.assert_frame_equal(
         pd.read_csv(run / "metrics.csv").drop(columns=["time"]),
         pd.read_csv(reference / "metrics.csv").drop(columns=["time"]),
     )
-    assert (run / "activations.csv").read_bytes() == (reference / "activations.csv").read_bytes()
+    for name in ("activations.csv", "params.csv"):
+        assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     assert _summary(run) == _summary(reference)
     got, want = _scalars(run), _scalars(reference)
     for tag, points in got.items():

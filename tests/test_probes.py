@@ -104,3 +104,34 @@ def test_phase_timer_accumulates_and_windows():
     window = timer.window()
     assert window["a"] > 0 and timer.totals["a"] == pytest.approx(window["a"])
     assert timer.window() == {}
+
+
+def test_parameter_rows_match_the_least_squares_gradient_formula():
+    """probes.params: each parameter's norm, mean, std (numpy) and the gradient norm of the last
+    backward, against the float64 closed form of a linear least-squares layer:
+    L = ½ mean_n ‖W x_n + b − t_n‖², ∂L/∂W = mean_n r_n x_nᵀ, ∂L/∂b = mean_n r_n."""
+    from normbench.probes.params import COLUMNS, parameter_rows
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(5, 3).double()
+    frozen = torch.nn.Linear(3, 2, bias=False).double().requires_grad_(False)
+    model = torch.nn.Sequential(layer, torch.nn.Identity(), frozen).requires_grad_(False)
+    layer.requires_grad_(True)
+    x, t = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
+    loss = 0.5 * ((layer(x) - t) ** 2).sum(1).mean()
+    loss.backward()
+    rows = {r["param"]: r for r in parameter_rows(model)}
+    assert list(rows) == ["0.weight", "0.bias", "2.weight"]
+    assert all(list(r) == list(COLUMNS) for r in rows.values())
+    xn, tn = x.numpy(), t.numpy()
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    r = xn @ w.T + b - tn
+    want_gw, want_gb = r.T @ xn / len(xn), r.mean(0)
+    assert rows["0.weight"]["grad_norm"] == pytest.approx(np.linalg.norm(want_gw), rel=1e-12)
+    assert rows["0.bias"]["grad_norm"] == pytest.approx(np.linalg.norm(want_gb), rel=1e-12)
+    assert np.isnan(rows["2.weight"]["grad_norm"])  # no gradient: NaN, not 0
+    for name, p in (("0.weight", w), ("0.bias", b)):
+        assert rows[name]["norm"] == pytest.approx(np.linalg.norm(p), rel=1e-12)
+        assert rows[name]["mean"] == pytest.approx(p.mean(), rel=1e-12)
+        assert rows[name]["std"] == pytest.approx(p.std(), rel=1e-12)
+        assert rows[name]["numel"] == p.size

@@ -51,6 +51,13 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     last_line = next(line for line in (out + err).splitlines() if "step 40/40" in line)
     assert f"val_err {100 * metrics['val_error'].iloc[-1]:.2f}% @40 |" in last_line
     assert {"epoch", "train_loss", "val_error", "val_loss", "lr", "time"} <= set(metrics.columns)
+    params = pd.read_csv(run / "params.csv")  # probes.params: every parameter at every probe
+    assert sorted(params["step"].unique()) == [0, 10, 20, 30, 40]
+    names = ["hidden.0.linear.weight", "hidden.0.norm.weight", "hidden.0.norm.bias", "head.bias"]
+    assert set(names) <= set(params["param"]) and len(params) == 5 * params["param"].nunique()
+    trained = params[params["step"] > 0]
+    assert trained["grad_norm"].notna().all() and (trained["grad_norm"] > 0).all()
+    assert params[params["step"] == 0]["grad_norm"].isna().all()  # no step taken yet
     acts = pd.read_csv(run / "activations.csv")
     assert sorted(acts["step"].unique()) == [0, 10, 20, 30, 40]
     assert acts["layer"].nunique() == 3
@@ -145,6 +152,8 @@ def test_interrupted_run_resumes_exactly(run_cli, tmp_path):
     pd.testing.assert_frame_equal(_metrics(tmp_path / "whole"), _metrics(tmp_path / "parts"))
     whole = pd.read_csv(tmp_path / "whole" / "activations.csv")
     parts = pd.read_csv(tmp_path / "parts" / "activations.csv")
+    pd.testing.assert_frame_equal(whole, parts)
+    whole, parts = (pd.read_csv(tmp_path / d / "params.csv") for d in ("whole", "parts"))
     pd.testing.assert_frame_equal(whole, parts)
     code, out, err = run_cli("train", *FAST, "hydra.run.dir=parts")
     assert code == 0 and "already complete" in out + err

@@ -53,6 +53,7 @@ from normbench.engine.resume import finished_already, restore
 from normbench.engine.run_summary import hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
 from normbench.probes.activations import ActivationProbe
+from normbench.probes.record import record_probes
 from normbench.probes.timing import PhaseTimer, images_per_s
 from normbench.recorder import Recorder
 
@@ -360,14 +361,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         with self.timer.phase("probe"):
-            captured = self.probe.capture()
-            self.recorder.activation_rows(self.step, self.probe.summarize(captured))
-            hist_every = self.cfg.probes.hist_every
-            if hist_every and self.step % hist_every == 0:
-                self.recorder.histograms(
-                    self.step, {f"act_hist/{k}": v for k, v in captured.items()}
-                )
-                self.recorder.flush()
+            record_probes(self.recorder, self.probe, self.model, self.step, self.cfg.probes)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
