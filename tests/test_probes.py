@@ -123,6 +123,7 @@ def test_parameter_rows_match_the_least_squares_gradient_formula():
     rows = {r["param"]: r for r in parameter_rows(model)}
     assert list(rows) == ["0.weight", "0.bias", "2.weight"]
     assert all(list(r) == list(COLUMNS) for r in rows.values())
+    assert [r["module"] for r in rows.values()] == ["Linear", "Linear", "Linear"]
     xn, tn = x.numpy(), t.numpy()
     w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
     r = xn @ w.T + b - tn

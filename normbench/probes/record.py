@@ -1,0 +1,28 @@
+"""What one probe step records (``probes.*``): the activation statistics of the fixed probe
+batch, each parameter's norms and last gradient norm (``probes.params``), and, every
+``probes.hist_every`` steps, TensorBoard histograms of both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from normbench.probes.activations import ActivationProbe
+from normbench.probes.params import parameter_rows, parameter_values
+
+
+def record_probes(
+    recorder: Any, probe: ActivationProbe, model: nn.Module, step: int, probes: Any
+) -> None:
+    """Probe ``model`` at ``step`` and write it all through ``recorder``."""
+    captured = probe.capture()
+    recorder.activation_rows(step, probe.summarize(captured))
+    if probes.params:
+        recorder.parameter_rows(step, parameter_rows(model))
+    if probes.hist_every and step % probes.hist_every == 0:
+        hists = {f"act_hist/{k}": v for k, v in captured.items()}
+        if probes.params:
+            hists |= {f"param_hist/{k}": v for k, v in parameter_values(model).items()}
+        recorder.histograms(step, hists)
+        recorder.flush()
