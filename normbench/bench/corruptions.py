@@ -14,7 +14,6 @@ device, torch version and thread count; the table is printed.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from omegaconf import OmegaConf
 
 from normbench.bench import options
 from normbench.bench.clock import wall_seconds
-from normbench.bench.provenance import environment
+from normbench.bench.provenance import environment, write_rows
 from normbench.data.corruptions import ALL_CORRUPTIONS, corrupt
 from normbench.engine.build import build_network, build_norm
 
@@ -120,11 +119,5 @@ def main(argv: list[str]) -> int:
             f"{name:18s} corrupt {ms_c:9.1f} ms  forward {ms_f:9.1f} ms  ratio {ms_c / ms_f:7.3f}",
             file=sys.stderr,
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"corruptions-{device.type}.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {path}", file=sys.stderr)
+    write_rows(args.out, f"corruptions-{device.type}.csv", COLUMNS, rows)
     return 0

@@ -15,7 +15,6 @@ device, torch version, thread count and load average; the table is printed.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from torch import nn
 
 from normbench.bench import options
 from normbench.bench.clock import per_call_timer
-from normbench.bench.provenance import environment, load_average
+from normbench.bench.provenance import environment, load_average, write_rows
 from normbench.engine.build import build_network, build_norm
 from normbench.models.fold import fold_norms
 
@@ -151,11 +150,5 @@ def main(argv: list[str]) -> int:
                 f"b={b:<4d} {name:20s} {ms:9.3f} ms/image  x{ms / (1000 * floor):.3f} of none",
                 file=sys.stderr,
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"inference-{device.type}.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {path}", file=sys.stderr)
+    write_rows(args.out, f"inference-{device.type}.csv", COLUMNS, rows)
     return 0

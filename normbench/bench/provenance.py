@@ -1,10 +1,14 @@
-"""What every benchmark row records about where it ran: device, torch, threads, date and the
-machine's load."""
+"""What every benchmark row records about where it ran (device, torch, threads, date and the
+machine's load), and writing the rows."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -29,3 +33,16 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.2f}"
     except OSError:
         return ""
+
+
+def write_rows(out: Path, name: str, columns: Sequence[str], rows: list[dict]) -> Path:
+    """Write ``rows`` to ``out/name`` as a CSV of ``columns`` (``out`` is created), say so on
+    stderr, and return the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}", file=sys.stderr)
+    return path

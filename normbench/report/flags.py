@@ -69,6 +69,23 @@ def flag_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def run_cells(run: Run, final_error: bool = False) -> dict[str, str]:
+    """A run's cells in a report's table of runs: its status (marked at chance level), steps
+    done of planned, the final validation error (with ``final_error``) and the wall time."""
+    err = run.final_val_error
+    wall = run.summary.get("wall_time_s")
+    return {
+        "status": run.status + (f" {CHANCE_MARK}" if run.at_chance else ""),
+        "steps": f"{run.summary.get('step', '?')}/{run.summary.get('steps', '?')}",
+        **(
+            {"final val error (%)": f"{100 * err:.2f}" if err is not None else "–"}
+            if final_error
+            else {}
+        ),
+        "wall time (s)": f"{wall:.0f}" if wall else "–",
+    }
+
+
 def incomplete_lines(runs: list[Run], left_out_of: str) -> list[str]:
     """The README's list of runs that did not complete (left out of ``left_out_of``), if any."""
     failed = [r for r in runs if r.status != "complete"]

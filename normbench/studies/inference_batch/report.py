@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import CHANCE_MARK, chance_banner, flag_lines, incomplete_lines  # noqa: E402
+from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
 from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
 from normbench.report.verdicts import Claim, judge_difference, paired  # noqa: E402
 from normbench.studies.inference_batch.claims import BENCH_CSV, Setting, all_claims, effect  # noqa: E402
@@ -183,14 +183,7 @@ def runs_lines(runs: list[Run]) -> list[str]:
         {
             "norm": label(r.norm),
             "seed": r.seed,
-            "status": r.status + (f" {CHANCE_MARK}" if r.at_chance else ""),
-            "steps": f"{r.summary.get('step', '?')}/{r.summary.get('steps', '?')}",
-            "final val error (%)": f"{100 * r.final_val_error:.2f}"
-            if r.final_val_error is not None
-            else "–",
-            "wall time (s)": f"{r.summary['wall_time_s']:.0f}"
-            if r.summary.get("wall_time_s")
-            else "–",
+            **run_cells(r, final_error=True),
         }
         for r in runs
     ]

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import CHANCE_MARK, chance_banner, flag_lines, incomplete_lines  # noqa: E402
+from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
 from normbench.report.output import md_table  # noqa: E402
 from normbench.report.verdicts import Claim, estimate  # noqa: E402
 from normbench.studies.online.claims import Setting, all_claims  # noqa: E402
@@ -217,11 +217,7 @@ def runs_lines(runs: list[Run], pts: pd.DataFrame) -> list[str]:
             "norm": NORM_LABEL.get(r.norm, r.norm),
             "setting": label(*sizes_of(r)),
             "seed": r.seed,
-            "status": r.status + (f" {CHANCE_MARK}" if r.at_chance else ""),
-            "steps": f"{r.summary.get('step', '?')}/{r.summary.get('steps', '?')}",
-            "wall time (s)": f"{r.summary['wall_time_s']:.0f}"
-            if r.summary.get("wall_time_s")
-            else "–",
+            **run_cells(r),
         }
         for r in runs
     ]
