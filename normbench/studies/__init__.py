@@ -22,6 +22,7 @@ STUDIES: dict[str, str] = {
     "non_iid": "normbench.studies.non_iid",
     "online": "normbench.studies.online",
     "population_stats": "normbench.studies.population_stats",
+    "detached_bias": "normbench.studies.detached_bias",
 }
 _REGISTERED: dict[str, Study] = {}
 
