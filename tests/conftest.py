@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 import torch
 
 from normbench.cli import command as cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -96,3 +100,46 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         return code, out, err
 
     return run
+
+
+def study_cli(
+    cwd: Path, module: str, *args: str, wait: bool = True, timeout: float = 900, **kw
+) -> subprocess.CompletedProcess | subprocess.Popen:
+    """``normbench study ARGS`` in a fresh interpreter that first imports ``module`` (the test
+    file that registers its tiny studies), run in ``cwd``. ``wait=False`` returns the running
+    process (its own session, output on stdout) for tests that signal it."""
+    code = (
+        f"import sys; import {module}; from normbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-c", code, "study", *args]
+    if wait:
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw
+        )
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
+
+
+def tiny_run(
+    steps: int = 4, every: int = 2, data: str = "data", eval_batch: int = 64
+) -> tuple[str, ...]:
+    """The overrides of a tiny study's runs: the generated data under ``data``, a holdout of 64,
+    ``steps`` steps evaluated and logged every ``every``, one checkpoint at the end."""
+    return (
+        f"dataset.root={data}",
+        "dataset.holdout_size=64",
+        f"trainer.steps={steps}",
+        f"trainer.eval_every={every}",
+        f"trainer.log_every={every}",
+        f"trainer.ckpt_every={steps}",
+        f"trainer.eval_batch_size={eval_batch}",
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +15,8 @@ import pytest
 from normbench.studies import register
 from normbench.studies.inference_batch import STUDY
 from normbench.studies.inference_batch.points import BATCHES
-from tests.conftest import make_idx_dataset
+from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("INFERENCE_BATCH_TINY_DATA", "data")
 
 TINY = register(
@@ -27,15 +25,7 @@ TINY = register(
         name="inference_batch_tiny",
         experiment="inference_batch_mlp",
         params={"sweep/inference_batch_norm": "batch,group", "seed": "0,1"},
-        overrides=(
-            f"dataset.root={DATA}",
-            "dataset.holdout_size=64",
-            "trainer.steps=4",
-            "trainer.eval_every=2",
-            "trainer.log_every=2",
-            "trainer.ckpt_every=4",
-            "trainer.eval_batch_size=64",
-        ),
+        overrides=tiny_run(data=DATA),
         variants={},
         results="results/inference_batch_tiny",
     )
@@ -43,19 +33,7 @@ TINY = register(
 
 
 def run_study(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    code = (
-        "import sys; import tests.test_inference_batch_study; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code, "study", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return study_cli(tmp_path, "tests.test_inference_batch_study", *args)
 
 
 def test_the_plan_counts_the_main_grid_and_its_phases(tmp_path):

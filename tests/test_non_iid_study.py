@@ -8,7 +8,6 @@ import dataclasses
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +16,8 @@ import yaml
 
 from normbench.studies import register
 from normbench.studies.non_iid import STUDY
-from tests.conftest import make_idx_dataset
+from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("NON_IID_TINY_DATA", "data")
 
 TINY = register(
@@ -27,15 +25,7 @@ TINY = register(
         STUDY,
         name="non_iid_tiny",
         params={"sweep/non_iid_norm": "batch,group", "batching.classes": "null,2", "seed": "0,1"},
-        overrides=(
-            f"dataset.root={DATA}",
-            "dataset.holdout_size=64",
-            "trainer.steps=4",
-            "trainer.eval_every=2",
-            "trainer.log_every=2",
-            "trainer.ckpt_every=4",
-            "trainer.eval_batch_size=64",
-        ),
+        overrides=tiny_run(data=DATA),
         variants={},
         results="results/non_iid_tiny",
     )
@@ -43,19 +33,7 @@ TINY = register(
 
 
 def run_study(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    code = (
-        "import sys; import tests.test_non_iid_study; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code, "study", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return study_cli(tmp_path, "tests.test_non_iid_study", *args)
 
 
 def test_the_plan_counts_the_main_grid_and_its_phases(tmp_path):

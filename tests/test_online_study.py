@@ -7,10 +7,6 @@ trainer draws (computed here with the trainer's own VariableBatches)."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,9 +15,8 @@ from omegaconf import OmegaConf
 from normbench.engine.online import VariableBatches
 from normbench.studies import register
 from normbench.studies.online import STUDY
-from tests.conftest import make_idx_dataset
+from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 16
 
 TINY = register(
@@ -33,15 +28,7 @@ TINY = register(
             "sweep/online_batching": "fixed,with_one",
             "seed": "0,1",
         },
-        overrides=(
-            "dataset.root=data",
-            "dataset.holdout_size=64",
-            f"trainer.steps={STEPS}",
-            "trainer.eval_every=4",
-            "trainer.log_every=4",
-            f"trainer.ckpt_every={STEPS}",
-            "trainer.eval_batch_size=64",
-        ),
+        overrides=tiny_run(STEPS, 4),
         variants={},
         results="results/online_tiny",
     )
@@ -67,19 +54,7 @@ def ones(seed: int) -> int:
 def test_the_declared_study_trains_evaluates_and_reports(tmp_path):
     assert all(ones(seed) for seed in (0, 1))  # the draw holds a batch of one for each seed
     make_idx_dataset(tmp_path / "data" / "fashion_mnist", n_train=400, n_val=200)
-    code = (
-        "import sys; import tests.test_online_study; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", code, "study", "run", "online_tiny", "jobs=2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = study_cli(tmp_path, "tests.test_online_study", "run", "online_tiny", "jobs=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "results" / "online_tiny"
     pts = pd.read_csv(out / "online_points.csv")

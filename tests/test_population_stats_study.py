@@ -8,9 +8,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +21,8 @@ from normbench.studies.evaluate import jobs_of, phase_plan
 from normbench.studies.population_stats import STUDY
 from normbench.studies.population_stats.settings import setting_of
 from normbench.studies.report import write_report
-from tests.conftest import make_idx_dataset
+from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 MLP = {  # setting -> (batch, lr, momentum)
     "mlp": (60, 0.5, 0.1),
@@ -220,16 +216,7 @@ TINY = register(
         STUDY,
         name="population_stats_tiny",
         params={"sweep/population_stats_setting": "mlp,resnet_n2,resnet_n2_frozen", "seed": "0,1"},
-        overrides=(
-            "dataset.root=data",
-            "dataset.holdout_size=64",
-            "trainer.steps=10",
-            "trainer.eval_every=5",
-            "trainer.log_every=5",
-            "trainer.keep_every=5",
-            "trainer.ckpt_every=10",
-            "trainer.eval_batch_size=100",
-        ),
+        overrides=(*tiny_run(10, 5, eval_batch=100), "trainer.keep_every=5"),
         # Precise BN from at most 100 of the tiny training set's images
         phases=tuple(
             dataclasses.replace(p, grid={**p.grid, "samples": "10,100"})
@@ -246,18 +233,8 @@ TINY = register(
 @pytest.mark.slow
 def test_the_declared_study_trains_evaluates_and_reports(tmp_path):
     make_idx_dataset(tmp_path / "data" / "fashion_mnist", n_train=600, n_val=200)
-    code = (
-        "import sys; import tests.test_population_stats_study; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", code, "study", "run", "population_stats_tiny", "jobs=2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = study_cli(
+        tmp_path, "tests.test_population_stats_study", "run", "population_stats_tiny", "jobs=2"
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = collect([tmp_path / "runs" / "population_stats_tiny"])

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from normbench.studies import register
 from normbench.studies.small_batch import BN_STATS, STUDY, TEST
-from tests.conftest import make_idx_dataset
+from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("SMALL_BATCH_TINY_DATA", "data")
 
 TINY = register(
@@ -29,15 +25,7 @@ TINY = register(
             "per_device.images": "32,2",
             "seed": "0,1",
         },
-        overrides=(
-            f"dataset.root={DATA}",
-            "dataset.holdout_size=64",
-            "trainer.steps=4",
-            "trainer.eval_every=2",
-            "trainer.log_every=2",
-            "trainer.ckpt_every=4",
-            "trainer.eval_batch_size=64",
-        ),
+        overrides=tiny_run(data=DATA),
         phases=(TEST, dataclasses.replace(BN_STATS, grid={**BN_STATS.grid, "samples": "128"})),
         variants={},
         results="results/small_batch_tiny",
@@ -48,19 +36,7 @@ TINY = register(
 @pytest.mark.slow
 def test_the_declared_study_trains_evaluates_and_reports(tmp_path):
     make_idx_dataset(tmp_path / "data" / "fashion_mnist", n_train=400, n_val=200)
-    code = (
-        "import sys; import tests.test_small_batch_study; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", code, "study", "run", "small_batch_tiny", "jobs=2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = study_cli(tmp_path, "tests.test_small_batch_study", "run", "small_batch_tiny", "jobs=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "results" / "small_batch_tiny"
     pts = pd.read_csv(out / "small_batch_points.csv")

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from normbench.report.verdicts import Claim, estimate, judge_difference
 from normbench.studies import register
 from normbench.studies.study import Phase, ReportInput, ReportOutput, Study, uses_batch_statistics
+from tests.conftest import study_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_EVAL = os.environ.get("TINY_STUDY_SAMPLES", "2048")
@@ -103,24 +103,7 @@ def study(
     cwd: Path, *args: str, wait: bool = True, **kw
 ) -> subprocess.Popen | subprocess.CompletedProcess:
     """``normbench study ARGS`` in a fresh interpreter that knows this file's study."""
-    code = (
-        "import sys; import tests.test_study_run; from normbench.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-c", code, "study", *args]
-    if wait:
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kw,
-    )
+    return study_cli(cwd, "tests.test_study_run", *args, wait=wait, timeout=600, **kw)
 
 
 def stable(path: Path) -> pd.DataFrame:
