@@ -23,6 +23,7 @@ STUDIES: dict[str, str] = {
     "online": "normbench.studies.online",
     "population_stats": "normbench.studies.population_stats",
     "detached_bias": "normbench.studies.detached_bias",
+    "gradient_flow": "normbench.studies.gradient_flow",
 }
 _REGISTERED: dict[str, Study] = {}
 
