@@ -181,6 +181,43 @@ def test_batch_detached_treats_statistics_as_constants(shape):
     # No gradcheck: finite differences see the statistics move, which this variant ignores.
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_noisy_batch_is_bn_then_a_fresh_per_channel_scale_and_shift_each_step(shape):
+    """z = s_c · BN(x) + m_c with m_c ∈ [−0.3, 0.3], s_c ∈ [1, 2] constant over the batch and
+    positions of a channel, redrawn at every training forward, constants for autograd
+    (∂z/∂x = s_c · ∂BN/∂x); evaluation adds nothing; a loaded state draws the same noise."""
+    c = shape[1]
+    m = layer(
+        "noisy_batch", c, 1 if len(shape) == 2 else 2, eps=1e-3, noise_mean=0.3, noise_scale=2.0
+    )
+    randomize_affine(m)
+    x, dy = torch.randn(shape, dtype=D) + 0.5, torch.randn(shape, dtype=D)
+    y_ref, xhat, var = bn_formula(x, m.weight.detach(), m.bias.detach(), 1e-3)
+    z, dx, dg, db = grads(m.train(), x, dy)
+    # recover each channel's (s, m) from z against the formula's y: z is exactly affine in y
+    dims = batch_dims(x)
+    yc, zc = y_ref - y_ref.mean(dims, keepdim=True), z - z.mean(dims, keepdim=True)
+    s = (yc * zc).sum(dims) / (yc * yc).sum(dims)
+    shift = (z - cv(s, x) * y_ref).mean(dims)
+    assert_rel(z, cv(s, x) * y_ref + cv(shift, x))
+    assert ((s >= 1) & (s <= 2)).all() and (shift.abs() <= 0.3).all()
+    assert s.std() > 0 and shift.std() > 0  # per channel, not one number
+    dx_ref, _, _ = bn_grad_formula(cv(s, x) * dy, xhat, var, m.weight.detach(), 1e-3)
+    assert_rel(dx, dx_ref)
+    assert_rel(db, (cv(s, x) * dy).sum(dims))
+    assert_rel(dg, (cv(s, x) * dy * xhat).sum(dims))
+    copy = layer(
+        "noisy_batch", c, 1 if len(shape) == 2 else 2, eps=1e-3, noise_mean=0.3, noise_scale=2.0
+    )
+    copy.load_state_dict(m.state_dict())  # its noise seed and step: the next step's noise
+    z2 = m.train()(x)
+    assert not torch.allclose(z2, z)  # a new step, new noise
+    torch.testing.assert_close(copy.train()(x), z2, rtol=0, atol=0)  # resumed: the same noise
+    bn = layer("batch", c, 1 if len(shape) == 2 else 2, eps=1e-3)
+    bn.load_state_dict(m.state_dict(), strict=False)  # all but the noise seed and step
+    torch.testing.assert_close(m.eval()(x), bn.eval()(x), rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------- batch renormalization
 
 

@@ -130,6 +130,7 @@ TWICE = [
     ("weight", {}),
     ("weight", {"mean_only_bn": True}),
     ("mean_batch", {}),
+    ("noisy_batch", {}),
     ("mean_batch", {"detached": True}),
     ("ws_group", {"num_groups": 2}),
     ("none", {}),

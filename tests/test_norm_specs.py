@@ -148,8 +148,11 @@ def assert_same_modules(a: nn.Module, b: nn.Module, x: torch.Tensor) -> None:
     assert list(sa) == list(sb)
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
-    for _ in range(2):
-        assert torch.equal(a.train()(x), b.train()(x))
+    for step in range(2):  # the same random state for both (norm=noisy_batch draws noise)
+        torch.manual_seed(step)
+        ya = a.train()(x)
+        torch.manual_seed(step)
+        assert torch.equal(ya, b.train()(x))
     assert torch.equal(a.eval()(x), b.eval()(x))
 
 
@@ -235,11 +238,18 @@ def test_weight_layers_take_their_arguments_through_the_one_signature(name):
 
 def test_the_batch_statistics_variants_extend_one_base_spec():
     """BN's options, the slot built from them and the shift live in BatchStatsSpec once; the
-    five batch-statistics variants extend it and their modules get every option."""
+    six batch-statistics variants extend it and their modules get every option."""
     from normbench.norms.batch_base import BatchStatsSpec
 
     extending = {n for n, cls in VARIANTS.items() if issubclass(cls, BatchStatsSpec)}
-    assert extending == {"batch", "batch_detached", "batch_renorm", "ghost_batch", "sync_batch"}
+    assert extending == {
+        "batch",
+        "batch_detached",
+        "batch_renorm",
+        "ghost_batch",
+        "noisy_batch",
+        "sync_batch",
+    }
     for name in sorted(extending):
         spec = VARIANTS[name](momentum=0.25, eps=1e-3)
         assert spec.batch_dependent and spec.has_shift

@@ -147,6 +147,7 @@ def test_batch_dependent_variants_are_the_batch_statistics_ones():
         "batch_renorm",
         "ghost_batch",
         "mean_batch",
+        "noisy_batch",
         "sync_batch",
         "evonorm",
         "weight",

@@ -20,8 +20,8 @@ Backward = TypeVar("Backward", bound=Callable[..., Any])
 
 #: The variants (and implementations) whose layers are plain autograd ops, so twice differentiable.
 TWICE_DIFFERENTIABLE = (
-    "norm=batch with impl=native, sync_batch, mean_batch, group, layer, instance, weight, ws_group "
-    "or none"
+    "norm=batch with impl=native, sync_batch, mean_batch, noisy_batch, group, layer, instance, "
+    "weight, ws_group or none"
 )
 
 

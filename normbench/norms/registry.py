@@ -28,6 +28,7 @@ from normbench.norms.frn import FilterResponseNormSpec
 from normbench.norms.ghost_batch import GhostBatchNormSpec
 from normbench.norms.group import GroupNormSpec, InstanceNormSpec, LayerNormSpec
 from normbench.norms.mean_batch import MeanBatchNormSpec
+from normbench.norms.noisy_batch import NoisyBatchNormSpec
 from normbench.norms.none import NoNormSpec
 from normbench.norms.normprop import NormPropSpec
 from normbench.norms.spec import NormSpec
@@ -42,6 +43,7 @@ VARIANTS: dict[str, type[NormSpec]] = {
     "batch_renorm": BatchRenormSpec,
     "ghost_batch": GhostBatchNormSpec,
     "mean_batch": MeanBatchNormSpec,
+    "noisy_batch": NoisyBatchNormSpec,
     "sync_batch": SyncBatchNormSpec,
     "group": GroupNormSpec,
     "layer": LayerNormSpec,
@@ -104,6 +106,8 @@ RANGES: dict[str, Range] = {
     "warmup_steps": Range(low=0),
     "r_max_steps": Range(low=0),
     "d_max_steps": Range(low=0),
+    "noise_mean": Range(low=0),
+    "noise_scale": Range(low=1),
 }
 
 
