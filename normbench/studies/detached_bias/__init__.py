@@ -6,7 +6,7 @@ variance detached too, the weights grow.
 experiment=detached_bias: 6 settings (configs/sweep/detached_bias_setting/) x 3 seeds:
 one normalized layer and the 3-layer sigmoid MLP with mean-only BN (mean attached / detached),
 VGG-16 width 0.125 with BN / BN with detached statistics; every weight layer keeps its bias;
-params.csv records |b| and |W| every 100 steps. About 25 min at jobs=2 on 2 cores.
+params.csv records |b| and |W| every 100 steps. 11 min at jobs=2 on 2 cores (2026-12-06).
 
 Variant ``full``: 30,000 steps in every setting (about 4.5 h at jobs=2 on 2 cores, VGG's).
 No evaluation phase: the runs validate on the 10,000 test images (nothing is tuned on them).

@@ -1,9 +1,9 @@
-"""The section-2 claims (Ioffe & Szegedy 2015, §2; docs/papers.md §1.4), judged per seed by the
+"""The section-2 claims (Ioffe & Szegedy 2015, §2; docs/papers.md §12), judged per seed by the
 shared rule (:mod:`normbench.report.verdicts`), for each part (literal, mlp, cnn):
 
-- ``bias_grows_<part>``: with the statistics detached, |b| keeps growing: over the second half
-  of training ln(|b|(T) / |b|(T/2)) > 0, by at least ln 1.1 (10% more in the second half).
-- ``bias_bounded_<part>``: with them in the gradient, |b| stays where it started: |b|(T) − |b|(0)
+- ``bias_grows_<part>``: with the statistics detached, ‖b‖ keeps growing: over the second half
+  of training ln(‖b‖(T) / ‖b‖(T/2)) > 0, by at least ln 1.1 (10% more in the second half).
+- ``bias_bounded_<part>``: with them in the gradient, ‖b‖ stays where it started: ‖b‖(T) − ‖b‖(0)
   lies within ±1% of what the detached runs of the part grew to (equivalence).
 - ``detached_worse_<part>``: training with the detached update ends with a higher test error
   than with the statistics in the gradient (paired by seed, minimum effect on 10,000 images):
@@ -11,7 +11,7 @@ shared rule (:mod:`normbench.report.verdicts`), for each part (literal, mlp, cnn
   b grows "while the loss does not change"; the network's other weights still learn, so what can
   be measured is whether the detached update trains worse.
 - ``weights_grow_cnn``: with mean and variance detached (full BN), the weights feeding the norms
-  grow more than with BN: ln(|W|(T)/|W|(0)) detached − attached > ln 1.1 (the paper: "the model
+  grow more than with BN: ln(‖W‖(T)/‖W‖(0)) detached − attached > ln 1.1 (the paper: "the model
   blows up" the same way).
 """
 
@@ -32,9 +32,9 @@ from normbench.report.verdicts import (
 )
 from normbench.studies.detached_bias.points import PART_LABEL, PARTS, by_seed
 
-SOURCE = "Ioffe & Szegedy 2015, §2 (docs/papers.md §1.4)"
-GROWTH = math.log(1.1)  # the smallest growth (of |b| over the second half, of |W|) called one
-BOUND = 0.01  # bias_bounded's margin: 1% of the detached runs' |b| at the end
+SOURCE = "Ioffe & Szegedy 2015, §2 (docs/papers.md §12)"
+GROWTH = math.log(1.1)  # the smallest growth (of ‖b‖ over the second half, of ‖W‖) called one
+BOUND = 0.01  # bias_bounded's margin: 1% of the detached runs' ‖b‖ at the end
 
 
 def _claim(key: str, text: str, paper: str, ours: str, rule: str, verdict: str, scale: str):
@@ -57,7 +57,7 @@ def bias_grows(pts: pd.DataFrame, part: str, scale: str) -> Claim:
         key,
         text,
         paper,
-        f"ln(|b|(T) / |b|(T/2)), detached: {d.text(3)}; |b| at the end "
+        f"ln(‖b‖(T) / ‖b‖(T/2)), detached: {d.text(3)}; ‖b‖ at the end "
         f"{min(end.values()):.3g}–{max(end.values()):.3g} (from 0)",
         f"ln ratio > 0, at least ln 1.1 = {GROWTH:.3f} (10% more in the second half)",
         judge_difference(d, +1, GROWTH),
@@ -73,18 +73,18 @@ def bias_bounded(pts: pd.DataFrame, part: str, scale: str) -> Claim:
     grown = by_seed(pts, part, True, "bias_end")
     if len(change) < 2:
         return _claim(key, text, paper, "–", "–", not_enough("2 or more attached runs"), scale)
-    margin = BOUND * (sum(grown.values()) / len(grown)) if grown else math.nan
+    margin = float(f"{BOUND * sum(grown.values()) / len(grown):.2g}") if grown else math.nan
     d = estimate(change.values())
     if not math.isfinite(margin) or margin <= 0:
-        verdict = not_enough("detached runs to set the margin (1% of their |b| at the end)")
+        verdict = not_enough("detached runs to set the margin (1% of their ‖b‖ at the end)")
     else:
         verdict = judge_equivalence(d, margin)
     return _claim(
         key,
         text,
         paper,
-        f"|b|(T) − |b|(0), attached: {d.text(3)}",
-        f"the interval inside ±1% of the detached runs' |b| at the end (±{margin:.3g})",
+        f"‖b‖(T) − ‖b‖(0), attached: {d.text(3)}",
+        f"the interval inside ±1% of the detached runs' ‖b‖ at the end (±{margin:.3g})",
         verdict,
         scale,
     )
@@ -132,7 +132,7 @@ def weights_grow(pts: pd.DataFrame, scale: str) -> Claim:
         "weights_grow_cnn",
         text,
         paper,
-        f"ln(|W|(T)/|W|(0)) detached − attached, paired by seed: {d.text(3)}",
+        f"ln(‖W‖(T)/‖W‖(0)) detached − attached, paired by seed: {d.text(3)}",
         f"> 0, at least ln 1.1 = {GROWTH:.3f}",
         judge_difference(d, +1, GROWTH),
         scale,

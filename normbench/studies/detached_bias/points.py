@@ -129,4 +129,6 @@ def by_seed(pts: pd.DataFrame, part: str, detached: bool, column: str) -> dict[i
     if pts.empty:
         return {}
     sel = pts[(pts["part"] == part) & (pts["detached"] == detached)]
-    return {int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)}
+    return {
+        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
+    }

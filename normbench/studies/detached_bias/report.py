@@ -78,10 +78,10 @@ def table(pts: pd.DataFrame) -> pd.DataFrame:
                     "setting": PART_LABEL[part],
                     "statistics": "detached" if detached else "in the gradient",
                     "seeds": len(sel),
-                    "|b| at T/2": _mean_sd(sel["bias_half"]),
-                    "|b| at T": _mean_sd(sel["bias_end"]),
-                    "|W| at 0": _mean_sd(sel["weight_0"]),
-                    "|W| at T": _mean_sd(sel["weight_end"]),
+                    "‖b‖ at T/2": _mean_sd(sel["bias_half"]),
+                    "‖b‖ at T": _mean_sd(sel["bias_end"]),
+                    "‖W‖ at 0": _mean_sd(sel["weight_0"]),
+                    "‖W‖ at T": _mean_sd(sel["weight_end"]),
                     "test error (%)": _mean_sd(sel["test_error"], 4),
                 }
             )
@@ -150,7 +150,7 @@ def detached_bias_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[st
         "mean) in sigmoid MLPs, and in front of full BN (`norm=batch` against "
         "`norm=batch_detached`) in VGG-16.\n",
         *chance_banner(runs),
-        "![|b|, |W| and test error against steps](detached_bias.png)\n",
+        "![‖b‖, ‖W‖ and test error against steps](detached_bias.png)\n",
         "Norms over the weight layers in front of the norm slots (all but the classifier), from "
         "each run's params.csv (`probes.params`, every 100 steps); mean ± std over seeds.\n",
         md_table(table(pts)) if not pts.empty else "No complete runs yet.\n",
