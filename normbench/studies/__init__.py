@@ -24,6 +24,7 @@ STUDIES: dict[str, str] = {
     "population_stats": "normbench.studies.population_stats",
     "detached_bias": "normbench.studies.detached_bias",
     "gradient_flow": "normbench.studies.gradient_flow",
+    "gamma_beta": "normbench.studies.gamma_beta",
 }
 _REGISTERED: dict[str, Study] = {}
 
