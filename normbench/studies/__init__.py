@@ -25,6 +25,7 @@ STUDIES: dict[str, str] = {
     "detached_bias": "normbench.studies.detached_bias",
     "gradient_flow": "normbench.studies.gradient_flow",
     "gamma_beta": "normbench.studies.gamma_beta",
+    "vgg16_activations": "normbench.studies.vgg16_activations",
 }
 _REGISTERED: dict[str, Study] = {}
 
