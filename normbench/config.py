@@ -167,6 +167,8 @@ class ProbesConfig:
     saturation: float = MISSING
     mode: str = MISSING
     params: bool = MISSING
+    jacobian: int = MISSING
+    jacobian_examples: int = MISSING
 
 
 @dataclass
@@ -231,6 +233,7 @@ POSITIVE = (
     "trainer.stop_after",
     "trainer.keep_every",
     "probes.batch_size",
+    "probes.jacobian_examples",
     "probes.saturation",
     "optim.lr",
     "dataset.batch_size",
@@ -240,6 +243,7 @@ NON_NEGATIVE = (
     "trainer.freeze_norm_stats_at",
     "probes.every",
     "probes.hist_every",
+    "probes.jacobian",
     "optim.momentum",
     "optim.weight_decay",
 )
@@ -287,3 +291,24 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}.")
         if key in NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}.")
+    check_jacobian_probe(cfg)
+
+
+def check_jacobian_probe(cfg: DictConfig) -> None:
+    """``probes.jacobian`` runs at probe steps, on the MLP's hidden layers."""
+    every, jacobian = (
+        OmegaConf.select(cfg, "probes.every"),
+        OmegaConf.select(cfg, "probes.jacobian"),
+    )
+    if not jacobian:
+        return
+    if OmegaConf.select(cfg, "model.name") != "mlp":
+        raise ConfigError(
+            f"probes.jacobian={jacobian} works on model=mlp_sigmoid (its hidden layers), not "
+            f"model={OmegaConf.select(cfg, 'model.name')}; set probes.jacobian=0."
+        )
+    if not every or jacobian % every:
+        raise ConfigError(
+            f"probes.jacobian={jacobian} must be a multiple of probes.every={every} (the Jacobians "
+            "are taken at probe steps); set probes.jacobian to a multiple of it, or 0."
+        )

@@ -1,7 +1,8 @@
 """The Recorder: every number a run produces goes through here.
 
 - ``metrics.csv``: one row per evaluation; ``activations.csv``: one row per layer per probe;
-  ``params.csv``: one row per parameter tensor per probe (``probes.params``); rows are appended and flushed as they come, so an interrupted run loses nothing;
+  ``params.csv``: one row per parameter tensor per probe (``probes.params``); ``jacobian.csv``:
+  one row per layer map per Jacobian probe (``probes.jacobian``); rows are appended and flushed as they come, so an interrupted run loses nothing;
 - ``summary.json``: final numbers, status and environment, replaced atomically;
 - ``tb/``: TensorBoard scalars, histograms and hparams.
 
@@ -131,7 +132,8 @@ class Recorder:
         self.metrics = CsvLog(self.run_dir / "metrics.csv")
         self.activations = CsvLog(self.run_dir / "activations.csv")
         self.params = CsvLog(self.run_dir / "params.csv")
-        logs = (self.metrics, self.activations, self.params)
+        self.jacobian = CsvLog(self.run_dir / "jacobian.csv")
+        logs = (self.metrics, self.activations, self.params, self.jacobian)
         tb_dir = self.run_dir / "tb"
         if resume_step is None:
             for log in logs:
@@ -185,6 +187,14 @@ class Recorder:
                 for r in rows
                 if math.isfinite(r["grad_norm"])
             },
+        )
+
+    def jacobian_rows(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """jacobian.csv rows, and each map's median singular value and |ln σ| as scalars."""
+        self.jacobian.append([{"step": step, **r} for r in rows])
+        self.scalars(
+            step,
+            {f"jacobian/{r['map']}/{k}": r[k] for r in rows for k in ("p50", "log_dist")},
         )
 
     def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:

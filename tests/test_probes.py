@@ -136,3 +136,56 @@ def test_parameter_rows_match_the_least_squares_gradient_formula():
         assert rows[name]["mean"] == pytest.approx(p.mean(), rel=1e-12)
         assert rows[name]["std"] == pytest.approx(p.std(), rel=1e-12)
         assert rows[name]["numel"] == p.size
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_layer_jacobians_match_finite_differences(norm):
+    """probes.jacobian: the singular values of ∂s_l/∂s_{l−1} (and of the whole map s_0 → s_{L−1})
+    equal those of central finite-difference Jacobians of the same maps, in float64, with BN's
+    statistics held at the probe batch's estimates; the model's own buffers are untouched."""
+    import copy
+
+    from normbench.norms.stats import bn_layers, recompute_bn_stats
+    from normbench.probes.jacobian import jacobian_rows, slot_maps, slot_outputs
+
+    torch.manual_seed(0)
+    model = MLP(build_norm_spec({"name": norm}), 6, 3, [5, 4, 4], init_std=0.5).double()
+    x = torch.randn(16, 6, dtype=torch.float64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = {r["map"]: r for r in jacobian_rows(model, x, examples=5)}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert list(rows) == ["1→2", "2→3", "1→3"]
+
+    frozen = copy.deepcopy(model)
+    if bn_layers(frozen):
+        recompute_bn_stats(frozen, [x])
+    frozen.eval()
+    with torch.no_grad():
+        s = slot_outputs(frozen, x[:5])
+    maps = slot_maps(frozen)
+
+    def fd(f, point: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+        cols = []
+        for k in range(point.numel()):
+            e = torch.zeros_like(point)
+            e[k] = h
+            cols.append((f(point + e) - f(point - e)) / (2 * h))
+        return torch.stack(cols, dim=1)
+
+    def whole(v: torch.Tensor) -> torch.Tensor:
+        for f in maps:
+            v = f(v)
+        return v
+
+    with torch.no_grad():
+        for name, f, inputs in (
+            ("1→2", maps[0], s[0]),
+            ("2→3", maps[1], s[1]),
+            ("1→3", whole, s[0]),
+        ):
+            sv = torch.cat([torch.linalg.svdvals(fd(f, p)) for p in inputs])
+            q = torch.quantile(sv, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+            assert rows[name]["p50"] == pytest.approx(q[1].item(), rel=1e-6)
+            assert rows[name]["p10"] == pytest.approx(q[0].item(), rel=1e-6)
+            assert rows[name]["max"] == pytest.approx(sv.max().item(), rel=1e-6)
+            assert rows[name]["log_dist"] == pytest.approx(sv.log().abs().median().item(), rel=1e-6)

@@ -1,6 +1,7 @@
 """What one probe step records (``probes.*``): the activation statistics of the fixed probe
-batch, each parameter's norms and last gradient norm (``probes.params``), and, every
-``probes.hist_every`` steps, TensorBoard histograms of both."""
+batch, each parameter's norms and last gradient norm (``probes.params``), the singular values of
+the MLP's layer Jacobians at the probe steps that are multiples of ``probes.jacobian``, and,
+every ``probes.hist_every`` steps, TensorBoard histograms of activations and parameters."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from normbench.probes.activations import ActivationProbe
+from normbench.probes.jacobian import jacobian_rows
 from normbench.probes.params import parameter_rows, parameter_values
 
 
@@ -20,6 +22,9 @@ def record_probes(
     recorder.activation_rows(step, probe.summarize(captured))
     if probes.params:
         recorder.parameter_rows(step, parameter_rows(model))
+    if probes.jacobian and step % probes.jacobian == 0:
+        rows = jacobian_rows(model, probe.inputs, probes.jacobian_examples)
+        recorder.jacobian_rows(step, rows)
     if probes.hist_every and step % probes.hist_every == 0:
         hists = {f"act_hist/{k}": v for k, v in captured.items()}
         if probes.params:
