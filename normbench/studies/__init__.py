@@ -26,6 +26,7 @@ STUDIES: dict[str, str] = {
     "gradient_flow": "normbench.studies.gradient_flow",
     "gamma_beta": "normbench.studies.gamma_beta",
     "vgg16_activations": "normbench.studies.vgg16_activations",
+    "jacobian": "normbench.studies.jacobian",
 }
 _REGISTERED: dict[str, Study] = {}
 
