@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +60,14 @@ def create_out_dir(out_dir: Path) -> None:
             f"cannot write into the report directory {out_dir} (permission denied); pass --out "
             "a directory you can write to"
         )
+
+
+def mean_sd(values: Iterable[float], fmt: str = ".3g", sd_fmt: str = ".2g") -> str:
+    """``mean ± std`` (sample std; 0 for one value) of the finite ``values``, or ``–`` for none;
+    a report's cell for a number over seeds."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return "–"
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return f"{mean:{fmt}} ± {sd:{sd_fmt}}"

@@ -4,7 +4,6 @@ norms and errors per setting, claims, scale and runs. Numbers from :mod:`.points
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,7 @@ import pandas as pd  # noqa: E402
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
 from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
-from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
+from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.detached_bias.claims import all_claims  # noqa: E402
 from normbench.studies.detached_bias.points import (  # noqa: E402
@@ -56,15 +55,6 @@ def figure(cur: pd.DataFrame, out_png: Path) -> None:
     save_png(fig, out_png)
 
 
-def _mean_sd(values: pd.Series, digits: int = 3) -> str:
-    xs = [float(v) for v in values if math.isfinite(float(v))]
-    if not xs:
-        return "–"
-    mean = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return f"{mean:.{digits}g} ± {sd:.2g}"
-
-
 def table(pts: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per part and gradient."""
     rows = []
@@ -78,11 +68,11 @@ def table(pts: pd.DataFrame) -> pd.DataFrame:
                     "setting": PART_LABEL[part],
                     "statistics": "detached" if detached else "in the gradient",
                     "seeds": len(sel),
-                    "‖b‖ at T/2": _mean_sd(sel["bias_half"]),
-                    "‖b‖ at T": _mean_sd(sel["bias_end"]),
-                    "‖W‖ at 0": _mean_sd(sel["weight_0"]),
-                    "‖W‖ at T": _mean_sd(sel["weight_end"]),
-                    "test error (%)": _mean_sd(sel["test_error"], 4),
+                    "‖b‖ at T/2": mean_sd(sel["bias_half"]),
+                    "‖b‖ at T": mean_sd(sel["bias_end"]),
+                    "‖W‖ at 0": mean_sd(sel["weight_0"]),
+                    "‖W‖ at T": mean_sd(sel["weight_end"]),
+                    "test error (%)": mean_sd(sel["test_error"], ".4g"),
                 }
             )
     return pd.DataFrame(rows)

@@ -3,7 +3,6 @@ layer's learned γ and β ended from 1 and 0), the table, claims, scale and runs
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +14,7 @@ import pandas as pd  # noqa: E402
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
 from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
-from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
+from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.gamma_beta.claims import MOVED, all_claims  # noqa: E402
 from normbench.studies.gamma_beta.points import MODEL_LABEL, MODELS, points, setting_of  # noqa: E402
@@ -78,15 +77,6 @@ def figure(runs: list[Run], per_layer: pd.DataFrame, out_png: Path) -> None:
     save_png(fig, out_png)
 
 
-def _mean_sd(xs: list[float], digits: int = 3) -> str:
-    xs = [x for x in xs if math.isfinite(x)]
-    if not xs:
-        return "–"
-    mean = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return f"{mean:.{digits}g} ± {sd:.2g}"
-
-
 def table(pts: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for model in MODELS:
@@ -99,11 +89,9 @@ def table(pts: pd.DataFrame) -> pd.DataFrame:
                     "model": MODEL_LABEL[model],
                     "BN": LABEL[affine],
                     "seeds": len(sel),
-                    "test error (%)": _mean_sd(list(sel["test_error"]), 4),
-                    "rms(γ − 1), mean over layers": _mean_sd(list(sel["gamma_dev"]))
-                    if affine
-                    else "–",
-                    "rms(β), mean over layers": _mean_sd(list(sel["beta_dev"])) if affine else "–",
+                    "test error (%)": mean_sd(sel["test_error"], ".4g"),
+                    "rms(γ − 1), mean over layers": mean_sd(sel["gamma_dev"]) if affine else "–",
+                    "rms(β), mean over layers": mean_sd(sel["beta_dev"]) if affine else "–",
                 }
             )
     return pd.DataFrame(rows)

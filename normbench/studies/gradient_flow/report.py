@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
 from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
-from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
+from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.gradient_flow.claims import init_claims, main_claims  # noqa: E402
 from normbench.studies.gradient_flow.points import (  # noqa: E402
@@ -84,15 +84,6 @@ def figure_steps(cur: pd.DataFrame, out_png: Path) -> None:
     save_png(fig, out_png)
 
 
-def _mean_sd(xs: list[float], digits: int = 2) -> str:
-    xs = [x for x in xs if math.isfinite(x)]
-    if not xs:
-        return "–"
-    mean = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
 def table(pts: pd.DataFrame, with_steps: bool) -> pd.DataFrame:
     rows = []
     for (act, depth), g in pts.groupby(["activation", "depth"]):
@@ -103,7 +94,7 @@ def table(pts: pd.DataFrame, with_steps: bool) -> pd.DataFrame:
                 "hidden layers": depth,
                 "norm": LABEL.get(norm, norm),
                 "seeds": len(sel),
-                "log10 r": _mean_sd(list(sel["ln_ratio"] / LOG10)),
+                "log10 r": mean_sd(sel["ln_ratio"] / LOG10, ".2f", ".2f"),
             }
             if with_steps:
                 reached = sel["steps_to_target"].dropna()
@@ -112,7 +103,7 @@ def table(pts: pd.DataFrame, with_steps: bool) -> pd.DataFrame:
                     if len(reached)
                     else f"never (0/{len(sel)})"
                 )
-                row["test error (%)"] = _mean_sd(list(sel["test_error"]))
+                row["test error (%)"] = mean_sd(sel["test_error"], ".2f", ".2f")
             rows.append(row)
     return pd.DataFrame(rows)
 
