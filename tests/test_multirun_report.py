@@ -26,6 +26,7 @@ SMOKE = [
     "probes.every=3",
     "probes.batch_size=32",
     "probes.hist_every=0",
+    "probes.jacobian=0",  # experiment=jacobian's 500 is not a multiple of probes.every=3 (an error)
 ]
 
 

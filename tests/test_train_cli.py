@@ -244,3 +244,18 @@ def test_a_diverging_run_stops_with_a_clear_message(run_cli, tmp_path):
     (run,) = (tmp_path / "runs" / "bn_fig1").iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "DivergedError" in summary["error"]
+
+
+def test_the_jacobian_probe_refuses_what_it_cannot_do(run_cli):
+    """probes.jacobian runs at probe steps on the MLP: a step count that is not a multiple of
+    probes.every, or a CNN, is one clear error naming the fix."""
+    code, out, err = run_cli("train", *FAST, "probes.jacobian=15")
+    assert code == 2 and "probes.jacobian=15 must be a multiple of probes.every=10" in out + err
+    code, out, err = run_cli(
+        "train", "experiment=small_batch", "probes.every=10", "probes.jacobian=20"
+    )
+    assert (
+        code == 2
+        and "works on model=mlp_sigmoid" in out + err
+        and "not model=resnet50" in out + err
+    )
