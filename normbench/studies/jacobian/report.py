@@ -67,7 +67,7 @@ def table(jac: pd.DataFrame) -> pd.DataFrame:
                 "median σ at step 0": f"{first['p50'].mean():.3g}",
                 "median σ at the end": f"{last['p50'].mean():.3g}",
                 "10-90% at the end": f"{last['p10'].mean():.2g}–{last['p90'].mean():.2g}",
-                "median |ln σ|, mean over steps": f"{g['log_dist'].mean():.2f}",
+                "median abs(ln σ), mean over steps": f"{g['log_dist'].mean():.2f}",
             }
         )
     return pd.DataFrame(rows)
