@@ -32,22 +32,28 @@ def parameter_rows(model: nn.Module) -> list[dict[str, float | int | str]]:
         for prefix, m in model.named_modules()
         for key, _ in m.named_parameters(recurse=False)
     }
-    rows = []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters())
+    if not named:
+        return []
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=named[0][1].device)
+    stats = []
+    for _, p in named:  # on the parameters' device; one transfer for all below (no sync each)
         values = p.detach().double()
-        grad = p.grad
-        rows.append(
-            {
-                "param": name,
-                "module": owners.get(name, ""),
-                "numel": p.numel(),
-                "norm": values.norm().item(),
-                "mean": values.mean().item(),
-                "std": values.std(unbiased=False).item(),
-                "grad_norm": grad.detach().double().norm().item() if grad is not None else math.nan,
-            }
-        )
-    return rows
+        grad = p.grad.detach().double().norm() if p.grad is not None else nan
+        stats.append(torch.stack([values.norm(), values.mean(), values.std(unbiased=False), grad]))
+    numbers = torch.stack(stats).tolist()
+    return [
+        {
+            "param": name,
+            "module": owners.get(name, ""),
+            "numel": p.numel(),
+            "norm": norm,
+            "mean": mean,
+            "std": std,
+            "grad_norm": grad_norm,
+        }
+        for (name, p), (norm, mean, std, grad_norm) in zip(named, numbers, strict=True)
+    ]
 
 
 def parameter_values(model: nn.Module) -> dict[str, torch.Tensor]:
