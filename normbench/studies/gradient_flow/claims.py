@@ -32,6 +32,11 @@ def _claim(key, text, source, paper, ours, rule, verdict, scale) -> Claim:
     return Claim("gradient_flow", key, text, source, paper, ours, rule, verdict, scale)
 
 
+def _missing(key: str, text: str, source: str, paper: str, needs: str, scale: str) -> Claim:
+    """The claim without the runs it needs: no numbers, the verdict says what is missing."""
+    return _claim(key, text, source, paper, "–", "–", not_enough(needs), scale)
+
+
 def depths(pts: pd.DataFrame) -> tuple[int, int] | None:
     """The shallowest and the deepest depth of the grid (None with fewer than two)."""
     ds = sorted(set(pts["depth"])) if not pts.empty else []
@@ -60,15 +65,8 @@ def vanishing_without_bn(pts: pd.DataFrame, scale: str) -> Claim:
     paper = "sigmoid networks saturate and lose their gradient; BN prevents it (no number)"
     change = depth_change(pts, "none")
     if change is None or change.n < 2:
-        return _claim(
-            "vanishing_without_bn",
-            text,
-            SOURCE_BN,
-            paper,
-            "–",
-            "–",
-            not_enough("norm=none at two depths"),
-            scale,
+        return _missing(
+            "vanishing_without_bn", text, SOURCE_BN, paper, "norm=none at two depths", scale
         )
     return _claim(
         "vanishing_without_bn",
@@ -89,15 +87,8 @@ def bn_keeps_gradient(pts: pd.DataFrame, scale: str) -> Claim:
     paper = "BN keeps the inputs of the sigmoids out of the saturated regime (no number)"
     change = depth_change(pts, "batch")
     if change is None or change.n < 2:
-        return _claim(
-            "bn_keeps_gradient",
-            text,
-            SOURCE_BN,
-            paper,
-            "–",
-            "–",
-            not_enough("norm=batch at two depths"),
-            scale,
+        return _missing(
+            "bn_keeps_gradient", text, SOURCE_BN, paper, "norm=batch at two depths", scale
         )
     return _claim(
         "bn_keeps_gradient",
@@ -117,9 +108,7 @@ def bn_fewer_steps_deep(pts: pd.DataFrame, scale: str, eval_every: int) -> Claim
     text = f"In the deepest network, BN reaches {100 * TARGET:.0f}% test accuracy in fewer steps"
     paper = "BN trains deep sigmoid networks faster (Fig. 1, 3 layers; no number at depth)"
     if dd is None:
-        return _claim(
-            "bn_fewer_steps_deep", text, SOURCE_BN, paper, "–", "–", not_enough("two depths"), scale
-        )
+        return _missing("bn_fewer_steps_deep", text, SOURCE_BN, paper, "two depths", scale)
     deep = dd[1]
 
     def capped(norm: str) -> dict[int, float]:
@@ -132,15 +121,8 @@ def bn_fewer_steps_deep(pts: pd.DataFrame, scale: str, eval_every: int) -> Claim
     none, bn = capped("none"), capped("batch")
     d = paired(bn, none)  # none − BN
     if d.n < 2:
-        return _claim(
-            "bn_fewer_steps_deep",
-            text,
-            SOURCE_BN,
-            paper,
-            "–",
-            "–",
-            not_enough("none and BN at the deepest depth"),
-            scale,
+        return _missing(
+            "bn_fewer_steps_deep", text, SOURCE_BN, paper, "none and BN at the deepest depth", scale
         )
     never = sum(
         1
@@ -174,16 +156,7 @@ def explodes_at_init(pts: pd.DataFrame, activation: str, scale: str) -> Claim:
     paper = "gradients explode with depth at initialisation, for any nonlinearity [MEM]"
     change = depth_change(pts, "batch", activation)
     if change is None or change.n < 2:
-        return _claim(
-            key,
-            text,
-            SOURCE_MF,
-            paper,
-            "–",
-            "–",
-            not_enough(f"{activation} BN runs at two depths"),
-            scale,
-        )
+        return _missing(key, text, SOURCE_MF, paper, f"{activation} BN runs at two depths", scale)
     none = depth_change(pts, "none", activation)
     return _claim(
         key,
