@@ -169,6 +169,8 @@ class ProbesConfig:
     params: bool = MISSING
     jacobian: int = MISSING
     jacobian_examples: int = MISSING
+    smoothness: int = MISSING
+    smoothness_steps: list[float] = MISSING
 
 
 @dataclass
@@ -244,6 +246,7 @@ NON_NEGATIVE = (
     "probes.every",
     "probes.hist_every",
     "probes.jacobian",
+    "probes.smoothness",
     "optim.momentum",
     "optim.weight_decay",
 )
@@ -292,6 +295,29 @@ def validate(cfg: DictConfig) -> None:
         if key in NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}.")
     check_jacobian_probe(cfg)
+    check_smoothness_probe(cfg)
+
+
+def check_smoothness_probe(cfg: DictConfig) -> None:
+    """``probes.smoothness`` runs at probe steps, at positive step sizes (one process: see
+    :func:`~normbench.engine.build.build_run`)."""
+    every, smooth = (
+        OmegaConf.select(cfg, "probes.every"),
+        OmegaConf.select(cfg, "probes.smoothness"),
+    )
+    if not smooth:
+        return
+    if not every or smooth % every:
+        raise ConfigError(
+            f"probes.smoothness={smooth} must be a multiple of probes.every={every} (it runs at "
+            "probe steps); set probes.smoothness to a multiple of it, or 0."
+        )
+    steps = OmegaConf.select(cfg, "probes.smoothness_steps")
+    if not steps or any(k <= 0 for k in steps):
+        raise ConfigError(
+            f"probes.smoothness_steps={list(steps or [])} must be one or more positive multiples "
+            "of the learning rate, e.g. probes.smoothness_steps=[0.5,1,2,4]."
+        )
 
 
 def check_jacobian_probe(cfg: DictConfig) -> None:

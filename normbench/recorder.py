@@ -2,7 +2,10 @@
 
 - ``metrics.csv``: one row per evaluation; ``activations.csv``: one row per layer per probe;
   ``params.csv``: one row per parameter tensor per probe (``probes.params``); ``jacobian.csv``:
-  one row per layer map per Jacobian probe (``probes.jacobian``); rows are appended and flushed as they come, so an interrupted run loses nothing;
+  one row per layer map per Jacobian probe (``probes.jacobian``); ``smoothness.csv`` and
+  ``shift.csv``: one row per step size and per layer at each smoothness probe
+  (``probes.smoothness``); rows are appended and flushed as they come, so an interrupted run
+  loses nothing;
 - ``summary.json``: final numbers, status and environment, replaced atomically;
 - ``tb/``: TensorBoard scalars, histograms and hparams.
 
@@ -133,7 +136,16 @@ class Recorder:
         self.activations = CsvLog(self.run_dir / "activations.csv")
         self.params = CsvLog(self.run_dir / "params.csv")
         self.jacobian = CsvLog(self.run_dir / "jacobian.csv")
-        logs = (self.metrics, self.activations, self.params, self.jacobian)
+        self.smoothness = CsvLog(self.run_dir / "smoothness.csv")
+        self.shift = CsvLog(self.run_dir / "shift.csv")
+        logs = (
+            self.metrics,
+            self.activations,
+            self.params,
+            self.jacobian,
+            self.smoothness,
+            self.shift,
+        )
         tb_dir = self.run_dir / "tb"
         if resume_step is None:
             for log in logs:
@@ -196,6 +208,22 @@ class Recorder:
             step,
             {f"jacobian/{r['map']}/{k}": r[k] for r in rows for k in ("p50", "log_dist")},
         )
+
+    def smoothness_rows(
+        self, step: int, rows: list[dict[str, Any]], shifts: list[dict[str, Any]]
+    ) -> None:
+        """smoothness.csv and shift.csv rows; the gradient change and loss at each step size,
+        and each layer's shift, as scalars."""
+        self.smoothness.append([{"step": step, **r} for r in rows])
+        self.shift.append([{"step": step, **r} for r in shifts])
+        scalars = {}
+        for r in rows:
+            scalars[f"smoothness/grad_change/x{r['multiple']:g}"] = r["grad_change"]
+            scalars[f"smoothness/loss_change/x{r['multiple']:g}"] = r["loss"] - r["loss0"]
+        for r in shifts:
+            scalars[f"shift/{r['layer']}/mean"] = r["shift_mean"]
+            scalars[f"shift/{r['layer']}/scale"] = r["shift_scale"]
+        self.scalars(step, scalars)
 
     def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's hyper-parameters and final metrics (at ``step``) in TensorBoard's

@@ -22,10 +22,12 @@ from torch import nn
 
 from normbench.config import validate
 from normbench.data.datasets import load_dataset
+from normbench.engine.distributed import launched_world_size
 from normbench.engine.environment import seed_everything, select_device
 from normbench.engine.fastpath import FastPath
 from normbench.engine.optim import build_optimizer, build_scheduler
 from normbench.engine.per_device import PerDevice, apply_per_device
+from normbench.errors import ConfigError
 from normbench.models import build_model
 from normbench.norms import NormSpec, build_norm_spec
 
@@ -94,6 +96,12 @@ def build_run(
     """
     validate(cfg)
     effective, per_device = effective_config(cfg, world_size)
+    world = launched_world_size() if world_size is None else world_size
+    if effective.probes.get("smoothness") and world > 1:
+        raise ConfigError(
+            f"probes.smoothness runs on one process, this run has {world}: set probes.smoothness=0 (or per_device.mode=real to "
+            "simulate the devices on one process)."
+        )
     tcfg = effective.trainer
     device = torch.device(device) if device is not None else select_device(tcfg.device)
     fast = FastPath.from_config(tcfg, device)

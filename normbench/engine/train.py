@@ -270,7 +270,7 @@ class Trainer:
             if loss is not None:  # None: an online batch skipped (undefined statistics)
                 self.loss.add(loss)
             if cfg.probes.every and (step % cfg.probes.every == 0 or step == tcfg.steps):
-                self._probe()
+                self._probe((x, y, sched.get_last_lr()[0]))
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 self._evaluate()
             if tcfg.keep_every and step % tcfg.keep_every == 0:
@@ -357,11 +357,11 @@ class Trainer:
                 self.step, {"val/error": result["val_error"], "val/loss": result["val_loss"]}
             )
 
-    def _probe(self) -> None:
+    def _probe(self, batch: tuple[Any, Any, float] | None = None) -> None:
         if not self.dist.is_main:
             return
         with self.timer.phase("probe"):
-            record_probes(self.recorder, self.probe, self.model, self.step, self.cfg.probes)
+            record_probes(self.recorder, self.probe, self.model, self.step, self.cfg.probes, batch)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
