@@ -130,6 +130,17 @@ def test_noisy_bn_noise_is_fixed_along_the_step_and_redrawn_for_the_shift():
     assert want_mean > 0.01  # the noise does move it
 
 
+def test_dropout_masks_are_the_same_at_every_point_and_the_random_stream_is_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 3)).double()
+    x, y = torch.randn(16, 5, dtype=torch.float64), torch.arange(16) % 3
+    state = torch.get_rng_state()
+    rows, _ = smoothness_rows(model, x, y, 1e-12, [1.0])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert rows[0]["loss"] == pytest.approx(rows[0]["loss0"], abs=1e-9)
+    assert rows[0]["grad_change"] < 1e-6 * rows[0]["grad_norm0"]
+
+
 FAST = [
     "dataset=synthetic",
     "dataset.num_train=256",

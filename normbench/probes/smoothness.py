@@ -14,8 +14,10 @@ g = ∇L(w) the gradient of that batch's mean cross-entropy and η_k = k · lr f
 
 (smoothness.csv, one row per k). Everything is computed on a copy of the model in training
 mode, fp32, whose buffers are put back before every forward: the norms use the batch's
-statistics as in training, and a layer whose forward draws noise (``norm=noisy_batch``) draws the
-same noise at every point, so the numbers describe one loss surface.
+statistics as in training, a layer whose forward draws noise (``norm=noisy_batch``) draws the
+same noise at every point, and dropout draws the same masks (torch's generator is reseeded
+before every forward, inside a fork: the run's own random stream is left as it was), so the
+numbers describe one loss surface.
 
 Internal covariate shift, as the BN paper means it (shift.csv, one row per nonlinearity, by its
 module name as in activations.csv): the input of every sigmoid/tanh/ReLU on the batch x at w,
@@ -53,6 +55,7 @@ SMOOTHNESS_COLUMNS = (
 )
 SHIFT_COLUMNS = ("layer", "shift_mean", "shift_scale")
 EPS = 1e-12
+MASK_SEED = 20180529  # any constant: what matters is that every point draws the same
 
 
 class _Point:
@@ -75,8 +78,12 @@ class _Point:
         for k, b in self.model.named_buffers():
             b.copy_(self.buffers[k])
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(MASK_SEED)  # the same dropout masks at every point
+        return self.model(x)
+
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
-        loss = F.cross_entropy(self.model(x), y)
+        loss = F.cross_entropy(self.forward(x), y)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         flat = [
             torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)
@@ -95,7 +102,7 @@ class _Point:
             if isinstance(m, PROBED)
         ]
         try:
-            self.model(x)
+            self.forward(x)
         finally:
             for h in hooks:
                 h.remove()
@@ -134,7 +141,13 @@ def smoothness_rows(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, multiples: Sequence[float]
 ) -> tuple[list[dict[str, float]], list[dict[str, float | str]]]:
     """(smoothness.csv rows, shift.csv rows) at the model's weights on the batch (x, y); the
-    model itself, its buffers and gradients are left as they were."""
+    model itself, its buffers and gradients, and torch's random stream are left as they were."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _probe(model, x, y, lr, multiples)
+
+
+def _probe(model, x, y, lr, multiples):
     point = _Point(model)
     zero = [torch.zeros_like(w) for w in point.w0]
     point.move(zero, 0.0)
