@@ -13,9 +13,11 @@ each step, while BN's own statistics stay those of its input. The noise of a lay
 training forward is drawn from a generator seeded with (the layer's ``noise_seed``, t): the seed
 is drawn from torch's generator when the layer is built (so it follows the run's seed) and t is
 the ``noise_step`` buffer, both saved in checkpoints, so a resumed run, or a copy of the layer,
-draws the same noise. It is a constant for autograd (∂z/∂y = s_c). Evaluation mode adds no
-noise: z = BN(x) with the running estimates. ``noise_mean: 0`` and ``noise_scale: 1`` make it
-BN. With ``group_size`` (images per device) BN's statistics are those of each group, as in
+draws the same noise. It is a constant for autograd (∂z/∂y = s_c). Evaluation mode draws no
+noise and applies its expectation, z = E[s] · BN(x) + E[m] = (1 + noise_scale)/2 · BN(x) with
+the running estimates, as dropout rescales: the next layers were trained on inputs scaled by
+E[s] on average, and without it the mismatch compounds over depth (a 13-layer VGG then predicts
+one class). ``noise_mean: 0`` and ``noise_scale: 1`` make it BN. With ``group_size`` (images per device) BN's statistics are those of each group, as in
 ``norm=ghost_batch``.
 
 Santurkar et al. perturb each activation of each sample with i.i.d. noise from a distribution
@@ -75,8 +77,8 @@ class NoisyBatchNorm(BatchNorm):
             y = self.grouped_batch_norm(x, self.group_size)
         else:
             y = super().forward(x)
-        if not self.training:
-            return y
+        if not self.training:  # the noise's expectation: E[s] = (1 + noise_scale)/2, E[m] = 0
+            return y * ((1 + self.noise_scale) / 2)
         m, s = self.draw(y)
         return y * channel_view(s, y) + channel_view(m, y)
 
