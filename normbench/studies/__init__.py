@@ -27,6 +27,7 @@ STUDIES: dict[str, str] = {
     "gamma_beta": "normbench.studies.gamma_beta",
     "vgg16_activations": "normbench.studies.vgg16_activations",
     "jacobian": "normbench.studies.jacobian",
+    "covariate_shift": "normbench.studies.covariate_shift",
 }
 _REGISTERED: dict[str, Study] = {}
 
