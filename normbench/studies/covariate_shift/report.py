@@ -107,8 +107,11 @@ def runs_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
-def covariate_shift_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[str, list[Claim]]:
-    """README text (with the claims' mark) and the claims."""
+def covariate_shift_report(
+    runs: list[Run], out_dir: Path, scale: str, rows: tuple[str, str, str]
+) -> tuple[str, list[Claim]]:
+    """README text (with the claims' mark) and the claims; ``rows``: the scale table's network,
+    data and step-size cells for our runs."""
     mine = [r for r in runs if setting_of(r) is not None]
     pts, curve = points(mine)
     pts.to_csv(out_dir / "covariate_shift_points.csv", index=False, float_format="%.6g")
@@ -137,14 +140,11 @@ def covariate_shift_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[
         md_table(table(pts)) if not pts.empty else "No complete runs yet.\n",
         CLAIMS_HERE,
         *SCALE_HEADER,
-        "| network | VGG on CIFAR-10 | experiment=bn_fig1's sigmoid MLP (SGD lr 0.5); VGG-16 "
-        "width 0.125, CIFAR stem (SGD lr 0.01 momentum 0.9) |",
-        "| data | CIFAR-10 | Fashion-MNIST, batch 60, 3,000 steps (3 epochs); the error on the "
-        "10,000 test images |",
+        f"| network | VGG on CIFAR-10 | {rows[0]} |",
+        f"| data | CIFAR-10 | {rows[1]} |",
         "| noise | i.i.d. per activation, mean and variance redrawn every step | per channel, "
         "shift U(−0.5, 0.5), scale U(1, 1.5), redrawn every step |",
-        "| step sizes | several, along the gradient | MLP 0.5, 1, 2, 4 × lr; VGG 1, 3, 10, 30 × lr "
-        "(momentum 0.9: a steady step is about 10 × lr × g) |",
+        f"| step sizes | several, along the gradient | {rows[2]} |",
         "",
         *runs_lines(mine),
     ]
