@@ -94,3 +94,26 @@ def incomplete_lines(runs: list[Run], left_out_of: str) -> list[str]:
     return [f"Runs not complete (left out of {left_out_of}):\n"] + [
         f"- {r.path}: {r.status} {r.summary.get('error', '')}" for r in failed
     ]
+
+
+def runs_section(
+    runs: list[Run],
+    rows: list[dict[str, object]],
+    sort_by: list[str],
+    files: str,
+    left_out_of: str = "the table and claims",
+) -> list[str]:
+    """A study README's "Runs" section: one row per run (``rows``, with each run's
+    :func:`run_cells`) sorted by ``sort_by``, the flags, the runs not complete, and ``files``
+    (the line naming the study's CSV files)."""
+    import pandas as pd
+
+    from normbench.report.output import md_table
+
+    lines = ["## Runs\n"]
+    if rows:
+        lines.append(md_table(pd.DataFrame(rows).sort_values(sort_by)))
+    lines += flag_lines(runs)
+    lines += incomplete_lines(runs, left_out_of) or ["All runs complete."]
+    lines.append(f"\n{files}\n")
+    return lines

@@ -14,7 +14,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.covariate_shift.claims import all_claims  # noqa: E402
@@ -95,16 +99,13 @@ def runs_lines(runs: list[Run]) -> list[str]:
     for r in runs:
         model, norm = setting_of(r) or ("?", "?")
         rows.append({"model": model, "norm": norm, "seed": r.seed, **run_cells(r, True)})
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["model", "norm", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the table and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-run numbers: [covariate_shift_points.csv](covariate_shift_points.csv); per probe "
-        "step: [covariate_shift_steps.csv](covariate_shift_steps.csv); [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["model", "norm", "seed"],
+        "Per-run numbers: [covariate_shift_points.csv](covariate_shift_points.csv); per probe "
+        "step: [covariate_shift_steps.csv](covariate_shift_steps.csv); [runs.csv](runs.csv).",
     )
-    return lines
 
 
 def covariate_shift_report(

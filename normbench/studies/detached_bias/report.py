@@ -14,7 +14,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.detached_bias.claims import all_claims  # noqa: E402
@@ -104,16 +108,13 @@ def runs_lines(runs: list[Run]) -> list[str]:
         part, detached = s if s else ("?", False)
         grad = "detached" if detached else "attached"
         rows.append({"setting": f"{part} {grad}", "seed": r.seed, **run_cells(r, final_error=True)})
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["setting", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the table and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-run numbers: [detached_bias_points.csv](detached_bias_points.csv); the curves: "
-        "[detached_bias_curves.csv](detached_bias_curves.csv); [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["setting", "seed"],
+        "Per-run numbers: [detached_bias_points.csv](detached_bias_points.csv); the curves: "
+        "[detached_bias_curves.csv](detached_bias_curves.csv); [runs.csv](runs.csv).",
     )
-    return lines
 
 
 def detached_bias_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[str, list[Claim]]:

@@ -13,7 +13,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.gamma_beta.claims import MOVED, all_claims  # noqa: E402
@@ -109,16 +113,13 @@ def runs_lines(runs: list[Run]) -> list[str]:
                 **run_cells(r, final_error=True),
             }
         )
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["model", "γ, β", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the table and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-run numbers: [gamma_beta_points.csv](gamma_beta_points.csv); per layer: "
-        "[gamma_beta_layers.csv](gamma_beta_layers.csv); [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["model", "γ, β", "seed"],
+        "Per-run numbers: [gamma_beta_points.csv](gamma_beta_points.csv); per layer: "
+        "[gamma_beta_layers.csv](gamma_beta_layers.csv); [runs.csv](runs.csv).",
     )
-    return lines
 
 
 def gamma_beta_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[str, list[Claim]]:

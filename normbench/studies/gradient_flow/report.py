@@ -15,7 +15,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table, mean_sd  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.gradient_flow.claims import init_claims, main_claims  # noqa: E402
@@ -119,20 +123,13 @@ def runs_lines(runs: list[Run]) -> list[str]:
         }
         for r in runs
     ]
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(
-            md_table(
-                pd.DataFrame(rows).sort_values(["activation", "hidden layers", "norm", "seed"])
-            )
-        )
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the table and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-run numbers: [gradient_flow_points.csv](gradient_flow_points.csv); the ratios against "
-        "steps: [gradient_flow_curves.csv](gradient_flow_curves.csv); [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["activation", "hidden layers", "norm", "seed"],
+        "Per-run numbers: [gradient_flow_points.csv](gradient_flow_points.csv); the ratios against "
+        "steps: [gradient_flow_curves.csv](gradient_flow_curves.csv); [runs.csv](runs.csv).",
     )
-    return lines
 
 
 def scale_lines(done: list[Run], pts: pd.DataFrame, init: bool) -> list[str]:

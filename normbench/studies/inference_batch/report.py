@@ -15,7 +15,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
 from normbench.report.verdicts import Claim, judge_difference, paired  # noqa: E402
 from normbench.studies.inference_batch.claims import BENCH_CSV, Setting, all_claims, effect  # noqa: E402
@@ -187,16 +191,14 @@ def runs_lines(runs: list[Run]) -> list[str]:
         }
         for r in runs
     ]
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["norm", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the tables and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-evaluation numbers: [inference_batch_points.csv](inference_batch_points.csv); "
-        "means: [inference_batch_curve.csv](inference_batch_curve.csv); [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["norm", "seed"],
+        "Per-evaluation numbers: [inference_batch_points.csv](inference_batch_points.csv); "
+        "means: [inference_batch_curve.csv](inference_batch_curve.csv); [runs.csv](runs.csv).",
+        "the tables and claims",
     )
-    return lines
 
 
 def inference_batch_report(

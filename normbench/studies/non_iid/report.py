@@ -15,7 +15,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
 from normbench.report.verdicts import Claim, paired  # noqa: E402
 from normbench.studies.non_iid.claims import PAPER, Setting, all_claims  # noqa: E402
@@ -151,15 +155,13 @@ def runs_lines(runs: list[Run]) -> list[str]:
         }
         for r in runs
     ]
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["norm", "batching", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the tables and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-run numbers: [non_iid_points.csv](non_iid_points.csv), [runs.csv](runs.csv).\n"
+    return runs_section(
+        runs,
+        rows,
+        ["norm", "batching", "seed"],
+        "Per-run numbers: [non_iid_points.csv](non_iid_points.csv), [runs.csv](runs.csv).",
+        "the tables and claims",
     )
-    return lines
 
 
 def non_iid_report(runs: list[Run], out_dir: Path, split: str | None) -> tuple[str, list[Claim]]:

@@ -14,7 +14,11 @@ import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
 from normbench.report.figures import PERCENTILES, save_png  # noqa: E402
-from normbench.report.flags import chance_banner, flag_lines, incomplete_lines, run_cells  # noqa: E402
+from normbench.report.flags import (  # noqa: E402
+    chance_banner,
+    run_cells,
+    runs_section,
+)
 from normbench.report.output import SCALE_HEADER, md_table  # noqa: E402
 from normbench.report.verdicts import Claim  # noqa: E402
 from normbench.studies.study import CLAIMS_HERE  # noqa: E402
@@ -76,17 +80,14 @@ def table(pts: pd.DataFrame) -> pd.DataFrame:
 
 def runs_lines(runs: list[Run]) -> list[str]:
     rows = [{"norm": r.norm, "seed": r.seed, **run_cells(r, final_error=True)} for r in runs]
-    lines = ["## Runs\n"]
-    if rows:
-        lines.append(md_table(pd.DataFrame(rows).sort_values(["norm", "seed"])))
-    lines += flag_lines(runs)
-    lines += incomplete_lines(runs, "the table and claims") or ["All runs complete."]
-    lines.append(
-        "\nPer-layer numbers: [vgg16_activations_points.csv](vgg16_activations_points.csv); the "
+    return runs_section(
+        runs,
+        rows,
+        ["norm", "seed"],
+        "Per-layer numbers: [vgg16_activations_points.csv](vgg16_activations_points.csv); the "
         "percentiles against steps: [vgg16_activations_curves.csv](vgg16_activations_curves.csv); "
-        "[runs.csv](runs.csv).\n"
+        "[runs.csv](runs.csv).",
     )
-    return lines
 
 
 def vgg16_activations_report(runs: list[Run], out_dir: Path, scale: str) -> tuple[str, list[Claim]]:
