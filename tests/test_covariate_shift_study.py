@@ -9,7 +9,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from normbench.report.verdicts import NOT_SHOWN, OPPOSITE, SHOWN
+from normbench.report.verdicts import BY_CONSTRUCTION, NOT_SHOWN, OPPOSITE, SHOWN
 from normbench.studies import register
 from normbench.studies.covariate_shift import STUDY
 from normbench.studies.covariate_shift.claims import RATIO_CLAIMS, all_claims
@@ -54,6 +54,7 @@ def test_per_step_measures_follow_their_definition():
             "layer": ["a", "b"] * 2,
             "shift_mean": [0.1, 0.3, 0.2, 0.4],
             "shift_scale": [0.0, 0.2, 0.1, 0.1],
+            "shift_shape": [0.5, 0.1, 0.0, 0.0],
         }
     )
     out = per_step(smooth, shift).set_index("step")
@@ -63,6 +64,7 @@ def test_per_step_measures_follow_their_definition():
     assert out.loc[10, "beta"] == 5.0 and out.loc[20, "rel_change"] == 0.02
     assert out.loc[10, "shift_mean"] == pytest.approx(0.2)
     assert out.loc[20, "shift_scale"] == pytest.approx(0.1)
+    assert out.loc[10, "shift_shape"] == pytest.approx(0.3)
 
 
 def fixture(sign: int) -> pd.DataFrame:
@@ -76,7 +78,7 @@ def fixture(sign: int) -> pd.DataFrame:
                 rough = (norm == "none") == (sign > 0)
                 shift = {"none": 1.0, "batch": 0.2, "noisy_batch": 2.0}[norm]
                 if sign < 0:
-                    shift = {"none": 0.2, "batch": 1.0, "noisy_batch": 0.5}[norm]
+                    shift = {"none": 0.2, "batch": 1.0, "noisy_batch": 0.1}[norm]
                 big = (3.0 if rough else 1.0) + 0.01 * seed
                 rows.append(
                     {
@@ -88,6 +90,7 @@ def fixture(sign: int) -> pd.DataFrame:
                         **dict.fromkeys(("grad_change", "rel_change", "loss_range", "beta"), big),
                         "shift_mean": shift * (1 + 0.01 * seed),
                         "shift_scale": 0.1,
+                        "shift_shape": big,
                     }
                 )
     return pd.DataFrame(rows)
@@ -102,9 +105,15 @@ def test_every_claim_holds_on_the_paper_fixture_and_fails_on_its_mirror():
         "noisy_nearer_bn_mlp",
         "noise_shifts_mlp",
     ]
-    assert [c.verdict for c in good] == [SHOWN] * len(good)
+    judged = [c for c in good if not c.key.startswith("bn_less_shift_")]
+    assert [c.verdict for c in judged] == [SHOWN] * len(judged) and len(judged) == len(good) - 2
     bad = all_claims(fixture(-1), "f")
-    assert [c.verdict for c in bad] == [OPPOSITE] * len(bad)
+    judged = [c for c in bad if not c.key.startswith("bn_less_shift_")]
+    assert [c.verdict for c in judged] == [OPPOSITE] * len(judged)
+    for c in good + bad:  # BN pins the means it normalizes: said so, with the judged outcome
+        if c.key.startswith("bn_less_shift_"):
+            assert c.verdict.startswith(BY_CONSTRUCTION)
+            assert ("it is shown" if c in good else "it is opposite") in c.verdict
 
 
 def test_noise_does_not_pass_a_claim():

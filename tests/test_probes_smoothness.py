@@ -82,10 +82,26 @@ def test_landscape_and_shift_match_the_formula():
     sd = before.std(0, unbiased=False)
     want_mean = ((after.mean(0) - before.mean(0)).abs() / sd).median().item()
     want_scale = (after.std(0, unbiased=False) / sd).log().abs().median().item()
+    want_shape = (z_quantiles(after) - z_quantiles(before)).abs().amax(1).median().item()
     assert [s["layer"] for s in shifts] == ["2"]  # the Sigmoid's module name
     assert shifts[0]["shift_mean"] == pytest.approx(want_mean, rel=1e-8)
     assert shifts[0]["shift_scale"] == pytest.approx(want_scale, rel=1e-8)
-    assert want_mean > 0
+    assert shifts[0]["shift_shape"] == pytest.approx(want_shape, rel=1e-8)
+    assert want_mean > 0 and want_shape > 0
+
+
+def z_quantiles(a: torch.Tensor) -> torch.Tensor:
+    """(C, 3): each column's 15/50/85th percentile after standardizing it, by sorting: the
+    linear interpolation between order statistics at position q·(n − 1)."""
+    z = (a - a.mean(0)) / a.std(0, unbiased=False)
+    srt, n = z.sort(0).values, len(z)
+    cols = []
+    for q in (0.15, 0.5, 0.85):
+        pos = q * (n - 1)
+        lo, frac = int(pos), pos - int(pos)
+        hi = min(lo + 1, n - 1)
+        cols.append(srt[lo] + frac * (srt[hi] - srt[lo]))
+    return torch.stack(cols, 1)
 
 
 def test_the_probed_model_is_left_as_it_was():
@@ -128,6 +144,7 @@ def test_noisy_bn_noise_is_fixed_along_the_step_and_redrawn_for_the_shift():
     assert shifts[0]["shift_mean"] == pytest.approx(want_mean, rel=1e-6)
     assert shifts[0]["shift_scale"] == pytest.approx(want_scale, rel=1e-6)
     assert want_mean > 0.01  # the noise does move it
+    assert shifts[0]["shift_shape"] < 1e-6  # ... but not the standardized shape: it is affine
 
 
 def test_dropout_masks_are_the_same_at_every_point_and_the_random_stream_is_untouched():

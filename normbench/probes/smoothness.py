@@ -28,6 +28,11 @@ standard deviation σ_c before, μ'_c and σ'_c after::
 
     shift_mean  = median over c of |μ'_c − μ_c| / σ_c
     shift_scale = median over c of |ln(σ'_c / σ_c)|
+    shift_shape = median over c of max over q ∈ {15, 50, 85}% of |z'_c,q − z_c,q|
+
+with z_c,q the q-th percentile of the channel's values standardized by its own μ_c and σ_c: the
+change of the distribution's shape, which a norm that pins each channel's mean and variance on
+the batch (BN) does not fix, and which an affine per-channel noise (noisy BN) does not move.
 
 The probe runs on one process (rank 0, its own part of the batch); torchrun runs refuse it.
 """
@@ -53,7 +58,9 @@ SMOOTHNESS_COLUMNS = (
     "rel_change",
     "beta",
 )
-SHIFT_COLUMNS = ("layer", "shift_mean", "shift_scale")
+SHIFT_COLUMNS = ("layer", "shift_mean", "shift_scale", "shift_shape")
+QUANTILES = (0.15, 0.50, 0.85)
+MAX_VALUES = 1 << 23  # torch.quantile's input limit is 2**24: a channel subsampled evenly above
 EPS = 1e-12
 MASK_SEED = 20180529  # any constant: what matters is that every point draws the same
 
@@ -113,10 +120,15 @@ def _norm(tensors: Sequence[torch.Tensor]) -> float:
     return torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)).item()
 
 
-def channel_moments(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (dimension 1) over examples and positions, float64."""
+def channel_moments(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel (dimension 1) mean, std and standardized 15/50/85th percentiles (C, 3) over
+    examples and positions, float64."""
     per_channel = a.double().transpose(0, 1).reshape(a.shape[1], -1)
-    return per_channel.mean(1), per_channel.std(1, unbiased=False)
+    mu, sd = per_channel.mean(1), per_channel.std(1, unbiased=False)
+    stride = -(-per_channel.numel() // MAX_VALUES)
+    z = (per_channel[:, ::stride] - mu[:, None]) / sd.clamp_min(EPS)[:, None]
+    q = torch.quantile(z, torch.tensor(QUANTILES, dtype=z.dtype, device=z.device), dim=1).T
+    return mu, sd, q
 
 
 def shift_rows(
@@ -125,13 +137,14 @@ def shift_rows(
     """shift.csv's rows (see the module docstring), in ``before``'s order."""
     rows = []
     for name, a in before.items():
-        mu, sd = channel_moments(a)
-        mu2, sd2 = channel_moments(after[name])
+        mu, sd, q = channel_moments(a)
+        mu2, sd2, q2 = channel_moments(after[name])
         rows.append(
             {
                 "layer": name,
                 "shift_mean": ((mu2 - mu).abs() / sd.clamp_min(EPS)).median().item(),
                 "shift_scale": (sd2.clamp_min(EPS) / sd.clamp_min(EPS)).log().abs().median().item(),
+                "shift_shape": (q2 - q).abs().amax(1).median().item(),
             }
         )
     return rows

@@ -8,7 +8,9 @@ each smoothness probe step, over the step sizes η_k (and η = 0 for the loss)::
     rel_change   max_k ‖∇L(w − η_k g) − g‖₂ / ‖g‖₂      smaller is more predictive)
     loss_range   max − min of L(w), L(w − η_k g)        (the loss variation along the step)
     beta         max_k ‖∇L(w − η_k g) − g‖₂ / ‖η_k g‖₂  (effective β-smoothness)
-    shift_mean, shift_scale: the mean over the model's nonlinearities of shift.csv's columns
+    shift_mean, shift_scale, shift_shape: the mean over the model's nonlinearities of
+    shift.csv's columns (the per-step change of each channel's mean, scale and standardized
+    shape)
 
 and a run's value of each is the mean over its probe steps.
 """
@@ -26,7 +28,8 @@ MODELS = ("mlp", "vgg")
 NORMS = ("none", "batch", "noisy_batch")
 MODEL_LABEL = {"mlp": "sigmoid MLP 784-100-100-100-10", "vgg": "VGG-16 width 0.125"}
 NORM_LABEL = {"none": "no norm", "batch": "BN", "noisy_batch": "noisy BN"}
-MEASURES = ("grad_change", "rel_change", "loss_range", "beta", "shift_mean", "shift_scale")
+SHIFTS = ("shift_mean", "shift_scale", "shift_shape")
+MEASURES = ("grad_change", "rel_change", "loss_range", "beta", *SHIFTS)
 
 
 def setting_of(run: Run) -> tuple[str, str] | None:
@@ -52,11 +55,9 @@ def per_step(smooth: pd.DataFrame, shift: pd.DataFrame) -> pd.DataFrame:
             "beta": g["beta"].max(),
         }
     )
-    if not shift.empty:
-        layers = shift.groupby("step")[["shift_mean", "shift_scale"]].mean()
-        out = out.join(layers, how="left")
-    else:
-        out = out.assign(shift_mean=math.nan, shift_scale=math.nan)
+    for col in SHIFTS:
+        known = not shift.empty and col in shift
+        out[col] = shift.groupby("step")[col].mean() if known else math.nan
     return out.reset_index()
 
 

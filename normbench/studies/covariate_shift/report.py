@@ -37,13 +37,17 @@ PANELS = (
     ("grad_change", "max ‖Δg‖₂ along the step"),
     ("loss_range", "loss range along the step"),
     ("shift_mean", "layer-input shift per step\n(|Δμ|/σ, mean over layers)"),
+    ("shift_shape", "layer-input shape change per step\n(standardized percentiles)"),
 )
 
 
 def figure(runs: list[Run], curve: pd.DataFrame, out_png: Path) -> None:
     models = [m for m in MODELS if not curve.empty and (curve["model"] == m).any()]
     fig, axes = plt.subplots(
-        len(models), 1 + len(PANELS), figsize=(17, 3.6 * len(models)), squeeze=False
+        len(models),
+        1 + len(PANELS),
+        figsize=(4.2 * (1 + len(PANELS)), 3.6 * len(models)),
+        squeeze=False,
     )
     for i, model in enumerate(models):
         row, seen = axes[i], set()
@@ -89,6 +93,7 @@ def table(pts: pd.DataFrame) -> pd.DataFrame:
                     "β-smoothness": mean_sd(sel["beta"]),
                     "shift of means": mean_sd(sel["shift_mean"]),
                     "shift of scales": mean_sd(sel["shift_scale"]),
+                    "shift of shapes": mean_sd(sel["shift_shape"]),
                 }
             )
     return pd.DataFrame(rows)
@@ -134,7 +139,11 @@ def covariate_shift_report(
         "float64 formula): the loss and the gradient's ℓ2 change at several step sizes along "
         "the gradient (the same noise and dropout masks at every point), and how far each "
         "nonlinearity's input distribution moves in one SGD step on that batch (noisy BN with "
-        "its next draw): per channel |Δμ|/σ, the median over channels, the mean over layers.\n",
+        "its next draw): per channel |Δμ|/σ (means), |Δ ln σ| (scales) and the largest change of "
+        "the 15/50/85th percentiles of the channel standardized by its own mean and std "
+        "(shapes), the median over channels, the mean over layers. BN pins the first two on the "
+        "batch by design; the shape it does not; noisy BN's affine noise moves the first two "
+        "only.\n",
         *chance_banner(runs),
         "![error, gradient change, loss range and shift against steps](covariate_shift.png)\n",
         "Mean ± std over seeds of each run's mean over its probe steps:\n",
