@@ -32,6 +32,7 @@ RUN = [
     "probes.every=50",
     "probes.hist_every=500",
     "probes.batch_size=64",
+    "probes.smoothness=100",
 ]
 # Values that are timings or environment, not results.
 VOLATILE_SUMMARY = {
@@ -90,13 +91,13 @@ def _summary(run: Path) -> dict:
 
 
 def assert_same_run(run: Path, reference: Path) -> None:
-    """metrics.csv, activations.csv, params.csv, the summary and TensorBoard equal the reference's exactly,
-    and TensorBoard holds every (tag, step) once."""
+    """metrics.csv, the probes' CSVs (activations, params, smoothness, shift), the summary and
+    TensorBoard equal the reference's exactly, and TensorBoard holds every (tag, step) once."""
     pd.testing.assert_frame_equal(
         pd.read_csv(run / "metrics.csv").drop(columns=["time"]),
         pd.read_csv(reference / "metrics.csv").drop(columns=["time"]),
     )
-    for name in ("activations.csv", "params.csv"):
+    for name in ("activations.csv", "params.csv", "smoothness.csv", "shift.csv"):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     assert _summary(run) == _summary(reference)
     got, want = _scalars(run), _scalars(reference)
