@@ -93,6 +93,8 @@ def _plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from normbench.report.legends import legends_off_data
+
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     fig, axes = plt.subplots(
         1, len(shapes), figsize=(5 * len(shapes), 6), sharey=True, squeeze=False
@@ -128,6 +130,7 @@ def _plot(rows: list[dict], path: Path) -> None:
         f"{rows[0]['threads']} threads, {rows[0]['date']}"
     )
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
