@@ -58,6 +58,9 @@ def print_table(rows: list[dict]) -> None:
     head = f"{'shape':<14} {'variant':<26} {'ms':>9} {'ratio':>7}  target"
     print(head + (f" {'compiled ms':>11} {'ratio':>7}  target" if compiled else ""))
     for row in rows:
+        if math.isnan(row["ms"]):  # not defined at this shape: the reason is printed below
+            print(f"{row['shape']:<14} {row['variant']:<26} {'n/a':>9} {'n/a':>7}  undefined")
+            continue
         line = (
             f"{row['shape']:<14} {row['variant']:<26} {row['ms']:>9.3f} {row['ratio']:>7.2f}  "
             f"{_mark(row['within_target']):<6}"
@@ -69,6 +72,8 @@ def print_table(rows: list[dict]) -> None:
             )
         print(line)
     for row in rows:
+        if math.isnan(row["ms"]):
+            print(f"n/a: {row['variant']} at {row['shape']}: {row.get('reason') or 'not timed'}")
         if row["within_target"] is False:
             print(
                 f"miss: {row['variant']} at {row['shape']}: {row['ratio']:.2f}x {row['compared_to']}"
