@@ -61,3 +61,28 @@ def test_a_legend_over_empty_space_stays():
     legends_off_data(fig)
     assert not any(_covers(fig)) and _inside_axes(ax)
     plt.close(fig)
+
+
+def test_a_legend_moved_out_narrows_the_next_panel_whose_legend_is_checked_again():
+    """As in `bench norms`' figure: moving the first panels' legends out narrows the last
+    panel, whose bottom bar then reaches under its legend; it moves out too."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 6), sharey=True)
+    at = np.arange(18)
+    for i, ax in enumerate(axes):
+        ax.barh(at, np.full(18, 1.0), 0.8, label="eager")
+        ax.set_xlim(0, 3.0)
+        if i < 2:
+            ax.axvline(2.9, color="k", ls="--")  # under the legend from the start
+        ax.legend(loc="lower right")
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.canvas.draw()
+    last = axes[2]
+    box = last.get_legend().get_window_extent()
+    end = last.transData.inverted().transform((box.x0 - 8, 0))[0]  # 8 px left of the legend
+    last.patches[-1].set_width(end)  # the bottom bar
+    assert _covers(fig) == [True, True, False]
+    legends_off_data(fig)
+    assert not any(_covers(fig))
+    assert not _inside_axes(last)
+    plt.close(fig)

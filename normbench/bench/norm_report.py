@@ -128,7 +128,8 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set_yticks([a + (height / 2 if height < 0.8 else 0) for a in at])
         ax.set_yticklabels([r["variant"] for r in sub])
         ax.set_title(f"{shape} ({sub[0]['device']})")
-        ax.set_xlabel("fwd+bwd time / eager native BN (weight variants: / conv+BN)")
+    # one label for every panel: a label per panel ran into its neighbour's
+    fig.supxlabel("fwd+bwd time / eager native BN (weight variants: / conv+BN)")
     axes[0][0].invert_yaxis()
     fig.suptitle(
         f"normbench bench norms: {rows[0]['device_name']}, torch {rows[0]['torch']}, "

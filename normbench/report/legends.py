@@ -58,16 +58,23 @@ def _inside(box: Bbox, points: Any) -> bool:
 
 def legends_off_data(fig: Any) -> None:
     """Move every legend of ``fig`` that covers data outside its axes (to the right) and lay
-    the figure out again; call it right before saving (after ``tight_layout``)."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    moved = False
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is None or not covers_data(ax, legend, renderer):
-            continue
-        legend.set_loc("upper left")
-        legend.set_bbox_to_anchor((1 + OUTSIDE_PAD, 1.0), transform=ax.transAxes)
-        moved = True
-    if moved and not fig.get_constrained_layout():
-        fig.tight_layout()
+    the figure out again; call it right before saving (after ``tight_layout``). Moving one
+    legend out narrows the other axes, which can bring their data under their legends: the
+    check repeats until no legend moves."""
+    outside: set[int] = set()
+    for _ in range(len(fig.axes) + 1):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        moved = False
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is None or id(ax) in outside or not covers_data(ax, legend, renderer):
+                continue
+            legend.set_loc("upper left")
+            legend.set_bbox_to_anchor((1 + OUTSIDE_PAD, 1.0), transform=ax.transAxes)
+            outside.add(id(ax))
+            moved = True
+        if not moved:
+            return
+        if not fig.get_constrained_layout():
+            fig.tight_layout()
