@@ -146,3 +146,58 @@ def test_a_fresh_start_removes_old_events_and_a_resume_keeps_them_once(tmp_path)
     attempt(run, None, range(1))
     assert _events(run) == {"val/error": [0]}
     assert len(list(run.glob("*tfevents*"))) == 1
+
+
+def _trainer(run: Path, overrides: list[str], multirun: dict | None):
+    """What hparams() reads of a trainer: its config and run directory (Hydra's files in it)."""
+    from types import SimpleNamespace
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if multirun is not None:
+        (run.parent / "multirun.yaml").write_text(yaml.safe_dump({"hydra": multirun}))
+    cfg = OmegaConf.create(
+        {
+            "norm": {"name": "batch"},
+            "seed": 1,
+            "trainer": {"steps": 300, "amp": "bf16", "threads": 1},
+            "optim": {"lr": 0.1},
+        }
+    )
+    return SimpleNamespace(cfg=cfg, run_dir=run)
+
+
+def test_hparams_are_the_command_lines_keys_and_the_sweeps_axes_when_more(tmp_path):
+    from normbench.engine.run_summary import hparams
+
+    make_run = _trainer(
+        tmp_path / "a" / "norm=batch,seed=1",
+        ["experiment=bn_fig1", "norm=batch", "seed=1", "dataset.root=/data", "trainer.threads=1"],
+        {"sweeper": {"params": {"norm": "none,batch", "seed": "0,1,2"}}},
+    )
+    assert hparams(make_run) == {"norm": "batch", "seed": 1, "experiment": "bn_fig1"}
+    one_run = _trainer(tmp_path / "b", ["trainer.steps=300", "trainer.amp=bf16"], None)
+    assert hparams(one_run) == {
+        "norm": "batch",
+        "seed": 1,
+        "trainer.steps": 300,
+        "trainer.amp": "bf16",
+    }
+    many = [
+        "experiment=bn_fig1",
+        "norm=batch",
+        "seed=1",
+        "optim.lr=0.1",
+        "trainer.steps=300",
+        "trainer.amp=bf16",
+        "+sweep=lr",
+    ]
+    swept = {"overrides": {"task": ["experiment=bn_fig1", "norm=none,batch", "optim.lr=0.1,0.5"]}}
+    assert hparams(_trainer(tmp_path / "c" / "r", many, swept)) == {
+        "norm": "batch",
+        "seed": 1,
+        "optim.lr": 0.1,
+    }
