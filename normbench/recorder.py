@@ -7,7 +7,8 @@
   (``probes.smoothness``); rows are appended and flushed as they come, so an interrupted run
   loses nothing;
 - ``summary.json``: final numbers, status and environment, replaced atomically;
-- ``tb/``: TensorBoard scalars, histograms and hparams.
+- TensorBoard scalars, histograms and hparams: event files in the run directory itself, so that
+  TensorBoard's run name is the run directory's (``bn_fig1/norm=batch,seed=0``).
 
 Opened for a run that resumes from its checkpoint at step k, the Recorder drops what a previous
 attempt logged after k from the CSVs and from TensorBoard, so that every (tag, step) is recorded
@@ -19,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,11 @@ from typing import Any
 import torch
 
 from normbench.files import DISK_ERRNOS, disk_error, write_atomic
-from normbench.tensorboard_files import compact_event_files
+from normbench.tensorboard_files import (
+    adopt_legacy_events,
+    compact_event_files,
+    remove_event_files,
+)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -55,6 +59,13 @@ def read_summary(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def tag_layer(name: str) -> str:
+    """A probed layer's name in TensorBoard tags: the module name without the ``.act`` of the
+    MLP's activation modules (``hidden.0.act`` -> ``hidden.0``: ``act/hidden.0/unit_p15``, not
+    ``act/hidden.0.act/unit_p15``). The CSVs keep the module name."""
+    return name.removesuffix(".act")
 
 
 class CsvLog:
@@ -146,22 +157,21 @@ class Recorder:
             self.smoothness,
             self.shift,
         )
-        tb_dir = self.run_dir / "tb"
         if resume_step is None:
             for log in logs:
                 log.path.unlink(missing_ok=True)
                 log.columns = None
-            shutil.rmtree(tb_dir, ignore_errors=True)
+            remove_event_files(self.run_dir)
         else:
             for log in logs:
                 log.truncate_after(resume_step)
-            if tb_dir.is_dir():
-                compact_event_files(tb_dir, resume_step)
+            adopt_legacy_events(self.run_dir)
+            compact_event_files(self.run_dir, resume_step)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(tb_dir))
+            self.writer = SummaryWriter(str(self.run_dir))
             _quiet_writer_thread_disk_errors()
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -182,7 +192,7 @@ class Recorder:
         self.scalars(
             step,
             {
-                f"act/{r['layer']}/{k}": r[k]
+                f"act/{tag_layer(r['layer'])}/{k}": r[k]
                 for r in rows
                 for k in ("unit_p15", "unit_p50", "unit_p85", "saturated")
             },
@@ -221,8 +231,8 @@ class Recorder:
             scalars[f"smoothness/grad_change/x{r['multiple']:g}"] = r["grad_change"]
             scalars[f"smoothness/loss_change/x{r['multiple']:g}"] = r["loss"] - r["loss0"]
         for r in shifts:
-            scalars[f"shift/{r['layer']}/mean"] = r["shift_mean"]
-            scalars[f"shift/{r['layer']}/scale"] = r["shift_scale"]
+            scalars[f"shift/{tag_layer(r['layer'])}/mean"] = r["shift_mean"]
+            scalars[f"shift/{tag_layer(r['layer'])}/scale"] = r["shift_scale"]
         self.scalars(step, scalars)
 
     def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:

@@ -90,3 +90,29 @@ def test_loader_covers_each_epoch_once_and_resumes_exactly():
 def test_batch_larger_than_dataset_is_a_clear_error():
     with pytest.raises(ConfigError, match="lower dataset.batch_size"):
         InMemoryLoader(torch.zeros(4, 1), torch.zeros(4), batch_size=5, seed=0)
+
+
+@pytest.mark.parametrize("root_exists", [True, False])
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch, root_exists):
+    """Offline (the downloader raises, as without network), `normbench data --download mnist`
+    fails with the way to get the files, and removes the MNIST/raw/ folders it made; what was
+    in the data root before stays."""
+    import urllib.error
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    from normbench.data.datasets import download
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    root = tmp_path / "data"
+    if root_exists:
+        make_idx_dataset(root / "fashion_mnist", n_train=10, n_val=10)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match="could not download mnist (?s:.*)name resolution") as err:
+        download("mnist", root)
+    assert "To get it:" in str(err.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert root.exists() == root_exists

@@ -65,7 +65,7 @@ def test_bf16_channels_last_run_is_complete(run_cli, tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].tolist() == [0, 1, 2] and metrics["val_loss"].notna().all()
     assert pd.read_csv(run / "activations.csv")["step"].nunique() == 3
-    acc = EventAccumulator(str(run / "tb"))
+    acc = EventAccumulator(str(run))
     acc.Reload()
     assert "time/images_per_s" in acc.Tags()["scalars"]
     state = torch.load(run / "ckpt" / "last.pt", weights_only=False)

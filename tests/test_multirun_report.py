@@ -87,8 +87,24 @@ def test_report_draws_figure_1(run_cli, tmp_path):
     assert abs(got - sum(last) / len(last)) < 1e-5  # the CSV keeps 6 significant digits
     pct = pd.read_csv(rep / "fig1_percentiles.csv")
     assert set(pct["layer"]) == {"hidden.2.act"}
+    steps = sorted(set(pct["step"]))
+    assert steps == [0, 10, 20, 30, 40]
     readme = (rep / "README.md").read_text()
     assert "normbench train -m" in readme and "Hardware:" in readme and "verdict" in readme
+    probe_row = next(line for line in readme.splitlines() if line.startswith("| probe |"))
+    assert probe_row.endswith(f"percentiles, at steps {', '.join(map(str, steps[:-1]))} and 40 |")
+    assert "every 250 steps" not in readme  # the experiment's probes.every, not what ran
+
+
+def test_the_probe_steps_are_said_as_they_ran():
+    from normbench.studies.bn_fig1.report import probe_steps_text
+
+    assert probe_steps_text([0, 50]) == "at steps 0 and 50"
+    assert probe_steps_text([0]) == "at step 0"
+    assert probe_steps_text(list(range(0, 50_001, 250))) == (
+        "every 250 steps, 201 probes (steps 0–50,000)"
+    )
+    assert probe_steps_text([]) == "no probe steps recorded"
 
 
 def test_report_of_nothing_is_a_clear_error(run_cli, tmp_path):

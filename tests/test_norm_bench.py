@@ -29,9 +29,14 @@ def run_quick(tmp_path, *extra: str) -> None:
         torch.set_num_threads(threads)
 
 
-def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch):
+def test_quick_bench_writes_csv_png_and_readme(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "QUICK_SHAPES", [(4, 8, 4, 4), (6, 8)])
     run_quick(tmp_path, "--conditions", "shared VM, 2 cores busy")
+    table = capsys.readouterr().out.splitlines()
+    (line,) = [t for t in table if t.startswith("6x8 ") and " instance " in t]
+    assert "nan" not in line and line.split()[2:] == ["n/a", "n/a", "undefined"], line
+    (why,) = [t for t in table if t.startswith("n/a: instance at 6x8: ")]
+    assert "spatial" in why, why
     with (tmp_path / "norms-cpu-1t.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert set(norm_report.COLUMNS) <= set(rows[0])
@@ -154,3 +159,26 @@ def test_a_new_registered_variant_is_benchmarked_without_an_edit(monkeypatch):
     )
     module = build_case(case, (4, 64, 3, 3))
     assert isinstance(module, torch.nn.Sequential) and module[1].num_groups == 32
+
+
+def test_quick_is_eager_unless_compile_is_asked(tmp_path, monkeypatch):
+    """--quick alone times eager mode only (seconds, not a compile per case); --compile adds the
+    compiled column to it; without --quick the compiled column is on by default."""
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def time_shape(*args, compiled=False, **kw):
+        asked.append(compiled)
+        raise Stop
+
+    monkeypatch.setattr(bench, "time_shape", time_shape)
+    monkeypatch.setattr(bench, "raise_compile_cache_limit", lambda: None)
+    for extra in ([], ["--compile"], ["--no-compile"]):
+        for quick in (["--quick"], []):
+            try:
+                bench.main([*quick, "--device", "cpu", "--out", str(tmp_path), *extra])
+            except Stop:
+                pass
+    assert asked == [False, True, True, True, False, False]

@@ -58,6 +58,9 @@ def print_table(rows: list[dict]) -> None:
     head = f"{'shape':<14} {'variant':<26} {'ms':>9} {'ratio':>7}  target"
     print(head + (f" {'compiled ms':>11} {'ratio':>7}  target" if compiled else ""))
     for row in rows:
+        if math.isnan(row["ms"]):  # not defined at this shape: the reason is printed below
+            print(f"{row['shape']:<14} {row['variant']:<26} {'n/a':>9} {'n/a':>7}  undefined")
+            continue
         line = (
             f"{row['shape']:<14} {row['variant']:<26} {row['ms']:>9.3f} {row['ratio']:>7.2f}  "
             f"{_mark(row['within_target']):<6}"
@@ -69,6 +72,8 @@ def print_table(rows: list[dict]) -> None:
             )
         print(line)
     for row in rows:
+        if math.isnan(row["ms"]):
+            print(f"n/a: {row['variant']} at {row['shape']}: {row.get('reason') or 'not timed'}")
         if row["within_target"] is False:
             print(
                 f"miss: {row['variant']} at {row['shape']}: {row['ratio']:.2f}x {row['compared_to']}"
@@ -92,6 +97,8 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from normbench.report.legends import legends_off_data
 
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     fig, axes = plt.subplots(
@@ -121,13 +128,15 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set_yticks([a + (height / 2 if height < 0.8 else 0) for a in at])
         ax.set_yticklabels([r["variant"] for r in sub])
         ax.set_title(f"{shape} ({sub[0]['device']})")
-        ax.set_xlabel("fwd+bwd time / eager native BN (weight variants: / conv+BN)")
+    # one label for every panel: a label per panel ran into its neighbour's
+    fig.supxlabel("fwd+bwd time / eager native BN (weight variants: / conv+BN)")
     axes[0][0].invert_yaxis()
     fig.suptitle(
         f"normbench bench norms: {rows[0]['device_name']}, torch {rows[0]['torch']}, "
         f"{rows[0]['threads']} threads, {rows[0]['date']}"
     )
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

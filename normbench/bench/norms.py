@@ -1,9 +1,9 @@
 """``normbench bench norms``: forward+backward time of every normalization variant.
 
 What is timed, per input shape and device, for every registered variant and a few extra cases
-(the table: :mod:`normbench.bench.norm_cases`), in eager mode and, unless ``--no-compile``,
-through ``torch.compile`` (the *compiled column*: the case's module compiled with inductor,
-forward and the backward AOTAutograd derives from it):
+(the table: :mod:`normbench.bench.norm_cases`), in eager mode and, unless ``--no-compile`` (or
+``--quick`` without ``--compile``), through ``torch.compile`` (the *compiled column*: the case's
+module compiled with inductor, forward and the backward AOTAutograd derives from it):
 
 - *slot* variants (everything acting on activations): ``spec.layer(C, dims)`` alone, in
   training mode, forward and backward (gradients of the input and of every parameter for a
@@ -61,7 +61,12 @@ def main(argv: list[str]) -> int:
     options.add_warmup(parser, 3, help="untimed calls per case first (default 3)")
     options.add_threads(parser)
     options.add_output(parser)
-    parser.add_argument("--quick", action="store_true", help="small shapes, 3 repeats: a smoke run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small shapes, 3 repeats, eager only (add --compile for the compiled column): a "
+        "smoke run of seconds",
+    )
     parser.add_argument(
         "--shapes",
         default=None,
@@ -72,10 +77,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also time every case through torch.compile (the compiled column; default: on)",
+        default=None,
+        help="also time every case through torch.compile (the compiled column; default: on, "
+        "off with --quick)",
     )
     args = parser.parse_args(argv)
+    if args.compile is None:
+        args.compile = not args.quick
     out = args.out
     if args.readme_only:
         rewrite_section(out, SECTION, readme_section(out))

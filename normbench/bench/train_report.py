@@ -139,6 +139,8 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from normbench.report.legends import legends_off_data
+
     labels = [f"{r['mode']}\n{r['variant']}" for r in rows]
     ys = range(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 2), sharey=True)
@@ -171,6 +173,7 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -356,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"normbench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    from normbench.cli.quiet import quiet_banners
     from normbench.engine.signals import RunStopped
 
+    quiet_banners()
     try:
         return COMMANDS[command](rest) or 0
     except NormbenchError as err:

@@ -9,6 +9,7 @@ Both offer the engine the same interface.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,34 @@ def _info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+#: How deep below the data root a failed download's leftovers are looked for.
+_LEFTOVER_DEPTH = 4
+
+
+def _paths(root: Path, depth: int = _LEFTOVER_DEPTH) -> set[Path]:
+    """``root`` and what lies below it, ``depth`` levels down (not the files of a large tree)."""
+    found = {root} if root.exists() else set()
+    level = [root] if root.is_dir() else []
+    for _ in range(depth):
+        level = [c for d in level if d.is_dir() and not d.is_symlink() for c in d.iterdir()]
+        found.update(level)
+    return found
+
+
+def _remove_new(root: Path, before: set[Path]) -> None:
+    """Remove what appeared under ``root`` since ``before`` (a failed download's folders, such as
+    an empty ``MNIST/raw/``, and partial files), ``root`` itself if it is new and left empty."""
+    for path in sorted(_paths(root) - before, key=lambda p: len(p.parts)):
+        if path == root or not path.exists() and not path.is_symlink():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if root not in before and root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+
+
 def download(name: str, root: str | Path) -> Path:
     """Download dataset ``name`` into ``root`` with torchvision (needs network)."""
     info = _info(name)
@@ -243,10 +272,12 @@ def download(name: str, root: str | Path) -> Path:
 
     cls = getattr(tvd, info.torchvision_class)
     target = Path(root) / info.download_dir
+    before = _paths(Path(root))
     try:
         for kwargs in info.download_splits:
             cls(root=str(target), download=True, **kwargs)
     except Exception as err:  # noqa: BLE001 - any network/IO failure means the same to the user
+        _remove_new(Path(root), before)
         raise DataError(
             f"could not download {name} into {target} ({type(err).__name__}: {err}). "
             f"To get it: {info.how_to_get}"

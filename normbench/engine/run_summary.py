@@ -8,6 +8,7 @@ depends on the batch, images per device, the time split, the environment and the
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from normbench.engine.environment import environment
@@ -29,23 +30,104 @@ def num_params(trainer: Trainer) -> int:
     return sum(p.numel() for p in trainer.model.parameters())
 
 
+#: Overrides that say where or how a run executes, not what it computes: not hyper-parameters.
+PLUMBING = (
+    "hydra.",
+    "name",
+    "logging.",
+    "dataset.root",
+    "dataset.download",
+    "trainer.device",
+    "trainer.threads",
+    "trainer.resume",
+    "trainer.stop_after",
+    "trainer.ckpt_every",
+    "trainer.ckpt_minutes",
+    "trainer.log_every",
+    "trainer.keep_every",
+)
+#: Logged for every run: what tells runs apart in any sweep.
+IDENTITY = ("norm", "seed")
+#: TensorBoard's HPARAMS tab shows this many hyper-parameters at first (the first by name).
+SHOWN = 5
+
+
+def _parse(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    except Exception:  # an override Hydra itself accepted; if not, log none of them
+        return []
+
+
+def _is_plumbing(key: str) -> bool:
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in PLUMBING)
+
+
+def run_overrides(run_dir: Path) -> dict[str, str]:
+    """The keys and values the run's command line set (Hydra's ``.hydra/overrides.yaml``; in a
+    multirun, the job's own values of the sweep), plumbing left out; ``{}`` without Hydra."""
+    from omegaconf import OmegaConf
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    found = {}
+    for o in _parse(list(OmegaConf.load(path))):
+        key = o.key_or_group
+        if o.is_delete() or _is_plumbing(key):
+            continue
+        found[key] = o.get_value_element_as_str()
+    return found
+
+
+def sweep_axes(run_dir: Path) -> set[str]:
+    """The keys a multirun swept (its ``multirun.yaml``, beside the run directory): those given
+    several values on the command line, and the sweeper's ``params`` (an experiment's grid)."""
+    from omegaconf import OmegaConf
+
+    path = run_dir.parent / "multirun.yaml"
+    if not path.is_file():
+        return set()
+    hydra = OmegaConf.load(path).get("hydra") or {}
+    axes = set((hydra.get("sweeper") or {}).get("params") or {})
+    task = list((hydra.get("overrides") or {}).get("task") or [])
+    return axes | {o.key_or_group for o in _parse(task) if o.is_sweep_override()}
+
+
 def hparams(trainer: Trainer) -> dict[str, Any]:
-    """The run's hyperparameters, as TensorBoard's hparams plugin shows them."""
-    c, fast = trainer.cfg, trainer.fast
-    return {
-        "norm": c.norm.name,
-        "model": c.model.name,
-        "dataset": c.dataset.name,
-        "batch_size": c.dataset.batch_size,
-        "images_per_device": trainer.per_device.images or c.dataset.batch_size,
-        "per_device_mode": trainer.per_device.mode,
-        "lr": c.optim.lr,
-        "steps": c.trainer.steps,
-        "seed": c.seed,
-        "amp": fast.precision,
-        "channels_last": fast.channels_last,
-        "compile": fast.compile,
+    """The run's hyper-parameters, as TensorBoard's HPARAMS tab shows them: norm and seed, and
+    every key the run's command line set (the sweep's axes, ``experiment``, ``trainer.steps``
+    ...) with its resolved value. TensorBoard shows the first five by name at first, so where
+    there are more, only the sweep's axes and norm and seed are logged. Engine settings (amp,
+    channels_last, compile) appear only when the command line set them; summary.json has them
+    all."""
+    from omegaconf import OmegaConf
+
+    c = trainer.cfg
+    values: dict[str, Any] = {"norm": c.norm.name, "seed": c.seed}
+    for key, text in run_overrides(Path(trainer.run_dir)).items():
+        if key in values:
+            continue
+        value = OmegaConf.select(c, key, default=None)
+        values[key] = value if isinstance(value, (int, float, str, bool)) else text
+    axes = sweep_axes(Path(trainer.run_dir))
+    if len(values) > SHOWN and axes:
+        values = {k: v for k, v in values.items() if k in axes or k in IDENTITY}
+    return values
+
+
+def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The metric columns of TensorBoard's HPARAMS tab: the run's final validation error and
+    training loss (the mean since the previous evaluation), and its training images/s."""
+    final = summary["final"]
+    metrics = {
+        "hparam/val_error": final.get("val_error"),
+        "hparam/train_loss": final.get("train_loss"),
+        "hparam/images_per_s": summary.get("images_per_s"),
     }
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 def run_summary(trainer: Trainer, status: str) -> dict[str, Any]:

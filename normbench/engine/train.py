@@ -1,6 +1,7 @@
 """The training loop behind ``normbench train``: SGD by steps, evaluation, probes, checkpoints.
 
-Run directory (see DESIGN.md): metrics.csv, activations.csv, summary.json, tb/, ckpt/last.pt.
+Run directory (see DESIGN.md): metrics.csv, activations.csv, summary.json, TensorBoard event
+files, ckpt/last.pt.
 metrics.csv has one row per evaluation (every ``trainer.eval_every`` steps, at step 0 and at the
 last step): ``step``, ``epoch``, ``train_loss`` (the mean training loss over the steps since the
 previous evaluation; nan at step 0), ``val_error``, ``val_loss``, ``lr`` and ``time`` (training
@@ -50,7 +51,7 @@ from normbench.engine.progress import (
     val_error_text,
 )
 from normbench.engine.resume import finished_already, restore
-from normbench.engine.run_summary import hparams, num_params, run_summary
+from normbench.engine.run_summary import final_metrics, hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
 from normbench.probes.activations import ActivationProbe
 from normbench.probes.record import record_probes
@@ -226,9 +227,7 @@ class Trainer:
         if not self.dist.is_main:
             return summary
         if status == "complete":
-            self.recorder.hparams(
-                self.step, hparams(self), {"hparam/val_error": summary["final"]["val_error"]}
-            )
+            self.recorder.hparams(self.step, hparams(self), final_metrics(summary))
             self.recorder.flush()
             for warning in summary["warnings"]:
                 log.warning("warning: %s", warning)
@@ -337,7 +336,7 @@ class Trainer:
             result = evaluate(
                 self.model, self.data.val_batches(self.tcfg.eval_batch_size), self.fast
             )
-            self.last_eval, self.last_eval_step = result, self.step
+            self.last_eval, self.last_eval_step = {**result, "train_loss": train_loss}, self.step
             self.best_val_error = min(self.best_val_error, result["val_error"])
             self.recorder.metrics_row(
                 {

@@ -16,6 +16,7 @@ from normbench.probes.activations import ActivationProbe
 from normbench.probes.jacobian import jacobian_rows
 from normbench.probes.params import parameter_rows, parameter_values
 from normbench.probes.smoothness import smoothness_rows
+from normbench.recorder import tag_layer
 
 
 def record_probes(
@@ -42,7 +43,7 @@ def record_probes(
                 step, *smoothness_rows(model, x, y, lr, probes.smoothness_steps)
             )
     if probes.hist_every and step % probes.hist_every == 0:
-        hists = {f"act_hist/{k}": v for k, v in captured.items()}
+        hists = {f"act_hist/{tag_layer(k)}": v for k, v in captured.items()}
         if probes.params:
             hists |= {f"param_hist/{k}": v for k, v in parameter_values(model).items()}
         recorder.histograms(step, hists)

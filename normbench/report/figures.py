@@ -15,14 +15,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from normbench.report.collect import Run  # noqa: E402
+from normbench.report.legends import legends_off_data  # noqa: E402
 
 NORM_COLORS = {"none": "tab:gray", "batch": "tab:blue"}
 PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")
 
 
 def save_png(fig: plt.Figure, out_png: Path) -> None:
-    """Write a report figure (the same layout and resolution for every study) and free it."""
+    """Write a report figure (the same layout and resolution for every study) and free it; a
+    legend that covers data moves out of its axes (:mod:`normbench.report.legends`)."""
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
 

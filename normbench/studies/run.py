@@ -250,7 +250,9 @@ def train_distributed(sel: Selection, variant: Variant) -> int:
         argv = [sys.executable, *(launch if processes > 1 else []), "-m", "normbench", "train"]
         argv += [*(f"{k}={v}" for k, v in job.items()), name]
         print("study: " + " ".join(map(shlex.quote, argv[1:])), flush=True)
-        done = subprocess.run(argv, check=False)
+        # torchrun's own default (1 thread per process), set so that it prints no banner about it
+        env = {"OMP_NUM_THREADS": "1", **os.environ}
+        done = subprocess.run(argv, check=False, env=env)
         if done.returncode < 0 or done.returncode >= 128:  # stopped: the same command resumes
             return 128 + abs(done.returncode) if done.returncode < 0 else done.returncode
         code = max(code, 1 if done.returncode else 0)

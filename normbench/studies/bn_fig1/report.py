@@ -3,6 +3,7 @@ claims are judged in :mod:`normbench.studies.bn_fig1.claims`."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,22 @@ def _get(cfg: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+def probe_steps_text(steps: list[int]) -> str:
+    """The probe steps the runs took, as the scale table says them: each one when there are
+    few, else the interval and the range."""
+    if not steps:
+        return "no probe steps recorded"
+    if len(steps) <= 5:
+        shown = [f"{s:,}" for s in steps]
+        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        return f"at step{'s' if len(steps) > 1 else ''} {listed}"
+    gaps = Counter(b - a for a, b in zip(steps, steps[1:], strict=False))
+    return (
+        f"every {gaps.most_common(1)[0][0]:,} steps, {len(steps)} probes (steps {steps[0]:,}–"
+        f"{steps[-1]:,})"
+    )
+
+
 def _thousands(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
@@ -177,8 +194,8 @@ def write_bn_fig1_report(all_runs: list[Run], dirs: list[str], out_dir: Path) ->
         f"| seeds | 1 curve | {len(seeds)} seeds ({', '.join(map(str, seeds))}) per norm |"
         if seeds
         else "| seeds | 1 curve | no complete runs |",
-        f"| probe | {BN_FIG1['setup']['probe']} | median over units of per-unit percentiles, every "
-        f"{_get(cfg, 'probes.every')} steps |\n",
+        f"| probe | {BN_FIG1['setup']['probe']} | median over units of per-unit percentiles, "
+        f"{probe_steps_text(sorted(set(pct['step'].astype(int))))} |\n",
     ]
     return "\n".join(x for x in lines if x != "") + "\n" + runs_section(all_runs, dirs, out_dir)
 

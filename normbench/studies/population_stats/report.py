@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from normbench.report.legends import legends_off_data  # noqa: E402
 from normbench.report.output import md_table, write_tables  # noqa: E402
 from normbench.studies.population_stats.claims import (  # noqa: E402
     PRECISE,
@@ -91,6 +92,7 @@ def gap_figure(tracks: pd.DataFrame, path: Path) -> None:
     if ax.lines[1:]:
         ax.legend(fontsize=7)
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -113,6 +115,7 @@ def samples_figure(samples: pd.DataFrame, path: Path) -> None:
     if len(samples):
         ax.legend(fontsize=7)
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -145,6 +148,7 @@ def nbs_figure(nbs: pd.DataFrame, path: Path) -> None:
     ax.set_title("Normalization batch size: population against batch statistics")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    legends_off_data(fig)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
