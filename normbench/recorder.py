@@ -233,6 +233,7 @@ class Recorder:
         for r in shifts:
             scalars[f"shift/{tag_layer(r['layer'])}/mean"] = r["shift_mean"]
             scalars[f"shift/{tag_layer(r['layer'])}/scale"] = r["shift_scale"]
+            scalars[f"shift/{tag_layer(r['layer'])}/shape"] = r["shift_shape"]
         self.scalars(step, scalars)
 
     def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
