@@ -32,7 +32,8 @@ standard deviation σ_c before, μ'_c and σ'_c after::
 
 with z_c,q the q-th percentile of the channel's values standardized by its own μ_c and σ_c: the
 change of the distribution's shape, which a norm that pins each channel's mean and variance on
-the batch (BN) does not fix, and which an affine per-channel noise (noisy BN) does not move.
+the batch (BN) does not fix, and which an affine per-channel noise (noisy BN) moves only in the
+layers after the one it is added to (through their nonlinearities).
 
 The probe runs on one process (rank 0, its own part of the batch); torchrun runs refuse it.
 """

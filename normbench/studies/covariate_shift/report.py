@@ -142,8 +142,8 @@ def covariate_shift_report(
         "its next draw): per channel |Δμ|/σ (means), |Δ ln σ| (scales) and the largest change of "
         "the 15/50/85th percentiles of the channel standardized by its own mean and std "
         "(shapes), the median over channels, the mean over layers. BN pins the first two on the "
-        "batch by design; the shape it does not; noisy BN's affine noise moves the first two "
-        "only.\n",
+        "batch by design; the shape it does not. Noisy BN's affine noise moves the first two where "
+        "it is added, and the shapes of the layers after it (through their nonlinearities).\n",
         *chance_banner(runs),
         "![error, gradient change, loss range and shift against steps](covariate_shift.png)\n",
         "Mean ± std over seeds of each run's mean over its probe steps:\n",
