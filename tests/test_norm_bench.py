@@ -73,7 +73,10 @@ def test_readme_section_replaces_only_its_own_text(tmp_path, monkeypatch):
     (tmp_path / "norms-cpu-1t.csv").write_text(
         (tmp_path / "norms-cpu-1t.csv").read_text().replace("batch[closed_form]", "renamed")
     )
+    png = tmp_path / "norms-cpu-1t.png"
+    png.unlink()
     assert bench.main(["--readme-only", "--out", str(tmp_path)]) == 0
+    assert png.stat().st_size > 5_000  # redrawn from the CSV
     second = readme.read_text()
     assert second.count(begin) == 1 and "| 6x8 | renamed |" in second
     assert second.replace("renamed", "batch[closed_form]") == first  # nothing else moved

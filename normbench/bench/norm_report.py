@@ -245,6 +245,18 @@ def _yes(within: object) -> str:
     return {"True": "yes", "False": "**no**"}.get(str(within), "n/a")
 
 
+def redraw_figures(out: Path) -> list[Path]:
+    """Redraw ``norms-<device>.png`` from each ``norms-<device>.csv`` in ``out`` (no timing)."""
+    drawn = []
+    for path in sorted(out.glob("norms-*.csv")):
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        if rows:
+            _plot(rows, path.with_suffix(".png"))
+            drawn.append(path.with_suffix(".png"))
+    return drawn
+
+
 def write_outputs(rows: list[dict], out: Path, name: str, command: str) -> None:
     """``<name>.csv``, ``<name>.png`` and the README's ``bench norms`` section."""
     csv_path = out / f"{name}.csv"

@@ -41,6 +41,7 @@ from normbench.bench.norm_report import (
     output_name,
     print_table,
     readme_section,
+    redraw_figures,
     write_outputs,
 )
 from normbench.bench.norm_timing import raise_compile_cache_limit, time_shape, with_reasons
@@ -60,7 +61,11 @@ def main(argv: list[str]) -> int:
     options.add_repeats(parser, 15, help="timed repeats per case (median; default 15)")
     options.add_warmup(parser, 3, help="untimed calls per case first (default 3)")
     options.add_threads(parser)
-    options.add_output(parser)
+    options.add_output(
+        parser,
+        readme_only="only redraw the figures and rewrite the README section from the existing CSVs "
+        "(no timing)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -86,6 +91,7 @@ def main(argv: list[str]) -> int:
         args.compile = not args.quick
     out = args.out
     if args.readme_only:
+        redraw_figures(out)
         rewrite_section(out, SECTION, readme_section(out))
         return 0
     devices = options.devices(parser, args.device)
