@@ -84,7 +84,7 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
     lo = acc[acc["step"] >= acc["step"].max() * 0.02]["min"].min() if not acc.empty else 0
     ax.set_ylim(max(0.0, lo - 0.02), None)
     ax.set(
-        title="(a) test accuracy (band: min–max over seeds)",
+        title="(a) test accuracy\n(band: min–max over seeds)",
         xlabel="training step",
         ylabel="accuracy",
     )
@@ -101,7 +101,7 @@ def bn_fig1(runs: list[Run], out_png: Path) -> dict[str, pd.DataFrame]:
             )
         title = {"none": "without BN", "batch": "with BN"}.get(norm, norm)
         ax.set(
-            title=f"({panel}) {title}: sigmoid input, {layer}",
+            title=f"({panel}) {title}:\nsigmoid input, {layer}",
             xlabel="training step",
             ylim=(ylim[0] - pad, ylim[1] + pad),
         )
