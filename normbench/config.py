@@ -203,6 +203,7 @@ class OptimConfig:
     schedule: str = MISSING
     milestones: list[int] = MISSING
     gamma: float = MISSING
+    warmup_steps: int = 0
 
 
 SCHEMAS: dict[str, type] = {
@@ -220,7 +221,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "batching.lr_scaling": ("fixed", "linear"),
     "probes.mode": ("batch_stats", "eval"),
     "optim.name": ("sgd", "adam"),
-    "optim.schedule": ("constant", "cosine", "step"),
+    "optim.schedule": ("constant", "cosine", "step", "linear"),
     "dataset.val_split": ("test", "holdout"),
 }
 
@@ -249,6 +250,7 @@ NON_NEGATIVE = (
     "probes.smoothness",
     "optim.momentum",
     "optim.weight_decay",
+    "optim.warmup_steps",
 )
 
 

@@ -36,6 +36,8 @@ def test_small_gaussian_initialization():
 
 # Instance norm needs spatial positions; on (N, C) features it refuses with a clear error.
 CNN_ONLY = {"instance"}
+# NormProp's input correction must be for the model's own nonlinearity (sigmoid here).
+MLP_OPTIONS = {"normprop": {"activation": "sigmoid"}}
 
 
 @pytest.mark.parametrize("norm", sorted(set(known_norms()) - CNN_ONLY))
@@ -44,7 +46,8 @@ def test_every_registered_norm_trains_the_mlp(norm):
     cfg = OmegaConf.create(
         {"name": "mlp", "hidden": [32, 32], "activation": "sigmoid", "init_std": 0.1}
     )
-    model = build_model(cfg, build_norm_spec({"name": norm}), 3, (1, 4, 4))
+    spec = build_norm_spec({"name": norm, **MLP_OPTIONS.get(norm, {})})
+    model = build_model(cfg, spec, 3, (1, 4, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
     for _ in range(2):
@@ -53,6 +56,25 @@ def test_every_registered_norm_trains_the_mlp(norm):
         for name, p in model.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
         opt.step()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"name": "mlp", "hidden": [4], "activation": "sigmoid"},
+        {"name": "convpool", "width": 0.125},
+        {"name": "vgg16", "width": 0.125, "stem": "cifar"},
+    ],
+)
+def test_normprop_refuses_a_model_with_another_nonlinearity(model):
+    """The default correction is ReLU's: the sigmoid MLP and leaky-ReLU ConvPool-CNN-C refuse it
+    (naming the fix), and build with their own; VGG-16 (ReLU) refuses sigmoid's."""
+    own = {"mlp": "sigmoid", "convpool": "leaky_relu", "vgg16": "relu"}[model["name"]]
+    other = "sigmoid" if own == "relu" else "relu"
+    cfg = OmegaConf.create(model)
+    with pytest.raises(ConfigError, match=f"Set norm.activation={own}"):
+        build_model(cfg, build_norm_spec({"name": "normprop", "activation": other}), 3, (1, 32, 32))
+    build_model(cfg, build_norm_spec({"name": "normprop", "activation": own}), 3, (1, 32, 32))
 
 
 def test_unknown_model_and_activation_are_clear_errors():

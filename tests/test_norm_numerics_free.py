@@ -333,6 +333,7 @@ def test_normprop_constants_are_the_gaussian_moments_of_the_activation():
     density = np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
     for name, fn in {
         "relu": lambda t: np.maximum(t, 0),
+        "leaky_relu": lambda t: np.where(t > 0, t, 0.1 * t),
         "sigmoid": lambda t: 1 / (1 + np.exp(-t)),
         "tanh": np.tanh,
     }.items():

@@ -175,6 +175,15 @@ RESUMABLE_CHANGES = (
 )
 
 
+# Keys added after checkpoints were written, with the value that computes what their absence
+# did: a checkpoint without the key resumes when the key has that value.
+ADDED_KEYS: dict[str, Any] = {
+    "optim.warmup_steps": 0,
+    "norm.log_scale": None,
+    "norm.max_v_norm": None,
+}
+
+
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without Hydra's own node, as plain containers."""
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -183,8 +192,12 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose value differs between two plain configs (ignoring resumable keys)."""
+    """Dotted keys whose value differs between two plain configs (ignoring resumable keys, and
+    keys of :data:`ADDED_KEYS` absent from the old config that hold their neutral value)."""
     flat_a, flat_b = _flatten(old), _flatten(new)
+    for key, neutral in ADDED_KEYS.items():
+        if key not in flat_a and key in flat_b and flat_b[key] == neutral:
+            flat_a[key] = neutral
     keys = sorted(set(flat_a) | set(flat_b))
     return [
         k

@@ -9,13 +9,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from normbench.errors import ConfigError
+from normbench.models.convpool import ConvPoolCNNC, check_convpool_input, convpool_channels
 from normbench.models.layers import check_options
 from normbench.models.mlp import ACTIVATIONS, MLP, mlp_in_features
 from normbench.models.resnet import ResNet50, resnet50_channels
 from normbench.models.vgg import VGG16, check_vgg16_input, vgg16_channels
 from normbench.norms.spec import NormSpec
 
-MODELS = ("mlp", "resnet50", "vgg16")
+MODELS = ("mlp", "resnet50", "vgg16", "convpool")
 
 
 class CNN(NamedTuple):
@@ -26,7 +27,7 @@ class CNN(NamedTuple):
     #: Every channel count of the model's norm slots at a width (for group-count errors).
     channels: Callable[[float], list[int]]
     #: Raises ConfigError for an input size (H, W, stem) the model cannot take.
-    check_input: Callable[[int, int, str], None] | None = None
+    check_input: Callable[[int, int, str | None], None] | None = None
 
 
 CNNS: dict[str, CNN] = {
@@ -40,6 +41,12 @@ CNNS: dict[str, CNN] = {
         {"width": 1.0, "stem": "imagenet", "dropout": 0.5, "bias_before_norm": False},
         vgg16_channels,
         check_vgg16_input,
+    ),
+    "convpool": CNN(
+        ConvPoolCNNC,
+        {"width": 1.0, "input_noise": 0.15, "dropout": 0.5, "bias_before_norm": False},
+        convpool_channels,
+        check_convpool_input,
     ),
 }
 
@@ -79,7 +86,7 @@ def build_model(
 def build_cnn(
     cfg: DictConfig | dict[str, Any], spec: NormSpec, num_classes: int, in_shape: tuple[int, ...]
 ) -> nn.Module:
-    """Build ResNet-50 or VGG-16 from its config; unknown options and bad shapes are clear errors.
+    """Build ResNet-50, VGG-16 or ConvPool-CNN-C from its config; unknown options and bad shapes are clear errors.
 
     A group count that does not divide a layer's channels (GN's 32 at a small ``width``) is
     refused by the spec; the error then also lists every channel count of the model at that width.
@@ -100,9 +107,9 @@ def build_cnn(
             f"of shape {tuple(in_shape)}. Use model=mlp_sigmoid for flat features."
         )
     options = {**cnn.defaults, **options}
-    check_options(options["width"], options["stem"])
+    check_options(options["width"], options.get("stem"))
     if cnn.check_input is not None:
-        cnn.check_input(in_shape[1], in_shape[2], options["stem"])
+        cnn.check_input(in_shape[1], in_shape[2], options.get("stem"))
     try:
         return cnn.cls(spec, in_channels=in_shape[0], num_classes=num_classes, **options)
     except ConfigError as err:

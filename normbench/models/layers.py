@@ -35,11 +35,12 @@ def weight_bias(spec: NormSpec, bias_before_norm: bool) -> bool:
     return bias_before_norm or not spec.has_shift
 
 
-def check_options(width: float, stem: str) -> None:
-    """Reject a non-positive width or an unknown stem with a message naming the fix."""
-    if not isinstance(width, int | float) or width <= 0:
+def check_options(width: float, stem: str | None = None) -> None:
+    """Reject a non-positive width or an unknown stem (``None``: the model has no stem option)
+    with a message naming the fix."""
+    if not isinstance(width, int | float) or isinstance(width, bool) or width <= 0:
         raise ConfigError(f"model.width={width!r} must be a positive number (1.0: full width).")
-    if stem not in STEMS:
+    if stem is not None and stem not in STEMS:
         raise ConfigError(f"model.stem={stem!r} is not one of {', '.join(STEMS)}.")
 
 
@@ -57,22 +58,42 @@ class ReLU(nn.ReLU):
         return F.relu(x, inplace=not watched)
 
 
-def activation(spec: NormSpec) -> nn.Module:
-    """The ReLU after a norm slot, or an identity when the slot carries its own nonlinearity."""
-    return nn.Identity() if spec.includes_activation else ReLU()
+class LeakyReLU(nn.LeakyReLU):
+    """Leaky ReLU, in place unless a hook watches the module (see :class:`ReLU`)."""
+
+    def __init__(self, negative_slope: float) -> None:
+        super().__init__(negative_slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        watched = bool(self._forward_pre_hooks or self._forward_hooks)
+        return F.leaky_relu(x, self.negative_slope, inplace=not watched)
+
+
+def activation(spec: NormSpec, negative_slope: float = 0.0) -> nn.Module:
+    """The ReLU (leaky with ``negative_slope`` > 0) after a norm slot, or an identity when the
+    slot carries its own nonlinearity."""
+    if spec.includes_activation:
+        return nn.Identity()
+    return LeakyReLU(negative_slope) if negative_slope else ReLU()
 
 
 @torch.no_grad()
-def init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module, negative_slope: float = 0.0) -> None:
     """Initialize the plain conv and linear layers of ``model`` (see the module docstring).
 
+    ``negative_slope`` > 0: the convolutions' gain is the leaky ReLU's, √(2 / (1 + slope²)).
     Modules are visited in ``model.modules()`` order, so a seed gives the same weights.
     """
     for module in model.modules():
         if parametrize.is_parametrized(module):
             continue  # WN / WS / NormProp keep their variant's initialization
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if negative_slope:
+                nn.init.kaiming_normal_(
+                    module.weight, negative_slope, mode="fan_out", nonlinearity="leaky_relu"
+                )
+            else:
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):

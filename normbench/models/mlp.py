@@ -56,6 +56,7 @@ class MLP(nn.Module):
         bias_before_norm: bool = False,
     ) -> None:
         super().__init__()
+        spec.check_activation(activation)
         widths = [in_features, *hidden]
         self.hidden = nn.ModuleList(
             HiddenLayer(spec, a, b, activation, i == 0, bias_before_norm)

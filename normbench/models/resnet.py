@@ -126,6 +126,7 @@ class ResNet50(nn.Module):
     ) -> None:
         super().__init__()
         check_options(width, stem)
+        spec.check_activation("relu")
         self.width, self.stem = width, stem
         stem_channels = scaled(64, width)
         bias = weight_bias(spec, bias_before_norm)

@@ -81,6 +81,7 @@ class VGG16(nn.Module):
     ) -> None:
         super().__init__()
         check_options(width, stem)
+        spec.check_activation("relu")
         self.width, self.stem = width, stem
         layers: list[nn.Module] = []
         channels = in_channels

@@ -13,8 +13,11 @@ with the rectified-Gaussian correction for ReLU (the paper's case)::
 
     c₁ = sqrt(1 / (2π))          c₂ = sqrt((1/2) · (1 − 1/π))
 
-and, for the other ``activation`` choices, c₁ = E[f(z)], c₂ = sqrt(Var[f(z)]) for z ~ N(0, 1)
-(sigmoid, tanh by Gauss–Hermite quadrature; identity: c₁ = 0, c₂ = 1). ‖W_i‖ is over the
+and, for the other ``activation`` choices, c₁ = E[f(z)], c₂ = sqrt(Var[f(z)]) for z ~ N(0, 1):
+leaky ReLU of slope a = 0.1 (ConvPool-CNN-C's) in closed form, c₁ = (1 − a)/√(2π),
+c₂ = sqrt((1 + a²)/2 − c₁²); sigmoid and tanh by Gauss–Hermite quadrature; identity: c₁ = 0,
+c₂ = 1. A model whose nonlinearity is not ``activation`` is refused
+(:meth:`NormPropSpec.check_activation`). ‖W_i‖ is over the
 fan-in (in·kh·kw for a convolution). The norm slot is the per-channel affine γ·u + β
 (γ = 1, β = 0 at init).
 
@@ -55,8 +58,12 @@ def _gaussian_moments(fn: np.ufunc | object) -> tuple[float, float]:
     return mean, float(math.sqrt((weights * (values - mean) ** 2).sum()))
 
 
+LEAKY_SLOPE = 0.1
+_LEAKY_MEAN = (1 - LEAKY_SLOPE) / math.sqrt(2 * math.pi)
+
 ACTIVATION_MOMENTS: dict[str, tuple[float, float]] = {
     "relu": (math.sqrt(1 / (2 * math.pi)), math.sqrt(0.5 * (1 - 1 / math.pi))),
+    "leaky_relu": (_LEAKY_MEAN, math.sqrt((1 + LEAKY_SLOPE**2) / 2 - _LEAKY_MEAN**2)),
     "sigmoid": _gaussian_moments(lambda z: 1 / (1 + np.exp(-z))),
     "tanh": _gaussian_moments(np.tanh),
     "identity": (0.0, 1.0),
@@ -192,7 +199,8 @@ class NormPropSpec(NormSpec):
 
     Attributes:
         activation: the nonlinearity that follows the norm slot in the model (``relu``,
-            ``sigmoid``, ``tanh`` or ``identity``); sets the input correction c₁, c₂.
+            ``leaky_relu`` (slope 0.1), ``sigmoid``, ``tanh`` or ``identity``); sets the input
+            correction c₁, c₂. The model checks it (:meth:`check_activation`).
         affine: learn γ and β in the slot (``False``: identity slot, weight layers keep a bias).
     """
 
@@ -207,6 +215,15 @@ class NormPropSpec(NormSpec):
             raise ConfigError(
                 f"norm=normprop: activation={self.activation!r} is not one of "
                 f"{', '.join(ACTIVATION_MOMENTS)}."
+            )
+
+    def check_activation(self, activation: str) -> None:
+        """The input correction is for :attr:`activation`: refuse a model with another one."""
+        if activation != self.activation:
+            raise ConfigError(
+                f"norm=normprop corrects each layer's input for activation={self.activation!r}, "
+                f"but this model's nonlinearity is {activation!r}. Set "
+                f"norm.activation={activation}."
             )
 
     def layer(self, num_channels: int, dims: int) -> nn.Module:

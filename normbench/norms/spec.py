@@ -85,6 +85,13 @@ class NormSpec:
         check_dims(dims)
         return IdentitySlot(num_channels, dims=dims)
 
+    def check_activation(self, activation: str) -> None:
+        """Refuse a model whose nonlinearity after the slot the variant was not set up for.
+
+        ``activation`` is the model's (``relu``, ``leaky_relu``, ``sigmoid`` …). Only variants that
+        assume one (NormProp's input correction) check it; the others accept any.
+        """
+
     @property
     def has_shift(self) -> bool:
         """Whether :meth:`layer` adds a learned shift, making the weight layer's bias redundant."""
