@@ -22,6 +22,7 @@ import math
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 
 AXIS = "sweep/covariate_shift_model"
 MODELS = ("mlp", "vgg")
@@ -93,9 +94,4 @@ def points(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def by_seed(pts: pd.DataFrame, model: str, norm: str, column: str) -> dict[int, float]:
-    if pts.empty:
-        return {}
-    sel = pts[(pts["model"] == model) & (pts["norm"] == norm)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, column, model=model, norm=norm)

@@ -17,6 +17,7 @@ import math
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 
 AXIS = "sweep/detached_bias_setting"
 PARTS = ("literal", "mlp", "cnn")
@@ -126,9 +127,4 @@ def points(runs: list[Run], cur: pd.DataFrame) -> pd.DataFrame:
 
 def by_seed(pts: pd.DataFrame, part: str, detached: bool, column: str) -> dict[int, float]:
     """``column`` of one setting's runs, by seed (finite values only)."""
-    if pts.empty:
-        return {}
-    sel = pts[(pts["part"] == part) & (pts["detached"] == detached)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, column, part=part, detached=detached)

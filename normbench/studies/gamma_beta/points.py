@@ -17,6 +17,7 @@ import math
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 
 AXIS = "sweep/gamma_beta_setting"
 MODELS = ("mlp", "resnet")
@@ -79,9 +80,4 @@ def points(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def by_seed(pts: pd.DataFrame, model: str, affine: bool, column: str) -> dict[int, float]:
-    if pts.empty:
-        return {}
-    sel = pts[(pts["model"] == model) & (pts["affine"] == affine)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, column, model=model, affine=affine)

@@ -18,6 +18,7 @@ import re
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 from normbench.studies.bn_fig1.claims import first_step
 from normbench.studies.study import recorded
 
@@ -104,11 +105,5 @@ def by_seed(
     pts: pd.DataFrame, norm: str, depth: int, column: str, activation: str | None = None
 ) -> dict[int, float]:
     """``column`` of one (norm, depth[, activation]) by seed, finite values only."""
-    if pts.empty:
-        return {}
-    sel = pts[(pts["norm"] == norm) & (pts["depth"] == depth)]
-    if activation is not None:
-        sel = sel[sel["activation"] == activation]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    extra = {} if activation is None else {"activation": activation}
+    return seed_values(pts, column, norm=norm, depth=depth, **extra)

@@ -15,6 +15,7 @@ import math
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 from normbench.studies.inference_batch.points import clean_rows, data_label
 
 NORM_ORDER = ("batch", "batch_renorm", "group")
@@ -101,10 +102,7 @@ def points(runs: list[Run], split: str | None = "test") -> pd.DataFrame:
 
 def by_seed(pts: pd.DataFrame, norm: str, iid: bool, column: str = "running") -> dict[int, float]:
     """``column`` of the (norm, batching) runs keyed by seed (NaN left out)."""
-    sel = pts[(pts["norm"] == norm) & (pts["iid"] == iid)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, column, norm=norm, iid=iid)
 
 
 def images_of(pts: pd.DataFrame) -> int | None:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 from normbench.studies.small_batch.points import error_on_test_split
 
 NORM_ORDER = ("batch", "batch_renorm", "group", "layer", "frn")
@@ -165,12 +166,7 @@ def by_seed(
     pts: pd.DataFrame, norm: str, sizes: tuple[int, int], column: str = "test_error"
 ) -> dict[int, float]:
     """``column`` of the (norm, setting) runs, keyed by seed (NaN values left out)."""
-    sel = pts[(pts["norm"] == norm) & (pts["low"] == sizes[0]) & (pts["high"] == sizes[1])]
-    out = {}
-    for s, v in zip(sel["seed"], sel[column], strict=True):
-        if v is not None and math.isfinite(float(v)):
-            out[int(s)] = float(v)
-    return out
+    return seed_values(pts, column, norm=norm, low=sizes[0], high=sizes[1])
 
 
 def norms_of(pts: pd.DataFrame) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from normbench.report.collect import TEST_SPLIT_SIZE, Run
+from normbench.report.seeds import by_seed as seed_values
 
 LAST_EVALS = 5
 NORM_ORDER = ("batch", "group", "layer", "instance", "batch_renorm", "sync_batch")
@@ -192,7 +193,4 @@ def curve(pts: pd.DataFrame, column: str = "error") -> pd.DataFrame:
 
 def by_seed(pts: pd.DataFrame, norm: str, n: int, column: str = "test_error") -> dict[int, float]:
     """``column`` of the (norm, N) runs, keyed by seed (NaN values left out)."""
-    sel = pts[(pts["norm"] == norm) & (pts["images"] == n)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel[column], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, column, norm=norm, images=n)

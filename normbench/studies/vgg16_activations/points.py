@@ -19,6 +19,7 @@ import pandas as pd
 
 from normbench.report.collect import Run
 from normbench.report.figures import PERCENTILES
+from normbench.report.seeds import by_seed as seed_values
 
 #: the intermediate conv layers the claims are on (of 13)
 LAYERS = (4, 7, 10)
@@ -76,9 +77,4 @@ def points(runs: list[Run]) -> pd.DataFrame:
 
 
 def by_seed(pts: pd.DataFrame, norm: str, conv: int) -> dict[int, float]:
-    if pts.empty:
-        return {}
-    sel = pts[(pts["norm"] == norm) & (pts["conv"] == conv)]
-    return {
-        int(s): float(v) for s, v in zip(sel["seed"], sel["move"], strict=True) if math.isfinite(v)
-    }
+    return seed_values(pts, "move", norm=norm, conv=conv)
