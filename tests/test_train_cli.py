@@ -243,7 +243,18 @@ def test_a_diverging_run_stops_with_a_clear_message(run_cli, tmp_path):
     assert "Traceback" not in out + err
     (run,) = (tmp_path / "runs" / "bn_fig1").iterdir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "failed" and "DivergedError" in summary["error"]
+    assert summary["status"] == "diverged" and "DivergedError" in summary["error"]
+    # the same command does not train it again (it would diverge again): it says so at once
+    metrics = (run / "metrics.csv").read_bytes()
+    args = ("train", "experiment=bn_fig1", "norm=none", *FAST, "optim.lr=1e30", "model.init_std=10")
+    code, out, err = run_cli(*args)
+    assert code == 2 and "diverged before" in out + err and "trainer.resume=never" in out + err
+    assert (run / "metrics.csv").read_bytes() == metrics
+    again = json.loads((run / "summary.json").read_text())
+    assert again["status"] == "diverged" and again["error"] == summary["error"]
+    # trainer.resume=never trains it over from step 0 (and it diverges again)
+    code, out, err = run_cli(*args, "trainer.resume=never")
+    assert code == 2 and "the run diverged" in out + err and "diverged before" not in out + err
 
 
 def test_the_jacobian_probe_refuses_what_it_cannot_do(run_cli):

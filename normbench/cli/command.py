@@ -198,7 +198,8 @@ def _run_job(cfg: Any, run_dir: Path, multirun: bool) -> dict[str, Any] | None:
                 raise
             except Exception as err:
                 err = find_disk_error(err, run_dir) or err
-                _mark(run_dir, "failed", f"{type(err).__name__}: {err}")
+                ended = "diverged" if isinstance(err, DivergedError) else "failed"
+                _mark(run_dir, ended, f"{type(err).__name__}: {err}")
                 raise err from None
     except Exception as err:
         err = find_disk_error(err, run_dir) or err
@@ -226,8 +227,8 @@ def _mark(run_dir: Path, status: str, error: str) -> None:
     from normbench.recorder import read_summary, write_json_atomic
 
     summary = read_summary(run_dir / "summary.json")
-    if summary.get("status") == "complete":
-        return
+    if summary.get("status") == "complete" or summary.get("status") == status == "diverged":
+        return  # a run found diverged again keeps the first divergence's message
     summary.update(status=status, error=error)
     try:
         write_json_atomic(run_dir / "summary.json", summary)

@@ -3,7 +3,9 @@
 The checkpoint (``<run>/ckpt/last.pt``, see :mod:`normbench.engine.checkpoint`) holds the
 trainer's whole state; loading it refuses another process count or another configuration
 (:func:`~normbench.engine.checkpoint.check_resumable`). Under torchrun rank 0 decides (it may
-remove the checkpoint) and the other ranks load the same file.
+remove the checkpoint) and the other ranks load the same file. A run whose summary.json says
+it diverged is not trained again with ``trainer.resume=auto`` (one process): it would diverge
+again; the error says so and ``trainer.resume=never`` starts it over.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from normbench.engine.checkpoint import load_checkpoint
+from normbench.errors import DivergedError
 from normbench.recorder import Recorder, read_summary
 
 if TYPE_CHECKING:
@@ -36,6 +39,20 @@ def restore(trainer: Trainer) -> int | None:
 
 
 def _restore_main(trainer: Trainer) -> int | None:
+    resumed = _restore_checkpoint(trainer)
+    if trainer.tcfg.resume == "auto" and not trainer.dist.enabled:
+        previous = read_summary(trainer.run_dir / "summary.json")
+        if previous.get("status") == "diverged":
+            # The same configuration from the same checkpoint diverges again: say so at once.
+            raise DivergedError(
+                f"{trainer.run_dir} diverged before ({previous.get('error', 'see its summary.json')}"
+                "); training it again from its checkpoint would repeat that. Its outcome is "
+                "recorded; trainer.resume=never trains it over from step 0."
+            )
+    return resumed
+
+
+def _restore_checkpoint(trainer: Trainer) -> int | None:
     path, run_dir = trainer.ckpt_path, trainer.run_dir
     if trainer.tcfg.resume == "never" and path.exists():
         # First the checkpoint: a kill while the old files are cleared then starts over again.

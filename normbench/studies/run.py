@@ -95,6 +95,11 @@ class State:
         return [r for r in self.runs if r.status == "complete"]
 
     @property
+    def finished(self) -> list[Run]:
+        """Complete runs and runs that diverged: training them again changes nothing."""
+        return [r for r in self.runs if r.status in ("complete", "diverged")]
+
+    @property
     def failed(self) -> list[Run]:
         return [r for r in self.runs if r.status in ("failed", "diverged")]
 
@@ -119,7 +124,7 @@ def _duration(seconds: float) -> str:
 def estimate_seconds(sel: Selection, st: State) -> float | None:
     """Time left, from the wall times of finished runs and evaluations (None: nothing finished)."""
     times = [float(r.summary["wall_time_s"]) for r in st.complete if r.summary.get("wall_time_s")]
-    left_runs = len(st.matched) - len(st.complete)
+    left_runs = len(st.matched) - len(st.finished)
     left_evals = st.evals_total - st.evals_done
     if not times and left_runs:
         return None
@@ -137,7 +142,7 @@ def progress_line(sel: Selection, st: State) -> str:
     eta = f"ETA {_duration(left)}" if left is not None else "ETA unknown (nothing finished yet)"
     return (
         f"study {sel.study.name}{f' ({sel.variant.name})' if sel.variant else ''}: runs "
-        f"{len(st.complete)}/{len(st.matched)} done, evaluations {st.evals_done}/"
+        f"{len(st.finished)}/{len(st.matched)} done, evaluations {st.evals_done}/"
         f"{st.evals_total} done (of the runs trained so far), {eta} at jobs={sel.jobs}"
     )
 
@@ -149,7 +154,7 @@ def plan(sel: Selection) -> int:
     print(f"study {sel.study.name}: {sel.study.title}")
     if sel.variant:
         print(f"variant {sel.variant.name}: {sel.variant.about}")
-    print(f"training: {len(st.matched)} runs under {sel.runs_root}/ ({len(st.complete)} done)")
+    print(f"training: {len(st.matched)} runs under {sel.runs_root}/ ({len(st.finished)} done)")
     if sel.variant is not None and sel.variant.distributed:
         print("  one run at a time (some under torchrun), the grid of:")
     print("  normbench train -m " + " ".join(map(shlex.quote, g.argv())))
@@ -206,8 +211,8 @@ def _progress_every(sel: Selection, seconds: float):
                 st = state(sel)
             except Exception:  # a run directory being written: try again next time
                 continue
-            if len(st.complete) != last:
-                last = len(st.complete)
+            if len(st.finished) != last:
+                last = len(st.finished)
                 print(progress_line(sel, st), flush=True)
 
     thread = threading.Thread(target=report, name="study-progress", daemon=True)
@@ -304,16 +309,21 @@ def run(sel: Selection) -> int:
     code = train(sel)
     if code >= 128:  # stopped by a signal: the same command resumes
         return code
-    code = max(code, evaluate(sel))
+    evaluated = evaluate(sel)
+    code = max(code, evaluated)
     st = state(sel)
     if st.runs:
         report(sel)
     print(progress_line(sel, st))
-    bad = len(st.matched) - len(st.complete)
+    bad = len(st.matched) - len(st.finished)
+    diverged = len(st.finished) - len(st.complete)
+    if code == 1 and not bad:
+        code = evaluated  # the multirun's failures were divergences: outcomes, in the report
     print(
         f"study {sel.study.name}: finished in {_duration(time.monotonic() - start)}"
+        + (f"; {diverged} runs diverged (kept in the report as such)" if diverged else "")
         + (f"; {bad} runs not complete" if bad else "")
         + ("; some evaluations failed" if code == 1 and not bad else ""),
-        file=sys.stderr if code else sys.stdout,
+        file=sys.stderr if code or bad else sys.stdout,
     )
     return 1 if code or bad else 0
