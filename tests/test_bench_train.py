@@ -112,13 +112,18 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
     [
         (
             ["--variants", "batch,bogus"],
-            "unknown variant(s) 'bogus' in --variants; known variants: batch, batch_detached,",
+            "unknown variant 'bogus' in --variants; known variants: batch, batch_detached,",
         ),
         (
             ["--modes", "jit-fp64"],
             "--modes: unknown jit-fp64; known modes: eager-fp32, eager-bf16,",
         ),
         (["--batch", "0"], "--batch must be >= 1"),
+        (
+            ["--variants", "weight[mean_only_bn]"],
+            "option 'mean_only_bn' of weight must be key=value",
+        ),
+        (["--variants", "weight[data_init=false"], "must end with ']'"),
     ],
 )
 def test_bad_options_are_clear_errors(run_cli, tmp_path, args, message):
@@ -409,3 +414,31 @@ def test_no_profile_gives_the_differential_only(run_cli, tmp_path):
     assert [r["variant"] for r in rows] == ["identity", "batch"] and "profiling" not in err
     assert all(r["norm_share_profiled"] == "" and "--no-profile" in r["note"] for r in rows)
     assert all(0 <= float(r["norm_share_differential"]) <= 1 for r in rows)
+
+
+def test_variant_options_replace_the_shipped_config():
+    from normbench.bench.variants import parse_variant, split_variants, variant_config
+
+    text = "batch,normprop[activation=leaky_relu],weight[mean_only_bn=true,max_v_norm=1.5]"
+    items = split_variants(text)
+    assert items == [
+        "batch",
+        "normprop[activation=leaky_relu]",
+        "weight[mean_only_bn=true,max_v_norm=1.5]",
+    ]
+    assert parse_variant(items[2]) == ("weight", {"mean_only_bn": True, "max_v_norm": 1.5})
+    cfg, label = variant_config(items[2], "convpool", 0.125)
+    assert cfg["mean_only_bn"] is True and cfg["max_v_norm"] == 1.5 and cfg["data_init"] is True
+    assert label == items[2]
+
+
+def test_convpool_trains_in_the_bench_with_its_own_nonlinearity(run_cli, tmp_path):
+    out = tmp_path / "o"
+    args = ["--model", "convpool", "--width", "0.0625", "--batch", "4", "--image-size", "28"]
+    args += ["--steps", "1", "--repeats", "1", "--warmup", "1", "--train-size", "8"]
+    args += ["--modes", "eager-fp32", "--no-profile", "--out", str(out)]
+    code, _, err = run_cli("bench", "train", *args, "--variants", "normprop[activation=leaky_relu]")
+    assert code == 0, err
+    rows = _rows(out / "iteration-cpu.csv")
+    assert [r["variant"] for r in rows] == ["identity", "normprop[activation=leaky_relu]"]
+    assert "convpool width 0.0625, batch 4" in (out / "README.md").read_text()

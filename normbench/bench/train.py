@@ -49,12 +49,12 @@ from typing import Any
 import torch
 
 from normbench.bench import options
+from normbench.bench.train_report import stem_text
 from normbench.bench.train_setup import BASELINE, MODES, synthetic_data
 from normbench.bench.train_timing import log, run_all
+from normbench.bench.variants import parse_variant, split_variants
 from normbench.engine.environment import environment
-from normbench.errors import ConfigError
 from normbench.models import CNNS
-from normbench.norms import known_norms
 
 CPU_DEFAULTS: dict[str, Any] = {
     "model": "resnet50",
@@ -178,6 +178,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--warmup must be >= 1 (the first steps build caches and compile)")
     if args.width <= 0:
         parser.error(f"--width must be > 0, got {args.width}")
+    if "stem" not in CNNS[args.model].defaults:
+        args.stem = "none"  # ConvPool-CNN-C: no stem option
     args.variant_list = _variants(args.variants)
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.mode_list if m not in MODES]
@@ -198,13 +200,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _variants(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in known_norms() and v != BASELINE]
-    if unknown:
-        raise ConfigError(
-            f"unknown variant(s) {', '.join(map(repr, unknown))} in --variants; known variants: "
-            f"{', '.join(known_norms())}."
-        )
+    """The variants of ``--variants`` (``name`` or ``name[key=value,...]``), checked, after the
+    baseline."""
+    names = split_variants(text)
+    for v in names:
+        if v != BASELINE:
+            parse_variant(v)  # an unknown name or a malformed option: its message
     return [BASELINE] + [v for v in dict.fromkeys(names) if v != BASELINE]
 
 
@@ -233,7 +234,7 @@ def main(argv: list[str]) -> int:
     }
     log(
         f"bench train on {device.type} ({env['device_name']}, torch {env['torch']}, {env['threads']} "
-        f"threads): {args.model} width {args.width} {args.stem} stem, batch {args.batch}, "
+        f"threads): {args.model} width {args.width}{stem_text(args.stem)}, batch {args.batch}, "
         f"{args.image_size}x{args.image_size}; variants {', '.join(args.variant_list)}; "
         f"modes {', '.join(args.mode_list)}"
     )

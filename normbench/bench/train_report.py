@@ -70,6 +70,11 @@ FLOATS = {
 }
 
 
+def stem_text(stem: object) -> str:
+    """``, cifar stem`` for a model with a stem option; empty for one without (``none``)."""
+    return f", {stem} stem" if isinstance(stem, str) and stem not in ("", "none") else ""
+
+
 def write_outputs(
     rows: list[dict[str, Any]],
     env: dict[str, Any],
@@ -167,7 +172,7 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     ax2.set_xlabel("images/s (data + compute)")
     head = rows[0]
     fig.suptitle(
-        f"normbench bench train: {head['model']} width {head['width']} {head['stem']} stem, batch "
+        f"normbench bench train: {head['model']} width {head['width']}{stem_text(head['stem'])}, batch "
         f"{head['batch']}, {head['image_size']}px; {head['device_name']}, torch {head['torch']}, "
         f"torch threads: {head['threads']}, {head['date']}",
         fontsize=9,
@@ -227,7 +232,7 @@ def _device_block(path: Path, rows: list[dict[str, str]]) -> list[str]:
         f"Hardware: {head['device_name']}"
         + (f" (host CPU {head['cpu']})" if head["device"] != "cpu" else "")
         + f"; torch threads: {head['threads']}; torch {head['torch']}; {head['date']}; git {head['git']}.",
-        f"Scale: {head['model']} width {head['width']}, {head['stem']} stem, batch {head['batch']}, "
+        f"Scale: {head['model']} width {head['width']}{stem_text(head['stem'])}, batch {head['batch']}, "
         f"{head['image_size']}x{head['image_size']} synthetic images, channels_last "
         f"{head['channels_last']}; {head['steps']} steps per repeat and per profile, "
         f"{head['repeats']} repeats, {head['warmup']} warm-up steps.",

@@ -22,6 +22,7 @@ from normbench.bench.variants import RecordingSpec, variant_config
 from normbench.data.datasets import load_dataset
 from normbench.engine.build import build_network, build_norm
 from normbench.engine.fastpath import FastPath, train_step
+from normbench.models import CNNS
 
 MODES = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
 # The differential's baseline: the normalized networks with the norm layers' work removed,
@@ -67,8 +68,10 @@ def build_setup(
     else:
         norm_cfg, label = variant_config(variant, args.model, args.width)
         spec = RecordingSpec(build_norm(norm_cfg))
-    model_cfg = OmegaConf.create({"name": args.model, "width": args.width, "stem": args.stem})
-    model = build_network(model_cfg, spec, data.num_classes, data.in_shape)
+    model_cfg = {"name": args.model, "width": args.width}
+    if "stem" in CNNS[args.model].defaults:  # ConvPool-CNN-C has none
+        model_cfg["stem"] = args.stem
+    model = build_network(OmegaConf.create(model_cfg), spec, data.num_classes, data.in_shape)
     return _setup(args, mode, data, device, variant, label, model, spec.modules)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils import parametrize
@@ -81,12 +82,52 @@ def fit_groups(cfg: dict[str, Any], channels: list[int]) -> tuple[dict[str, Any]
     return cfg, suffix
 
 
-def variant_config(name: str, model: str, width: float) -> tuple[dict[str, Any], str]:
-    """The shipped ``configs/norm/<name>.yaml`` with its group count fitted to the model's
-    channels at ``width``, and a label (``group[num_groups=8]`` when the count was lowered)."""
+def split_variants(text: str) -> list[str]:
+    """``--variants`` split at the commas outside brackets: ``batch,weight[a=1,b=2]`` →
+    ``["batch", "weight[a=1,b=2]"]``."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items.append(current.strip())
+    return [item for item in items if item]
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``normprop[activation=leaky_relu]`` → ``("normprop", {"activation": "leaky_relu"})``:
+    a variant's name and the options that replace its shipped config's (values read as YAML
+    scalars, safely: ``true``, ``3.0``, ``null``).
+
+    Raises:
+        ConfigError: an unknown name or an option not written ``key=value``.
+    """
+    name, _, rest = text.partition("[")
+    name = name.strip()
     if name not in known_norms():
         raise ConfigError(
             f"unknown variant {name!r} in --variants; known variants: {', '.join(known_norms())}."
         )
-    cfg, suffix = fit_groups(shipped_config(name), CNNS[model].channels(width))
-    return cfg, name + suffix
+    if rest and not rest.endswith("]"):
+        raise ConfigError(
+            f"--variants: {text!r} must end with ']' (e.g. weight[mean_only_bn=true])."
+        )
+    opts: dict[str, Any] = {}
+    for item in filter(None, (i.strip() for i in rest[:-1].split(","))) if rest else ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--variants: option {item!r} of {name} must be key=value.")
+        opts[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return name, opts
+
+
+def variant_config(text: str, model: str, width: float) -> tuple[dict[str, Any], str]:
+    """The shipped ``configs/norm/<name>.yaml`` with the variant's options (``name[k=v,...]``)
+    and its group count fitted to the model's channels at ``width``, and a label (the text, and
+    ``[num_groups=8]`` when the count was lowered)."""
+    name, opts = parse_variant(text)
+    cfg, suffix = fit_groups({**shipped_config(name), **opts}, CNNS[model].channels(width))
+    return cfg, text + suffix
