@@ -28,6 +28,7 @@ STUDIES: dict[str, str] = {
     "vgg16_activations": "normbench.studies.vgg16_activations",
     "jacobian": "normbench.studies.jacobian",
     "covariate_shift": "normbench.studies.covariate_shift",
+    "recurrent": "normbench.studies.recurrent",
 }
 _REGISTERED: dict[str, Study] = {}
 
