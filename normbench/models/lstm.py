@@ -1,5 +1,5 @@
 """LSTM classifier of an image read as a sequence, with the norm slot inside the cell
-(docs/papers.md §15).
+(docs/papers.md §13).
 
 The cell (Hochreiter & Schmidhuber 1997, torch's gate order i, f, g, o), with the normalized
 form of Cooijmans et al. 2017 (Recurrent Batch Normalization, arXiv 1603.09025, eq. 6) and of

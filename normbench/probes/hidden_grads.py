@@ -1,6 +1,6 @@
 """The gradient of the loss with respect to each hidden state of a recurrent model, against time
 (``probes.hidden_grads``): does it explode or vanish across time steps? (Cooijmans et al. 2017,
-§3 and Fig. 1; docs/papers.md §15.)
+§3 and Fig. 1; docs/papers.md §13.)
 
 At step 0 and at the probe steps that are multiples of ``probes.hidden_grads``, on the fixed probe
 batch (the first ``probes.batch_size`` validation examples, x and their labels y), with L the mean

@@ -1,4 +1,4 @@
-"""Recurrent networks (issue 22; docs/papers.md §15): BN across time steps against Layer Norm in
+"""Recurrent networks (issue 22; docs/papers.md §13): BN across time steps against Layer Norm in
 an LSTM reading Fashion-MNIST row by row (``model=lstm``): no norm (torch.nn.LSTM), BN vertical
 only, BN horizontal with shared or per-step statistics, LN; the test error against steps, the
 gradient ‖∂L/∂h_t‖ against t (``probes.hidden_grads``), the spread over seeds and the time per

@@ -1,4 +1,4 @@
-"""The recurrent-network claims (docs/papers.md §15), judged per seed by the shared rule
+"""The recurrent-network claims (docs/papers.md §13), judged per seed by the shared rule
 (:mod:`normbench.report.verdicts`):
 
 - ``shared_worse``: horizontal BN with statistics shared across time ends with a higher test error
@@ -28,9 +28,9 @@ from normbench.report.flags import not_enough
 from normbench.report.verdicts import Claim, judge_difference, min_effect, paired
 from normbench.studies.recurrent.points import LABEL, TARGET_ERROR, by_seed
 
-SOURCE_COOIJMANS = "Cooijmans et al. 2017, §3-5 (docs/papers.md §15)"
-SOURCE_LAURENT = "Laurent et al. 2016 (docs/papers.md §15)"
-SOURCE_BA = "Ba et al. 2016; Cooijmans et al. 2017 (docs/papers.md §15)"
+SOURCE_COOIJMANS = "Cooijmans et al. 2017 (docs/papers.md §13)"
+SOURCE_LAURENT = "Laurent et al. 2016 (docs/papers.md §13)"
+SOURCE_BA = "Ba et al. 2016; Cooijmans et al. 2017 (docs/papers.md §13)"
 
 
 def _claim(key, text, source, paper, ours, rule, verdict, scale) -> Claim:
@@ -63,8 +63,8 @@ def shared_worse(pts: pd.DataFrame, scale: str) -> Claim:
         "than with separate statistics per step"
     )
     paper = (
-        "sharing statistics across time hurt (Laurent et al.); per-step statistics are needed "
-        "(Cooijmans et al. §3); no number in our notes [MEM]"
+        "the best recurrent BN keeps separate statistics per time step (Cooijmans et al., as Ba "
+        "et al. cite it) [READ-3P]; shared statistics hurt (Laurent et al.) [MEM]; no number"
     )
     shared, per_step = (
         by_seed(pts, "shared", "final_error"),
@@ -186,8 +186,8 @@ def all_claims(pts: pd.DataFrame, scale: str) -> list[Claim]:
             "none",
             "vertical_speeds",
             f"Vertical-only BN reaches {TARGET_ERROR:g}% test error in fewer steps than no norm",
-            "BN on the input-to-hidden transforms speeds up training, not generalization "
-            "(Laurent et al.) [MEM]",
+            "BN on the input-to-hidden transitions can speed up convergence, not generalization "
+            "(Laurent et al.) [READ abstract]",
             SOURCE_LAURENT,
             scale,
         ),
@@ -198,9 +198,9 @@ def all_claims(pts: pd.DataFrame, scale: str) -> list[Claim]:
             "vertical_less",
             "Vertical-only BN helps less: it needs more steps to "
             f"{TARGET_ERROR:g}% test error than recurrent BN with per-step statistics",
-            "horizontal (recurrent) BN needs per-step statistics to work at all; vertical BN "
-            "helps speed only (Laurent et al.; Cooijmans et al.) [MEM]",
-            SOURCE_LAURENT,
+            "BN of the hidden-to-hidden transition too gives faster convergence than of the input "
+            "alone (Cooijmans et al., abstract) [READ abstract]; no number",
+            SOURCE_COOIJMANS,
             scale,
         ),
     ]

@@ -157,7 +157,7 @@ def recurrent_report(
         "not generalization, and horizontal BN with statistics shared over time hurt; Cooijmans "
         "et al. 2017 made horizontal BN work with separate statistics per time step and γ "
         "initialised to 0.1; Layer Normalization (Ba et al. 2016) needs no statistics at all "
-        "(docs/papers.md §15).\n",
+        "(docs/papers.md §13).\n",
         "One LSTM cell (`model=lstm`, normbench/models/lstm.py) with norm slots on W_ih x_t, "
         "W_hh h_{t−1} and the cell state, filled from the norm registry: no norm (it then runs "
         "through torch.nn.LSTM, the same function), BN vertical only (W_ih x_t, statistics over "
