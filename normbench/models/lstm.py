@@ -161,12 +161,14 @@ class NormLSTMLayer(nn.Module):
         bias = self.bias_ih + self.bias_hh
         if self.norm_x is None:
             proj = proj + bias
-        proj = proj.view(steps, n, -1)
+        # unbind, not proj[t]: one backward for all steps (indexing a step at a time would
+        # scatter each step's gradient into a zero tensor of the whole sequence: quadratic in T)
+        inputs = proj.view(steps, n, -1).unbind(0)
         h = x.new_zeros(n, self.hidden)
         c = x.new_zeros(n, self.hidden)
         outs = []
         for t in range(steps):
-            a = proj[t] if self.norm_x is None else self.norm_x(proj[t], t) + bias
+            a = inputs[t] if self.norm_x is None else self.norm_x(inputs[t], t) + bias
             r = self.hh(h)
             gates = a + (r if self.norm_h is None else self.norm_h(r, t))
             h, c = lstm_update(gates, c, self.norm_c, t)
@@ -185,7 +187,7 @@ def torch_lstm_steps(lstm: nn.LSTM, seq: torch.Tensor, kept: Kept) -> torch.Tens
             getattr(lstm, f"{k}_l{layer}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         )
         steps, n = x.shape[:2]
-        proj = (x.reshape(steps * n, -1) @ w_ih.T + b_ih + b_hh).view(steps, n, -1)
+        proj = (x.reshape(steps * n, -1) @ w_ih.T + b_ih + b_hh).view(steps, n, -1).unbind(0)
         h = x.new_zeros(n, lstm.hidden_size)
         c = x.new_zeros(n, lstm.hidden_size)
         outs = []
