@@ -104,16 +104,14 @@ def test_config_checks(overrides, message):
         validate(cfg)
 
 
-def test_a_run_writes_hidden_grads_csv_at_step_0_and_every_n(tmp_path):
+def run_config(tmp_path, *more: str):
     from hydra import compose, initialize_config_dir
 
     from normbench.config import config_dir, register_resolvers
-    from normbench.engine.train import train
 
-    make_idx_dataset(tmp_path / "data" / "fashion_mnist", n_train=64, n_val=32)
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
+        return compose(
             "train",
             overrides=[
                 "model=lstm",
@@ -123,16 +121,38 @@ def test_a_run_writes_hidden_grads_csv_at_step_0_and_every_n(tmp_path):
                 f"dataset.root={tmp_path / 'data'}",
                 "dataset.batch_size=16",
                 "trainer.steps=4",
-                "trainer.eval_every=4",
+                "trainer.eval_every=2",
                 "trainer.device=cpu",
+                "trainer.threads=1",  # many tiny ops: two threads on a loaded CPU wait on each other
                 "probes.every=2",
-                "probes.hidden_grads=4",
+                "probes.hidden_grads=2",
                 "probes.batch_size=16",
                 "logging.tensorboard=false",
+                *more,
             ],
         )
-    train(cfg, tmp_path / "run")
-    rows = pd.read_csv(tmp_path / "run" / "hidden_grads.csv")
-    assert sorted(set(rows["step"])) == [0, 4]
+
+
+def test_a_run_writes_hidden_grads_csv_and_resumes_to_the_same_numbers(tmp_path):
+    """Per-step BN through the trainer: hidden_grads.csv at step 0 and every N; a run stopped at
+    step 2 and resumed from its checkpoint (per-step running statistics included) ends with the
+    CSVs of an uninterrupted one."""
+    from normbench.engine.train import train
+
+    make_idx_dataset(tmp_path / "data" / "fashion_mnist", n_train=64, n_val=32)
+    train(run_config(tmp_path), tmp_path / "whole")
+    rows = pd.read_csv(tmp_path / "whole" / "hidden_grads.csv")
+    assert sorted(set(rows["step"])) == [0, 2, 4]
     assert list(rows[rows["step"] == 0]["t"]) == list(range(1, 29))
     assert (rows["grad_norm"] > 0).all()
+    train(run_config(tmp_path, "trainer.stop_after=2"), tmp_path / "split")
+    assert sorted(set(pd.read_csv(tmp_path / "split" / "hidden_grads.csv")["step"])) == [0, 2]
+    train(run_config(tmp_path), tmp_path / "split")
+    for name in ("hidden_grads.csv", "params.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "split" / name), pd.read_csv(tmp_path / "whole" / name)
+        )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "split" / "metrics.csv").drop(columns=["time"]),
+        pd.read_csv(tmp_path / "whole" / "metrics.csv").drop(columns=["time"]),
+    )
