@@ -171,6 +171,7 @@ class ProbesConfig:
     jacobian_examples: int = MISSING
     smoothness: int = MISSING
     smoothness_steps: list[float] = MISSING
+    hidden_grads: int = MISSING
 
 
 @dataclass
@@ -248,6 +249,7 @@ NON_NEGATIVE = (
     "probes.hist_every",
     "probes.jacobian",
     "probes.smoothness",
+    "probes.hidden_grads",
     "optim.momentum",
     "optim.weight_decay",
     "optim.warmup_steps",
@@ -298,6 +300,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 0, got {value}.")
     check_jacobian_probe(cfg)
     check_smoothness_probe(cfg)
+    check_hidden_grads_probe(cfg)
 
 
 def check_smoothness_probe(cfg: DictConfig) -> None:
@@ -339,4 +342,24 @@ def check_jacobian_probe(cfg: DictConfig) -> None:
         raise ConfigError(
             f"probes.jacobian={jacobian} must be a multiple of probes.every={every} (the Jacobians "
             "are taken at probe steps); set probes.jacobian to a multiple of it, or 0."
+        )
+
+
+def check_hidden_grads_probe(cfg: DictConfig) -> None:
+    """``probes.hidden_grads`` runs at probe steps, on a recurrent model's hidden states."""
+    every, hidden = (
+        OmegaConf.select(cfg, "probes.every"),
+        OmegaConf.select(cfg, "probes.hidden_grads"),
+    )
+    if not hidden:
+        return
+    if OmegaConf.select(cfg, "model.name") != "lstm":
+        raise ConfigError(
+            f"probes.hidden_grads={hidden} works on model=lstm (its hidden states), not "
+            f"model={OmegaConf.select(cfg, 'model.name')}; set probes.hidden_grads=0."
+        )
+    if not every or hidden % every:
+        raise ConfigError(
+            f"probes.hidden_grads={hidden} must be a multiple of probes.every={every} (it runs at "
+            "probe steps); set probes.hidden_grads to a multiple of it, or 0."
         )

@@ -149,6 +149,7 @@ class Recorder:
         self.jacobian = CsvLog(self.run_dir / "jacobian.csv")
         self.smoothness = CsvLog(self.run_dir / "smoothness.csv")
         self.shift = CsvLog(self.run_dir / "shift.csv")
+        self.hidden_grads = CsvLog(self.run_dir / "hidden_grads.csv")
         logs = (
             self.metrics,
             self.activations,
@@ -156,6 +157,7 @@ class Recorder:
             self.jacobian,
             self.smoothness,
             self.shift,
+            self.hidden_grads,
         )
         if resume_step is None:
             for log in logs:
@@ -235,6 +237,16 @@ class Recorder:
             scalars[f"shift/{tag_layer(r['layer'])}/scale"] = r["shift_scale"]
             scalars[f"shift/{tag_layer(r['layer'])}/shape"] = r["shift_shape"]
         self.scalars(step, scalars)
+
+    def hidden_grad_rows(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """hidden_grads.csv rows; ‖∂L/∂h_t‖ at the first and last step t of each layer as scalars."""
+        self.hidden_grads.append([{"step": step, **r} for r in rows])
+        last = {}
+        for r in rows:
+            if r["t"] == 1:
+                last[f"hidden_grad/layer{r['layer']}/first"] = r["grad_norm"]
+            last[f"hidden_grad/layer{r['layer']}/last"] = r["grad_norm"]
+        self.scalars(step, last)
 
     def hparams(self, step: int, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's hyper-parameters and final metrics (at ``step``) in TensorBoard's

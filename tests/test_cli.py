@@ -24,7 +24,7 @@ def test_every_benchmark_has_a_main():
 
 def test_usage_lists_the_benchmarks(run_cli):
     code, out, _ = run_cli("--help")
-    names = ("norms", "models", "train", "corruptions", "inference")
+    names = ("norms", "models", "train", "corruptions", "inference", "lstm")
     assert code == 0 and all(f"{name}  " in out for name in names)
     code, _, err = run_cli("bench")
-    assert code == 2 and "{norms,models,train,corruptions,inference}" in err
+    assert code == 2 and "{norms,models,train,corruptions,inference,lstm}" in err

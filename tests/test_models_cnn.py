@@ -140,7 +140,7 @@ def test_every_model_trains_with_every_norm(model_name, norm):
 
 def test_every_registered_norm_is_covered():
     assert {c["name"] for c in NORM_CONFIGS} == set(known_norms())
-    assert set(MODELS) == {"mlp", *CNNS}
+    assert set(MODELS) == {"mlp", "lstm", *CNNS}
 
 
 # --- ResNet-50 structure -------------------------------------------------------------------------

@@ -51,6 +51,8 @@ commands:
                         corruptions  time to corrupt N images per corruption, relative to one
                                 forward pass of the evaluated model
                         inference  per-image latency at small batches, each norm and BN folded
+                        lstm    our LSTM cell against torch.nn.LSTM, forward+backward, eager
+                                and compiled
 
 examples:
   normbench train experiment=bn_fig1 norm=batch trainer.steps=2000
@@ -68,6 +70,7 @@ BENCHMARKS = {
     "train": "normbench.bench.train",
     "corruptions": "normbench.bench.corruptions",
     "inference": "normbench.bench.inference",
+    "lstm": "normbench.bench.lstm",
 }
 
 

@@ -179,6 +179,7 @@ RESUMABLE_CHANGES = (
 # did: a checkpoint without the key resumes when the key has that value.
 ADDED_KEYS: dict[str, Any] = {
     "optim.warmup_steps": 0,
+    "probes.hidden_grads": 0,
     "norm.log_scale": None,
     "norm.max_v_norm": None,
 }

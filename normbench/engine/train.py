@@ -54,6 +54,7 @@ from normbench.engine.resume import finished_already, restore
 from normbench.engine.run_summary import final_metrics, hparams, num_params, run_summary
 from normbench.engine.signals import RunStopped, StopRequest
 from normbench.probes.activations import ActivationProbe
+from normbench.probes.hidden_grads import HiddenGradProbe
 from normbench.probes.record import record_probes
 from normbench.probes.timing import PhaseTimer, images_per_s
 from normbench.recorder import Recorder
@@ -89,6 +90,7 @@ class Trainer:
         )
         probe_x = self.data.probe_inputs(cfg.probes.batch_size)
         self.probe = ActivationProbe(self.model, probe_x, cfg.probes.saturation, cfg.probes.mode)
+        self.hidden_probe = HiddenGradProbe.of_run(self.model, self.data, cfg.probes)
         self.timer = PhaseTimer(self.device)
         self.ckpt_path = run_dir / "ckpt" / "last.pt"
         self.step = 0
@@ -360,7 +362,15 @@ class Trainer:
         if not self.dist.is_main:
             return
         with self.timer.phase("probe"):
-            record_probes(self.recorder, self.probe, self.model, self.step, self.cfg.probes, batch)
+            record_probes(
+                self.recorder,
+                self.probe,
+                self.model,
+                self.step,
+                self.cfg.probes,
+                batch,
+                self.hidden_probe,
+            )
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -11,12 +11,13 @@ from torch import nn
 from normbench.errors import ConfigError
 from normbench.models.convpool import ConvPoolCNNC, check_convpool_input, convpool_channels
 from normbench.models.layers import check_options
+from normbench.models.lstm import build_lstm
 from normbench.models.mlp import ACTIVATIONS, MLP, mlp_in_features
 from normbench.models.resnet import ResNet50, resnet50_channels
 from normbench.models.vgg import VGG16, check_vgg16_input, vgg16_channels
 from normbench.norms.spec import NormSpec
 
-MODELS = ("mlp", "resnet50", "vgg16", "convpool")
+MODELS = ("mlp", "resnet50", "vgg16", "convpool", "lstm")
 
 
 class CNN(NamedTuple):
@@ -78,6 +79,8 @@ def build_model(
         )
     if cfg.name in CNNS:
         return build_cnn(cfg, spec, num_classes, in_shape)
+    if cfg.name == "lstm":
+        return build_lstm(cfg, spec, num_classes, in_shape)
     raise ConfigError(
         f"Unknown model {cfg.name!r}. Known models: {', '.join(MODELS)}. Choose one with model=<name>."
     )

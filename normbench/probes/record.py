@@ -2,8 +2,9 @@
 batch, each parameter's norms and last gradient norm (``probes.params``), the singular values of
 the MLP's layer Jacobians at the probe steps that are multiples of ``probes.jacobian``, the loss
 landscape along the step and each layer's shift in one step at those that are multiples of
-``probes.smoothness``, and, every ``probes.hist_every`` steps, TensorBoard histograms of
-activations and parameters."""
+``probes.smoothness``, the gradient with respect to each hidden state of a recurrent model at
+those that are multiples of ``probes.hidden_grads`` (and at step 0), and, every
+``probes.hist_every`` steps, TensorBoard histograms of activations and parameters."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from normbench.probes.activations import ActivationProbe
+from normbench.probes.hidden_grads import HiddenGradProbe
 from normbench.probes.jacobian import jacobian_rows
 from normbench.probes.params import parameter_rows, parameter_values
 from normbench.probes.smoothness import smoothness_rows
@@ -26,9 +28,11 @@ def record_probes(
     step: int,
     probes: Any,
     batch: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+    hidden: HiddenGradProbe | None = None,
 ) -> None:
     """Probe ``model`` at ``step`` and write it all through ``recorder``; ``batch``: the step's
-    training inputs, labels and the next step's learning rate (None at step 0)."""
+    training inputs, labels and the next step's learning rate (None at step 0); ``hidden``: the
+    run's hidden-state gradient probe (``probes.hidden_grads``), if any."""
     captured = probe.capture()
     recorder.activation_rows(step, probe.summarize(captured))
     if probes.params:
@@ -42,6 +46,8 @@ def record_probes(
             recorder.smoothness_rows(
                 step, *smoothness_rows(model, x, y, lr, probes.smoothness_steps)
             )
+    if hidden is not None and hidden.due(step):
+        recorder.hidden_grad_rows(step, hidden.rows())
     if probes.hist_every and step % probes.hist_every == 0:
         hists = {f"act_hist/{tag_layer(k)}": v for k, v in captured.items()}
         if probes.params:

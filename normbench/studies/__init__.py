@@ -29,6 +29,7 @@ STUDIES: dict[str, str] = {
     "jacobian": "normbench.studies.jacobian",
     "covariate_shift": "normbench.studies.covariate_shift",
     "weightnorm_normprop": "normbench.studies.weightnorm_normprop",
+    "recurrent": "normbench.studies.recurrent",
 }
 _REGISTERED: dict[str, Study] = {}
 
