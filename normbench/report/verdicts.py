@@ -135,11 +135,11 @@ def judge_equivalence(d: Estimate, margin: float) -> str:
     inside = -margin < d.low and d.high < margin
     if inside:
         return (
-            f"{SHOWN} (within ±{margin:g})"
+            f"{SHOWN} (within ±{margin:.3g})"
             if d.n >= MIN_SEEDS
-            else f"{SUGGESTIVE} (n = {d.n}, within ±{margin:g})"
+            else f"{SUGGESTIVE} (n = {d.n}, within ±{margin:.3g})"
         )
-    return f"{NOT_SHOWN} (the interval {d.low:+.2f} … {d.high:+.2f} leaves ±{margin:g})"
+    return f"{NOT_SHOWN} (the interval {d.low:+.2f} … {d.high:+.2f} leaves ±{margin:.3g})"
 
 
 @dataclass(frozen=True)

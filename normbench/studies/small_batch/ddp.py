@@ -184,6 +184,6 @@ def ddp_report(runs: list[Run], out_dir: Path, left_out: list[str]) -> tuple[str
         "statistics uses rank 0's alone under DDP (torch broadcasts rank 0's buffers before every "
         "forward), and in real mode the mean of every group's; Precise BN recomputes them.\n",
         CLAIMS_HERE,
-        *runs_lines(runs, left_out),
+        *runs_lines(runs, left_out, "ddp_compare.csv"),
     ]
     return "\n".join(lines) + "\n", claims

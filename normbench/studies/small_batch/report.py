@@ -259,8 +259,11 @@ def _short_training(raw: pd.DataFrame) -> list[str]:
     ]
 
 
-def runs_lines(runs: list[Run], left_out: list[str]) -> list[str]:
-    """Hardware, dates, wall time, and every run with its status."""
+def runs_lines(
+    runs: list[Run], left_out: list[str], points_file: str = "small_batch_points.csv"
+) -> list[str]:
+    """Hardware, dates, wall time, and every run with its status (with its per_device.mode
+    where the runs have several); ``points_file``: the per-run CSV the report wrote."""
     done = [r for r in runs if r.status == "complete"]
     env = [r.summary.get("environment", {}) for r in runs if r.summary.get("environment")]
     hardware = sorted(
@@ -290,25 +293,28 @@ def runs_lines(runs: list[Run], left_out: list[str]) -> list[str]:
             f"max {max(walls):.0f} s, sum {sum(walls) / 60:.0f} min{span} (training only; they vary "
             "with the load other processes put on the machine).\n"
         )
+    modes = {(r.config.get("per_device") or {}).get("mode") for r in runs}
     per = [
         {
             "norm": NORM_LABEL.get(r.norm, r.norm),
             "N": images_per_device(r),
             "seed": r.seed,
+            **({"mode": (r.config.get("per_device") or {}).get("mode")} if len(modes) > 1 else {}),
             **run_cells(r),
         }
         for r in runs
     ]
     if per:
-        table = pd.DataFrame(per).sort_values(["norm", "N", "seed"], ascending=[True, False, True])
+        keys = ["norm", "N", "seed", *(["mode"] if len(modes) > 1 else [])]
+        table = pd.DataFrame(per).sort_values(
+            keys, ascending=[True, False, True, True][: len(keys)]
+        )
         lines += ["Every run:\n", md_table(table)]
     lines += flag_lines(runs)
     lines += incomplete_lines(runs, "the figure, tables and claims") or ["All runs complete."]
     if left_out:
         lines += ["\nRuns of another setting, left out of this report:\n", *left_out]
-    lines += [
-        "\nPer-run numbers: [small_batch_points.csv](small_batch_points.csv), [runs.csv](runs.csv).\n"
-    ]
+    lines += [f"\nPer-run numbers: [{points_file}]({points_file}), [runs.csv](runs.csv).\n"]
     return lines
 
 
