@@ -325,41 +325,29 @@ def check_smoothness_probe(cfg: DictConfig) -> None:
         )
 
 
+def check_model_probe(cfg: DictConfig, key: str, model: str, shown: str, on: str) -> None:
+    """``probes.<key>`` runs at probe steps (a multiple of ``probes.every``) and only on
+    ``model.name == model`` (``shown``: the config to choose; ``on``: what it reads there)."""
+    every, value = OmegaConf.select(cfg, "probes.every"), OmegaConf.select(cfg, f"probes.{key}")
+    if not value:
+        return
+    if OmegaConf.select(cfg, "model.name") != model:
+        raise ConfigError(
+            f"probes.{key}={value} works on model={shown} ({on}), not "
+            f"model={OmegaConf.select(cfg, 'model.name')}; set probes.{key}=0."
+        )
+    if not every or value % every:
+        raise ConfigError(
+            f"probes.{key}={value} must be a multiple of probes.every={every} (it runs at probe "
+            f"steps); set probes.{key} to a multiple of it, or 0."
+        )
+
+
 def check_jacobian_probe(cfg: DictConfig) -> None:
     """``probes.jacobian`` runs at probe steps, on the MLP's hidden layers."""
-    every, jacobian = (
-        OmegaConf.select(cfg, "probes.every"),
-        OmegaConf.select(cfg, "probes.jacobian"),
-    )
-    if not jacobian:
-        return
-    if OmegaConf.select(cfg, "model.name") != "mlp":
-        raise ConfigError(
-            f"probes.jacobian={jacobian} works on model=mlp_sigmoid (its hidden layers), not "
-            f"model={OmegaConf.select(cfg, 'model.name')}; set probes.jacobian=0."
-        )
-    if not every or jacobian % every:
-        raise ConfigError(
-            f"probes.jacobian={jacobian} must be a multiple of probes.every={every} (the Jacobians "
-            "are taken at probe steps); set probes.jacobian to a multiple of it, or 0."
-        )
+    check_model_probe(cfg, "jacobian", "mlp", "mlp_sigmoid", "its hidden layers")
 
 
 def check_hidden_grads_probe(cfg: DictConfig) -> None:
     """``probes.hidden_grads`` runs at probe steps, on a recurrent model's hidden states."""
-    every, hidden = (
-        OmegaConf.select(cfg, "probes.every"),
-        OmegaConf.select(cfg, "probes.hidden_grads"),
-    )
-    if not hidden:
-        return
-    if OmegaConf.select(cfg, "model.name") != "lstm":
-        raise ConfigError(
-            f"probes.hidden_grads={hidden} works on model=lstm (its hidden states), not "
-            f"model={OmegaConf.select(cfg, 'model.name')}; set probes.hidden_grads=0."
-        )
-    if not every or hidden % every:
-        raise ConfigError(
-            f"probes.hidden_grads={hidden} must be a multiple of probes.every={every} (it runs at "
-            "probe steps); set probes.hidden_grads to a multiple of it, or 0."
-        )
+    check_model_probe(cfg, "hidden_grads", "lstm", "lstm", "its hidden states")

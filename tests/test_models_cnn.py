@@ -126,8 +126,13 @@ NORM_CONFIGS = [{"name": n, **TINY_NORM_OPTIONS.get(n, {})} for n in known_norms
 def test_every_model_trains_with_every_norm(model_name, norm):
     torch.manual_seed(0)
     model = cnn(model_name, norm, 10, (3, 32, 32), width=1 / 16, stem="cifar")
+    trains_two_steps(model, (3, 32, 32))
+
+
+def trains_two_steps(model: nn.Module, in_shape: tuple[int, ...]) -> None:
+    """Two SGD steps on a batch of 4: a finite loss and a finite gradient for every parameter."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    x, y = torch.randn(4, *in_shape), torch.randint(0, 10, (4,))
     for _ in range(2):
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -14,7 +13,7 @@ from normbench.errors import ConfigError
 from normbench.models import build_model
 from normbench.models.convpool import GaussianNoise, convpool_parameters
 from normbench.norms import build_norm_spec, known_norms
-from tests.test_models_cnn import TINY_NORM_OPTIONS
+from tests.test_models_cnn import TINY_NORM_OPTIONS, trains_two_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,17 +83,7 @@ NORMS = [
 
 @pytest.mark.parametrize("norm", NORMS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_every_norm_trains_convpool(norm):
-    model = convpool(norm, (1, 28, 28), width=1 / 8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
-    for _ in range(2):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        assert torch.isfinite(loss)
-        loss.backward()
-        for name, p in model.named_parameters():
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        opt.step()
+    trains_two_steps(convpool(norm, (1, 28, 28), width=1 / 8), (1, 28, 28))
 
 
 def test_bad_inputs_and_options_are_clear_errors():
