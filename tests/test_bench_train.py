@@ -356,8 +356,12 @@ def test_reference_rows_and_the_ratio(run_cli, tmp_path):
     assert list(rows) == ["identity", "batch", "torchvision-reference"]
     ref, ours = rows["torchvision-reference"], rows["batch"]
     assert float(ref["images_per_s"]) > 0 and "reference training loop" in ref["note"]
-    expected = float(ours["images_per_s"]) / float(ref["images_per_s"])
-    assert math.isclose(float(ours["vs_reference"]), expected, rel_tol=1e-2)
+    ours_ips, ref_ips = float(ours["images_per_s"]), float(ref["images_per_s"])
+    expected = ours_ips / ref_ips
+    # the CSV rounds images/s to 0.1 and the ratio to 0.001: the ratio of the rounded values
+    # agrees within what that rounding allows (slow steps under load give small images/s)
+    rounding = expected * (0.05 / ours_ips + 0.05 / ref_ips) + 5e-4
+    assert abs(float(ours["vs_reference"]) - expected) <= rounding
     assert rows["identity"]["vs_reference"] in ("", "nan")
     readme = (tmp_path / "README.md").read_text()
     assert "Against torchvision's reference training loop" in readme
