@@ -39,7 +39,14 @@ def _mean_curve(cur: pd.DataFrame, setting: str, x: str) -> pd.DataFrame:
     return sel.groupby("step", as_index=False)[[x, "test_error"]].mean() if len(sel) else sel
 
 
-def _curves_panel(ax, cur: pd.DataFrame, settings: tuple[str, ...], x: str, title: str) -> None:
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
+def _curves_panel(
+    ax, cur: pd.DataFrame, settings: tuple[str, ...], x: str, title: str, top: float = 100
+) -> None:
     for i, s in enumerate(settings):
         sel = cur[cur["setting"] == s] if not cur.empty else cur
         if sel.empty:
@@ -51,8 +58,8 @@ def _curves_panel(ax, cur: pd.DataFrame, settings: tuple[str, ...], x: str, titl
         ax.plot(m[x], m["test_error"], color=color, lw=1.6, label=LABEL[s])
     ax.axhline(CHANCE, color="0.6", lw=0.6, ls=":")
     xlabel = "training step" if x == "step" else "the run's own training time (s)"
-    ax.set(title=title, xlabel=xlabel, ylabel="test error (%)", ylim=(0, 100))
-    ax.legend(fontsize=6)
+    ax.set(title=title, xlabel=xlabel, ylabel="test error (%)", ylim=(0, top))
+    _legend(ax)
 
 
 def _bars_panel(ax, pts: pd.DataFrame, settings: tuple[str, ...], title: str) -> None:
@@ -66,18 +73,19 @@ def _bars_panel(ax, pts: pd.DataFrame, settings: tuple[str, ...], title: str) ->
         ax.plot([i] * len(ok), ok["test_error"], "o", color="tab:blue", ms=3)
         ax.plot([i] * len(bad), bad["test_error"], "x", color="tab:red", ms=5)
     ax.set_xticks(range(len(shown)), [LABEL[s] for s in shown], rotation=35, ha="right", fontsize=6)
-    ax.set(title=title, ylabel="final test error (%)", ylim=(0, 100))
+    errs = pts[pts["setting"].isin(shown)]["test_error"].dropna() if shown else pd.Series([])
+    top = min(100.0, float(errs.max()) * 1.15) if len(errs) else 100.0
+    ax.set(title=title, ylabel="final test error (%)", ylim=(0, top))
     ax.plot([], [], "o", color="tab:blue", ms=3, label="a seed")
     ax.plot([], [], "x", color="tab:red", ms=5, label="diverged or at chance (counted as 90%)")
-    ax.legend(fontsize=6)
+    _legend(ax)
 
 
 def figure(pts: pd.DataFrame, cur: pd.DataFrame, out_png: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
-    _curves_panel(axes[0][0], cur, MAIN, "step", "ConvPool-CNN-C, batch 100:\nerror against steps")
-    _curves_panel(
-        axes[0][1], cur, MAIN, "time_s", "ConvPool-CNN-C, batch 100:\nerror against training time"
-    )
+    main = "ConvPool-CNN-C, batch 100:\nerror against "
+    _curves_panel(axes[0][0], cur, MAIN, "step", main + "steps (y up to 40%)", top=40)
+    _curves_panel(axes[0][1], cur, MAIN, "time_s", main + "training time (y up to 40%)", top=40)
     _bars_panel(axes[0][2], pts, EXTENSIONS, "WN: data init, extensions,\nlr × 10")
     _curves_panel(axes[1][0], cur, BATCH_1, "step", "ConvPool-CNN-C at batch size 1")
     _curves_panel(axes[1][1], cur, RESNET, "step", "ResNet-50 width 0.125, batch 64")
