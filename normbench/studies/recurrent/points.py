@@ -22,6 +22,7 @@ import math
 import pandas as pd
 
 from normbench.report.collect import Run
+from normbench.report.seeds import by_seed as seed_values
 from normbench.studies.study import recorded
 
 AXIS = "sweep/recurrent_option"
@@ -124,11 +125,4 @@ def points(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def by_seed(pts: pd.DataFrame, option: str, column: str) -> dict[int, float]:
     """``column`` of ``option``'s runs, by seed (finite values only)."""
-    if pts.empty:
-        return {}
-    sel = pts[pts["option"] == option]
-    return {
-        int(s): float(v)
-        for s, v in zip(sel["seed"], sel[column], strict=True)
-        if v is not None and math.isfinite(float(v))
-    }
+    return seed_values(pts, column, option=option)
