@@ -69,7 +69,8 @@ def test_a_joblib_sweep_makes_the_runs_of_a_serial_sweep(tmp_path):
 
 
 def test_a_failed_job_of_a_joblib_sweep_does_not_stop_the_others(tmp_path):
-    # batch size 1 under BN in training cannot work; the other jobs, in other workers, go on.
+    # batch size 1 under BN in training cannot work, nor WN's data-dependent init of the dense
+    # layers (one value per unit); the other jobs, in other workers, go on.
     done = _train(
         tmp_path,
         "name=f",
@@ -85,9 +86,9 @@ def test_a_failed_job_of_a_joblib_sweep_does_not_stop_the_others(tmp_path):
     assert "ConfigStore schema" not in done.stderr  # Hydra's warning, once per worker
     assert "Warning" not in done.stderr, done.stderr
     # the tally is gathered from every worker process
-    assert "multirun: 4 jobs: 3 complete" in done.stderr and ", 1 failed" in done.stderr
+    assert "multirun: 4 jobs: 2 complete" in done.stderr and ", 2 failed" in done.stderr
     status = {name: _status(run) for name, run in _runs(tmp_path / "runs" / "f").items()}
-    assert sorted(status.values()) == ["complete"] * 3 + ["failed"], status
+    assert sorted(status.values()) == ["complete"] * 2 + ["failed"] * 2, status
     assert [s for n, s in status.items() if "norm=batch" in n] == ["failed"], status
 
 
