@@ -58,3 +58,21 @@ def test_runs_are_matched_by_their_recorded_overrides(tmp_path):
     assert found["none"] is None and found["batch"] is not None and found["batch"].path == run
     # keys that do not change what a run computes are left out of a job's identity
     assert identity({"seed": "0", "trainer.threads": "2"}) == identity({"seed": "0"})
+
+
+def test_a_float_written_another_way_is_the_same_job():
+    """Hydra records a swept float as Python writes it (1e30 → 1e+30): the job still finds
+    its run, and values that are no float are left alone."""
+    from normbench.studies.grid import canonical, identity
+
+    assert identity({"optim.lr": "1e30", "seed": "0"}) == identity(
+        {"optim.lr": "1e+30", "seed": "0"}
+    )
+    assert identity({"optim.lr": "1e-3"}) == identity({"optim.lr": "0.001"})
+    assert identity({"optim.lr": "0.1"}) != identity({"optim.lr": "0.01"})
+    assert [canonical(v) for v in ("fashion_mnist", "[0.5,1]", "10", "cp_weight")] == [
+        "fashion_mnist",
+        "[0.5,1]",
+        "10",
+        "cp_weight",
+    ]

@@ -96,9 +96,23 @@ def make_grid(layers: list[list[str]]) -> Grid:
     return Grid(tuple(fixed), tuple(axes))
 
 
+def canonical(value: str) -> str:
+    """A float as Hydra's sweeper records it (``1e30`` → ``1e+30``, ``1e-3`` → ``0.001``), so
+    that a job written either way finds its run; any other value unchanged."""
+    text = str(value)
+    if any(c in text for c in ".eE"):
+        try:
+            return str(float(text))
+        except ValueError:
+            return text
+    return text
+
+
 def identity(overrides: dict[str, str]) -> frozenset[tuple[str, str]]:
-    """What makes a job one run: its overrides without the ignored keys."""
-    return frozenset((_key(k), str(v)) for k, v in overrides.items() if _key(k) not in IGNORED_KEYS)
+    """What makes a job one run: its overrides without the ignored keys, floats canonical."""
+    return frozenset(
+        (_key(k), canonical(v)) for k, v in overrides.items() if _key(k) not in IGNORED_KEYS
+    )
 
 
 def recorded_identity(run: Run) -> frozenset[tuple[str, str]]:
