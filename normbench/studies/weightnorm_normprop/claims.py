@@ -164,7 +164,8 @@ def cost_claim(pts: pd.DataFrame, scale: str) -> Claim:
     ratio = math.exp(d.mean)
     ours = (
         f"BN / WN time of one training step, ConvPool-CNN-C batch 100, measured by each run "
-        f"(two runs at a time on 2 cores): {ratio:.3f} (95% interval {math.exp(d.low):.3f}–"
+        f"(two runs at a time on 2 cores; the BN and WN runs of a seed ran at different times, "
+        f"so a change of the machine's load between them enters the ratio): {ratio:.3f} (95% interval {math.exp(d.low):.3f}–"
         f"{math.exp(d.high):.3f}, n = {d.n}; BN {_mean(dict((s, bn[s]) for s in seeds)):.1f} ms, "
         f"WN {_mean(dict((s, wn[s]) for s in seeds)):.1f} ms); results/bench/convpool times them interleaved (`normbench bench train --model convpool`)"
     )
