@@ -185,7 +185,7 @@ def weightnorm_normprop_report(
         md_table(table(pts, counts)) if not pts.empty else "No finished runs yet.\n",
         CLAIMS_HERE,
         *SCALE_HEADER,
-        f"| networks | ConvPool-CNN-C (9 conv + 1 dense, 96/192 channels, 1,406,794 weights "
+        f"| networks | ConvPool-CNN-C (9 conv + 1 dense, 96/192 channels, 1,406,794 parameters "
         f"on CIFAR-10); ResNet-50 on ImageNet (Gitman & Ginsburg) | {network} "
         f"(ConvPool-CNN-C: {_params(mine, 'cp')} parameters; ResNet-50: {_params(mine, 'rn')}) |",
         f"| data | CIFAR-10, no augmentation; ImageNet | {data} |",
