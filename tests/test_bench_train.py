@@ -81,8 +81,9 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
         if r["variant"] in (
             "identity",
             "none",
-        ):  # identity slots: nothing in the ranges, no backward
-            assert float(r["norm_bwd_ms"]) == 0.0 and float(r["norm_share_profiled"]) < 0.03
+        ):  # identity slots: no backward in the ranges (their forward share is only timing
+            # noise around the subtracted hook cost: no bound on it here, tests time nothing)
+            assert float(r["norm_bwd_ms"]) == 0.0
             assert float(r["hook_overhead_ms"]) > 0
             if r["variant"] == "identity":  # the baseline of both measures
                 assert (
