@@ -362,15 +362,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         with self.timer.phase("probe"):
-            record_probes(
-                self.recorder,
-                self.probe,
-                self.model,
-                self.step,
-                self.cfg.probes,
-                batch,
-                self.hidden_probe,
-            )
+            args = (self.probe, self.model, self.step, self.cfg.probes, batch, self.hidden_probe)
+            record_probes(self.recorder, *args)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
