@@ -104,6 +104,20 @@ def test_every_claim_holds_on_the_paper_fixture_and_fails_on_its_mirror():
     assert not [k for k, v in bad.items() if v.startswith((SHOWN, BY_CONSTRUCTION))], bad
 
 
+def test_bn_at_batch_1_at_chance_is_shown_with_its_training_loss():
+    table = {**PAPER, "b1_batch": (CHANCE, CHANCE)}
+    pts = fixture(table, 12.0, 10.0)
+    pts["train_loss"] = [2.3 if s == "b1_batch" else 0.5 for s in pts["setting"]]
+    claim = {c.key: c for c in all_claims(pts, "fixture")}["bn_batch_1"]
+    assert claim.verdict.startswith(SHOWN), claim
+    assert "training loss over the last logged steps 2.3000" in claim.ours
+    assert "ln 10 = 2.3026" in claim.ours
+    trained = pts.copy()
+    trained.loc[trained["setting"] == "b1_batch", "test_error"] = [30.0, 31.0, 32.0]
+    claim = {c.key: c for c in all_claims(trained, "fixture")}["bn_batch_1"]
+    assert not claim.verdict.startswith(SHOWN), claim
+
+
 def test_early_error_is_the_first_evaluation_at_a_quarter_of_the_steps():
     metrics = pd.DataFrame(
         {"step": [0, 100, 250, 300, 1000], "val_error": [0.9, 0.5, 0.4, 0.3, 0.1]}

@@ -143,10 +143,18 @@ def bn_at_batch_1(pts: pd.DataFrame, scale: str) -> Claim:
     if len(errs) < 2:
         return _claim(key, text, NP, paper, "–", "–", not_enough("two or more seeds"), scale)
     d = estimate(e - TRAINED_BELOW for e in errs.values())
+    loss = _vals(pts, "b1_batch", "train_loss") if "train_loss" in pts else {}
     ours = (
         f"no refusal (each BN layer of ConvPool-CNN-C sees ≥ 25 positions per channel of one "
         f"image); final test error {_mean(errs):.2f}% (n = {len(errs)}); error − "
         f"{TRAINED_BELOW:g}: {d.text()} points"
+        + (
+            f"; training loss over the last logged steps {_mean(loss):.4f} (a ten-class guess: "
+            f"ln 10 = {math.log(10):.4f}), so the training forward, with each image's own "
+            f"statistics, does not learn either"
+            if loss
+            else ""
+        )
     )
     rule = f"error at or above {TRAINED_BELOW:g}% (opposite: the interval below it)"
     return _claim(key, text, NP, paper, ours, rule, judge_difference(d, +1), scale)
@@ -208,6 +216,7 @@ def all_claims(pts: pd.DataFrame, scale: str) -> list[Claim]:
                 "test_error",
                 "early_error",
                 "ms_step",
+                "train_loss",
                 "status",
                 "error",
                 "images",

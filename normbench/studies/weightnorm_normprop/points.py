@@ -76,6 +76,14 @@ def early_error(metrics: pd.DataFrame, steps: int) -> float:
     return 100.0 * float(rows["val_error"].iloc[0]) if len(rows) else math.nan
 
 
+def final_train_loss(metrics: pd.DataFrame) -> float:
+    """The training loss of the last logged interval (mean over its steps); NaN if none."""
+    if metrics.empty or "train_loss" not in metrics:
+        return math.nan
+    losses = metrics["train_loss"].dropna()
+    return float(losses.iloc[-1]) if len(losses) else math.nan
+
+
 def points(runs: list[Run]) -> pd.DataFrame:
     """One row per run of the study that ended (complete, diverged or failed)."""
     rows = []
@@ -99,6 +107,7 @@ def points(runs: list[Run]) -> pd.DataFrame:
                 "trained": trained,
                 "test_error": error if status != "failed" else math.nan,
                 "early_error": early_error(r.metrics, steps) if trained else CHANCE,
+                "train_loss": final_train_loss(r.metrics),
                 "images": r.val_images,
                 "ms_step": float(
                     (r.summary.get("ms_per_step") or {}).get("train_step") or math.nan
