@@ -76,6 +76,8 @@ def test_bench_train_writes_csv_png_and_its_readme_section(run_cli, tmp_path):
         for key in ("norm_share_profiled", "norm_share_differential", "data_share"):
             assert 0.0 <= float(r[key]) <= 1.0, (key, r)
         assert float(r["step_ms"]) > 0 and float(r["images_per_s"]) > 0
+        # one repeat: its own time is the median
+        assert float(r["step_ms_repeats"]) == pytest.approx(float(r["step_ms"]), abs=0.01)
         assert r["precision"] == r["mode"].split("-")[1] and r["device"] == "cpu"
     for r in rows:
         if r["variant"] in (

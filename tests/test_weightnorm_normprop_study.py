@@ -4,17 +4,20 @@ setting through ``normbench study run``."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
+import statistics
 
 import pandas as pd
 import pytest
 
+from normbench.bench.train_report import COLUMNS
 from normbench.report.verdicts import BY_CONSTRUCTION, SHOWN
 from normbench.studies import get_study, register
 from normbench.studies.run import Selection
 from normbench.studies.weightnorm_normprop import STUDY
-from normbench.studies.weightnorm_normprop.claims import all_claims
+from normbench.studies.weightnorm_normprop.claims import all_claims, cost_claim
 from normbench.studies.weightnorm_normprop.points import CHANCE, LABEL, early_error
 from tests.conftest import make_idx_dataset, study_cli, tiny_run
 
@@ -96,12 +99,42 @@ def fixture(table: dict, bn_ms: float, wn_ms: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_every_claim_holds_on_the_paper_fixture_and_fails_on_its_mirror():
-    good = {c.key: c.verdict for c in all_claims(fixture(PAPER, 12.0, 10.0), "fixture")}
+def bench_csv(path, bn_ms: list[float], wn_ms: list[float]):
+    """A bench train CSV with BN's and WN's per-repeat times in both modes, as the bench
+    writes it (its own column list)."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for mode in ("eager-fp32", "compiled-fp32"):
+            for variant, ms in (("identity", wn_ms), ("batch", bn_ms), ("weight", wn_ms)):
+                row = dict.fromkeys(COLUMNS, "")
+                row.update(mode=mode, variant=variant, date="2026-12-07", command="bench x",
+                           step_ms=statistics.median(ms), width=0.125, batch=100,
+                           step_ms_repeats=" ".join(f"{m:.3f}" for m in ms))  # fmt: skip
+                writer.writerow(row)
+    return path
+
+
+def test_every_claim_holds_on_the_paper_fixture_and_fails_on_its_mirror(tmp_path):
+    slow = [100.0, 103.0, 101.0, 104.0, 102.0]
+    fast = [90.0, 92.5, 91.0, 93.0, 91.5]
+    paper = bench_csv(tmp_path / "paper.csv", slow, fast)
+    good = {c.key: c.verdict for c in all_claims(fixture(PAPER, 12.0, 10.0), "fixture", paper)}
     assert len(good) == 22
     assert all(v.startswith((SHOWN, BY_CONSTRUCTION)) for v in good.values()), good
-    bad = {c.key: c.verdict for c in all_claims(fixture(MIRROR, 10.0, 12.0), "fixture")}
+    mirror = bench_csv(tmp_path / "mirror.csv", fast, slow)
+    bad = {c.key: c.verdict for c in all_claims(fixture(MIRROR, 10.0, 12.0), "fixture", mirror)}
     assert not [k for k, v in bad.items() if v.startswith((SHOWN, BY_CONSTRUCTION))], bad
+
+
+def test_the_cost_claim_pairs_the_bench_repeats_and_says_when_it_has_none(tmp_path):
+    # BN 2% slower in every repeat: under the 5% minimum ratio, so not shown
+    near = bench_csv(tmp_path / "near.csv", [102.0, 104.0, 101.0], [100.0, 102.0, 99.0])
+    claim = cost_claim(fixture(PAPER, 12.0, 10.0), "fixture", near)
+    assert claim.verdict.startswith("not shown"), claim
+    assert "n = 3 repeats" in claim.ours and "BN 102.0 ms, WN 100.0 ms" in claim.ours
+    missing = cost_claim(fixture(PAPER, 12.0, 10.0), "fixture", tmp_path / "none.csv")
+    assert missing.verdict.startswith("not measured") and "normbench bench train" in missing.verdict
 
 
 def test_bn_at_batch_1_at_chance_is_shown_with_its_training_loss():

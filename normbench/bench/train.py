@@ -7,7 +7,8 @@ from the in-memory loader (random crop and flip on the device), then
 :class:`~normbench.probes.timing.PhaseTimer` (CUDA events on GPU). Per variant and mode:
 
 - ``step_ms``, ``images_per_s``, ``data_share``: median over repeats; data share is the
-  trainer's data / (data + compute) split.
+  trainer's data / (data + compute) split. ``step_ms_repeats``: every repeat's ms per step, in
+  order, so that two variants can be paired repeat by repeat (they were timed in the same round).
 - ``norm_share_profiled`` (eager modes): ``torch.profiler`` over ``--steps`` steps; forward
   time inside the norm modules (profiler ranges opened by forward hooks) plus the backward
   of every autograd node created inside them (linked by autograd sequence numbers), over the

@@ -49,6 +49,7 @@ COLUMNS = [
     "norm_share_differential",
     "warmup_s",
     "vs_reference",
+    "step_ms_repeats",
     "note",
     "conditions",
     "command",

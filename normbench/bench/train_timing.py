@@ -155,6 +155,9 @@ def _row(
         "data_ms": 1000 * data_s,
         "data_share": data_s / step_s,
         "warmup_s": setup.warmup_s,
+        # every repeat's ms per step, in order: repeat i of every variant and mode was timed in
+        # the same round, so two variants pair repeat by repeat (a paired interval of a ratio)
+        "step_ms_repeats": " ".join(f"{1000 * s:.3f}" for s in setup.step_s),
         "norm_ms_differential": 1000 * statistics.median(v - b for v, b in pairs),
         "norm_share_differential": min(
             1.0, max(0.0, statistics.median((v - b) / v for v, b in pairs))
