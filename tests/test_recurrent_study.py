@@ -101,6 +101,16 @@ def test_noise_does_not_pass_a_claim():
     assert claim.key == "shared_worse" and claim.verdict.startswith(NOT_SHOWN)
 
 
+def test_the_shared_claim_says_whether_shared_and_per_step_trained_alike():
+    pts = fixture(+1)
+    pts["train_loss_sum"] = [40.0 + s for s in pts["seed"]]
+    ours = all_claims(pts, "f")[0].ours
+    assert "equal at every logged step in 3 of 3 seeds" in ours
+    pts.loc[(pts["option"] == "shared") & (pts["seed"] == 1), "train_loss_sum"] = 41.5
+    assert "equal at every logged step in 2 of 3 seeds" in all_claims(pts, "f")[0].ours
+    assert "logged step" not in all_claims(fixture(+1), "f")[0].ours  # no column: no statement
+
+
 def test_two_seeds_are_only_suggestive():
     pts = fixture(+1)
     claims = all_claims(pts[pts["seed"] < 2], "f")

@@ -108,6 +108,9 @@ def points(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "eval_every": recorded(r, "trainer.eval_every", math.nan),
                 "ms_per_step": (r.summary.get("ms_per_step") or {}).get("train_step", math.nan),
                 "diverged": bool(len(loss) and not all(math.isfinite(v) for v in loss)),
+                # the logged training losses, summed: two runs that trained alike (shared and
+                # per-step BN of one seed: the same training forward) have the same sum
+                "train_loss_sum": float(loss.sum()) if len(loss) else math.nan,
                 "grad_first": g0[0],
                 "grad_last": g0[1],
                 "grad_ratio": g0[2],

@@ -167,8 +167,11 @@ def recurrent_report(
         "taken on 256 test images at step 0 and during training, the norms normalizing with the "
         "batch's statistics as in training: a ratio ‖∂L/∂h_1‖/‖∂L/∂h_T‖ far below 1 means the "
         "gradient vanishes back through time, far above 1 that it explodes. In training mode "
-        "shared and per-step BN compute the same function (they differ in the running "
-        "statistics that evaluation uses), so their curves coincide at step 0.\n",
+        "shared and per-step BN compute the same function (each time step normalized by its "
+        "batch's statistics): one seed trains both to the same weights, and their gradient "
+        "curves coincide at every probe step. They differ only in the running statistics that "
+        "evaluation uses, one set for all time steps or one per step, and so does their test "
+        "error.\n",
         *chance_banner(runs),
         "![test error against steps; ‖∂L/∂h_t‖ against t at init and at the end](recurrent.png)\n",
         "Mean ± std over seeds (the std is the spread, i.e. the stability across seeds). "
