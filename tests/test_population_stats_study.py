@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -19,6 +20,7 @@ from normbench.report.verdicts import NOT_ENOUGH, OPPOSITE, SHOWN, read_claims
 from normbench.studies import register
 from normbench.studies.evaluate import jobs_of, phase_plan
 from normbench.studies.population_stats import STUDY
+from normbench.studies.population_stats.report import samples_table
 from normbench.studies.population_stats.settings import setting_of
 from normbench.studies.report import write_report
 from tests.conftest import make_idx_dataset, study_cli, tiny_run
@@ -200,6 +202,7 @@ def test_every_claim_holds_on_the_good_fixture_and_fails_on_its_mirror(tmp_path)
     assert bad["inconsistency:nbs2"].outcome == OPPOSITE
     assert "%" in good["frozen:nbs2"].ours  # the share of the gap FrozenBN closes
     readme = (tmp_path / "out_good" / "README.md").read_text()
+    assert readme.count("## Claims") == 1  # one heading: the claims section brings its own
     for png in ("ema_gap.png", "precise_samples.png", "nbs.png"):
         assert (tmp_path / "out_good" / png).stat().st_size > 1000 and f"({png})" in readme
 
@@ -252,3 +255,22 @@ def test_the_declared_study_trains_evaluates_and_reports(tmp_path):
     out = tmp_path / "results" / "population_stats_tiny"
     assert len(read_claims(out / "claims.csv")) == 19
     assert "## How this was made" in (out / "README.md").read_text()
+
+
+def test_the_samples_table_keeps_the_sweep_not_the_tracks():
+    """Kept models evaluated at one count (the EMA tracks) stay out of the samples sweep."""
+    rows = [
+        {"setting": "mlp", "step": 5000, "mode": "precise", "samples": n, "error": e, "seed": s}
+        for n, e in ((10.0, 18.0), (1000.0, 14.0))
+        for s in (0, 1)
+    ] + [
+        {"setting": "resnet_n32", "step": 25, "mode": "precise", "samples": 1000.0, "error": 70.0,
+         "seed": s}
+        for s in (0, 1)
+    ]  # fmt: skip
+    got = samples_table(pd.DataFrame(rows))
+    assert list(zip(got["setting"], got["step"], got["samples"], strict=True)) == [
+        ("mlp", 5000, 10.0),
+        ("mlp", 5000, 1000.0),
+    ]
+    assert list(got["mean"]) == [18.0, 14.0] and list(got["seeds"]) == [2, 2]
