@@ -18,7 +18,6 @@ margin of :data:`MARGIN` points. Who says what (docs/papers.md §5, §5.1, §5.2
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from normbench.bench.train_report import read_rows
 from normbench.report.flags import not_enough
 from normbench.report.seeds import by_seed
 from normbench.report.verdicts import (
@@ -176,8 +176,7 @@ def bench_repeats(path: Path, mode: str) -> tuple[dict[str, list[float]], dict[s
     in ``path`` that timed both (``step_ms_repeats``), and that run's row of ``batch``."""
     if not path.is_file():
         return {}, {}
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("mode") == mode and r.get("step_ms_repeats")]
+    rows = [r for r in read_rows(path) if r.get("mode") == mode and r.get("step_ms_repeats")]
     for bn in reversed([r for r in rows if r["variant"] == "batch"]):
         same = [r for r in rows if r["variant"] == "weight" and r["command"] == bn["command"]]
         if same and same[-1]["date"] == bn["date"]:
@@ -209,12 +208,8 @@ def cost_claim(pts: pd.DataFrame, scale: str, path: Path = BENCH_CSV) -> Claim:
     )
     eager, row = bench_repeats(path, "eager-fp32")
     if not eager:
-        why = (
-            f"{path} has no BN and WN rows with per-repeat times"
-            if path.is_file()
-            else (f"{path} not found")
-        )
-        return _claim(key, text, WN, paper, "–", rule, f"not measured: {why} (make it with "
+        why = "has no BN and WN rows with per-repeat times" if path.is_file() else "not found"
+        return _claim(key, text, WN, paper, "–", rule, f"not measured: {path} {why} (make it with "
                       f"`{BENCH_COMMAND}`)", scale)  # fmt: skip
     d, eager_text = _ratio_text(eager)
     compiled, _ = bench_repeats(path, "compiled-fp32")
