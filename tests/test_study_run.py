@@ -234,3 +234,26 @@ def test_ctrl_c_in_training_with_two_jobs_then_the_same_command_finishes(tmp_pat
     status = [json.loads(p.read_text())["status"] for p in runs.glob("*/summary.json")]
     assert status == ["complete", "complete"]
     assert (tmp_path / "results" / "tiny_study" / "claims.csv").is_file()
+
+
+def test_made_line_gives_the_span_pauses_included_and_the_runs_own_time_apart():
+    """A study run across two sessions: the span runs from the first start to the last end; the
+    training time is the sum of the runs' own wall times (the pause is in the first only)."""
+    from datetime import datetime, timedelta
+
+    from normbench.studies.report import made_line
+
+    t0, m = datetime(2026, 12, 7, 6, 0), timedelta(minutes=1)
+
+    class FakeRun:
+        def __init__(self, start, end):
+            self.summary = {
+                "finished_at": end.isoformat(),
+                "wall_time_s": (end - start).total_seconds(),
+                "environment": {"device_name": "cpu", "device": "cpu", "threads": 1},
+            }
+
+    spans = [(t0, t0 + 10 * m), (t0 + 5 * m, t0 + 20 * m), (t0 + 40 * m, t0 + 52 * m)]
+    line = made_line([FakeRun(a, b) for a, b in spans])
+    assert "06:00 to 2026-12-07 06:52 UTC (52 min, pauses included) for 3 runs" in line
+    assert "37 min of training wall time in all (600–900 s each" in line

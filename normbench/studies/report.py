@@ -78,8 +78,10 @@ def made_line(runs: list[Run]) -> str:
     per_run = [(b - a).total_seconds() for a, b in spans]
     return (
         f"Hardware: {'; '.join(sorted(hardware))}. Runs trained {first:%Y-%m-%d %H:%M} to "
-        f"{last:%Y-%m-%d %H:%M} UTC: {(last - first).total_seconds() / 60:.0f} min of wall time "
-        f"for {len(spans)} runs ({min(per_run):.0f}–{max(per_run):.0f} s each; evaluation "
+        f"{last:%Y-%m-%d %H:%M} UTC ({(last - first).total_seconds() / 60:.0f} min, pauses "
+        f"included) for {len(spans)} runs: {sum(per_run) / 60:.0f} min of training wall time "
+        f"in all ({min(per_run):.0f}–{max(per_run):.0f} s each, a resumed run's parts added; "
+        "evaluation "
         "phases not included, their times are in each run's evals.csv)."
         + (
             f" Load average when the runs ended: {min(a for a, _ in loads):.1f}–"
