@@ -88,3 +88,20 @@ def test_a_norm_with_another_eval_map_is_left():
     model[1].__class__ = type("OtherNorm", (nn.BatchNorm1d,), {})  # unknown eval forward
     folded = fold_norms(model)
     assert (folded.folded, folded.left) == (0, 1)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mlp"])  # VGG-16 without a norm has no slots
+def test_empty_norm_slots_are_dropped_and_the_outputs_kept(name):
+    """norm=none through fold_norms: an fx graph without its IdentitySlot calls, same outputs."""
+    from normbench.norms.spec import IdentitySlot
+
+    model = model_of(name, "none")
+    slots = sum(type(m) is IdentitySlot for m in model.modules())
+    assert slots > 0
+    folded = fold_norms(model)
+    assert folded.folded == 0 and folded.left == 0
+    calls = [n for n in folded.model.graph.nodes if n.op == "call_module"]
+    modules = dict(folded.model.named_modules())
+    assert not any(type(modules[n.target]) is IdentitySlot for n in calls)
+    x = torch.randn(5, *MODELS[name][1], dtype=torch.float64)
+    torch.testing.assert_close(folded.model(x), model(x), rtol=1e-10, atol=1e-10)

@@ -208,6 +208,13 @@ def bench_csv(path: Path, folded_ratio: float, left: int) -> Path:
             "norm_layers_left": 0,
         },
         {
+            "case": "none+fx",
+            "batch": 1,
+            "ms_per_image": 0.8,
+            "ratio_to_none": 0.8,
+            "norm_layers_left": 0,
+        },
+        {
             "case": "batch",
             "batch": 1,
             "ms_per_image": 1.3,
@@ -217,8 +224,8 @@ def bench_csv(path: Path, folded_ratio: float, left: int) -> Path:
         {
             "case": "batch+folded",
             "batch": 1,
-            "ms_per_image": folded_ratio,
-            "ratio_to_none": folded_ratio,
+            "ms_per_image": 0.8 * folded_ratio,  # folded_ratio: to the none+fx floor
+            "ratio_to_none": 0.8 * folded_ratio,
             "norm_layers_left": left,
         },
         {
@@ -239,15 +246,27 @@ def bench_csv(path: Path, folded_ratio: float, left: int) -> Path:
 @pytest.mark.parametrize(
     ("ratio", "left", "outcome", "text"),
     [
-        (1.02, 0, BY_CONSTRUCTION, "x1.020 of the no-norm"),
+        (1.02, 0, BY_CONSTRUCTION, "x1.020 of the no-norm fx graph"),
         (1.02, 3, NOT_SHOWN, "3 BN layer(s) left unfolded"),
-        (1.50, 0, NOT_SHOWN, "measured x1.500"),
+        (1.20, 0, NOT_SHOWN, "measured x1.200"),  # x0.96 of the nested model: not the floor
     ],
 )
 def test_folded_bn_is_judged_from_the_bench_csv(tmp_path, ratio, left, outcome, text):
     c = folded_free(Setting("test", 1000), bench_csv(tmp_path / "inference-cpu.csv", ratio, left))
     assert c.outcome == outcome and text in c.verdict
+    assert f"x{ratio:.3f} of no norm as an fx graph (x{0.8 * ratio:.3f} of the nested" in c.ours
     assert "BN not folded x1.300" in c.ours
+
+
+def test_folded_bn_not_measured_without_the_fx_floor(tmp_path):
+    path = bench_csv(tmp_path / "inference-cpu.csv", 1.0, 0)
+    rows = [r for r in csv.DictReader(path.open()) if r["case"] != "none+fx"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    c = folded_free(Setting("test", 1000), path)
+    assert c.verdict.startswith("not measured") and "no none+fx row" in c.verdict
 
 
 def test_folded_bn_not_measured_without_the_bench_csv(tmp_path):

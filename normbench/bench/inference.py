@@ -3,7 +3,10 @@ and for BN folded into the convolutions before it (normbench/models/fold.py).
 
 The models are built untrained (latency does not depend on the weights' values) in eval mode,
 one per case: ``none`` (no norm: the floor), BN, BN folded, Batch Renorm, Batch Renorm folded,
-GN, LN and FRN (``--norms``). For each inference batch size b (``--batches``, default 1) a
+GN, LN and FRN (``--norms``). A folded model is a flat ``torch.fx`` graph, which at b = 1 saves
+the nested model's per-layer Python calls whatever the norm, so when a folded case is timed the
+no-norm network is timed in that form too (``none+fx``: through the same :func:`fold_norms`,
+its empty norm slots dropped): the like-for-like floor of a folded network. For each inference batch size b (``--batches``, default 1) a
 repeat times ``--calls`` forward passes of every case in turn (interleaved, so that load from
 other processes hits all cases alike); a case's time is the median over repeats, per image,
 and its ratio is to ``none`` at the same b. Folded models are checked first: their outputs must
@@ -65,6 +68,8 @@ def cases(model_cfg, norms: list[str], shape: tuple[int, ...]) -> dict[str, tupl
         torch.manual_seed(0)
         model = build_network(model_cfg, build_norm(NORMS[norm]), 10, shape).eval()
         built[norm] = (model, 0)
+        if norm == "none" and any(n in FOLD for n in norms):
+            built["none+fx"] = (fold_norms(model).model, 0)
         if norm in FOLD:
             folded = fold_norms(model)
             x = torch.randn(4, *shape)

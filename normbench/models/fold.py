@@ -12,7 +12,11 @@ else. A layer is folded only when its eval forward is that affine map: torch's B
 normbench's BN, ghost BN, detached BN, Batch Renorm (r = 1, d = 0 at inference) and SyncBN.
 Mean-only BN and EvoNorm-B0 (whose eval forward is another function), reparametrized weight
 layers (Weight Normalization, Weight Standardization) and every norm without running
-statistics are left as they are, and :class:`Folded` says how many were folded.
+statistics are left as they are, and :class:`Folded` says how many were folded. Empty norm
+slots (``norm=none``'s :class:`~normbench.norms.spec.IdentitySlot`, which only check their
+input's shape) are dropped from the graph too, so that a folded BN network and the no-norm
+network passed through :func:`fold_norms` have the same form: an ``fx`` graph of the same
+convolutions, without the per-layer Python module calls the nested model makes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from normbench.norms.spec import IdentitySlot
 
 #: normbench variants whose eval forward is BN's affine map of the running statistics
 AFFINE_AT_EVAL = {"batch", "batch_detached", "batch_renorm", "ghost_batch", "sync_batch"}
@@ -78,6 +84,10 @@ def fold_norms(model: nn.Module) -> Folded:
     modules = dict(folded.named_modules())
     count = left = 0
     for node in list(folded.graph.nodes):
+        if node.op == "call_module" and type(modules[node.target]) is IdentitySlot:
+            node.replace_all_uses_with(node.args[0])
+            folded.graph.erase_node(node)
+            continue
         if node.op != "call_module" or not isinstance(modules[node.target], _BatchNorm):
             continue
         norm = modules[node.target]
