@@ -6,11 +6,12 @@ one per case: ``none`` (no norm: the floor), BN, BN folded, Batch Renorm, Batch 
 GN, LN and FRN (``--norms``). A folded model is a flat ``torch.fx`` graph, which at b = 1 saves
 the nested model's per-layer Python calls whatever the norm, so when a folded case is timed the
 no-norm network is timed in that form too (``none+fx``: through the same :func:`fold_norms`,
-its empty norm slots dropped): the like-for-like floor of a folded network. For each inference batch size b (``--batches``, default 1) a
-repeat times ``--calls`` forward passes of every case in turn (interleaved, so that load from
-other processes hits all cases alike); a case's time is the median over repeats, per image,
-and its ratio is to ``none`` at the same b. Folded models are checked first: their outputs must
-equal the unfolded model's (float32 tolerance), or the bench stops.
+its empty norm slots dropped): the like-for-like floor of a folded network. For each inference
+batch size b (``--batches``, default 1) a repeat times ``--calls`` forward passes of every case
+in turn (interleaved, so that load from other processes hits all cases alike); a case's time is
+the median over repeats, per image, and its ratio is to ``none`` at the same b. Folded models
+are checked first: their outputs must equal the unfolded model's (float32 tolerance), or the
+bench stops.
 
 Rows go to ``<out>/inference-<device>.csv`` (replacing the file) with the command, date,
 device, torch version, thread count and load average; the table is printed.

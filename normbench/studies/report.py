@@ -81,8 +81,7 @@ def made_line(runs: list[Run]) -> str:
         f"{last:%Y-%m-%d %H:%M} UTC ({(last - first).total_seconds() / 60:.0f} min, pauses "
         f"included) for {len(spans)} runs: {sum(per_run) / 60:.0f} min of training wall time "
         f"in all ({min(per_run):.0f}–{max(per_run):.0f} s each, a resumed run's parts added; "
-        "evaluation "
-        "phases not included, their times are in each run's evals.csv)."
+        "evaluation phases not included, their times are in each run's evals.csv)."
         + (
             f" Load average when the runs ended: {min(a for a, _ in loads):.1f}–"
             f"{max(a for a, _ in loads):.1f} on {loads[0][1]} cores (other work slows wall times)."
