@@ -22,13 +22,13 @@ same images, only the batching differs. The reference is the largest b evaluated
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from normbench.bench.train_report import read_rows
 from normbench.report.flags import not_enough
 from normbench.report.verdicts import (
     BY_CONSTRUCTION,
@@ -241,14 +241,6 @@ def batch_degrades(pts: pd.DataFrame, s: Setting) -> Claim:
     )
 
 
-def read_bench(path: Path) -> list[dict[str, str]]:
-    """The rows of ``normbench bench inference``'s CSV (empty when there is none)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def folded_free(s: Setting, path: Path = BENCH_CSV) -> Claim:
     """BN folded at b = 1: by construction when no BN layer is left and it times like no norm."""
     text = "Eval-mode BN folded into the convolution before it costs nothing at b = 1"
@@ -259,7 +251,7 @@ def folded_free(s: Setting, path: Path = BENCH_CSV) -> Claim:
         f"{FOLDED_TOLERANCE:.0%} of the no-norm network's in the same fx-graph form (none+fx); "
         "one bench run, medians over repeats, no statistical test"
     )
-    rows = [r for r in read_bench(path) if r.get("batch") == "1"]
+    rows = [r for r in (read_rows(path) if path.is_file() else []) if r.get("batch") == "1"]
     case = {r.get("case"): r for r in rows}
     missing = [c for c in ("batch+folded", "none+fx") if c not in case]
     if missing:
